@@ -1,0 +1,18 @@
+//! ticketd's schema, as sea-orm migrations. `Migrator::up` runs at server
+//! start and with `ticketd migrate`.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_catalogs;
+mod m20261125_000002_create_tickets;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_catalogs::Migration),
+            Box::new(m20261125_000002_create_tickets::Migration),
+        ]
+    }
+}

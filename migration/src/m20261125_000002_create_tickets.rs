@@ -1,0 +1,372 @@
+//! Incidents, comments, the event log and the counters that number them.
+//!
+//! Instants are stored as BIGINT microseconds since the Unix epoch (UTC): they
+//! order and compare the same way on SQLite and PostgreSQL.
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Counters {
+    Table,
+    Name,
+    Value,
+}
+
+#[derive(DeriveIden)]
+enum Incidents {
+    Table,
+    Id,
+    Number,
+    Account,
+    Kind,
+    Status,
+    PreviousStatus,
+    TrackingNumber,
+    CarrierCode,
+    CategoryCode,
+    Description,
+    ShippedAt,
+    ClaimedAmount,
+    ClaimedCurrency,
+    RequesterId,
+    RequesterName,
+    AssigneeId,
+    AssigneeName,
+    ResolutionReason,
+    ResolutionNote,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+    ResolvedAt,
+    SearchText,
+    IdempotencyKey,
+    RequestHash,
+}
+
+#[derive(DeriveIden)]
+enum Comments {
+    Table,
+    Id,
+    TicketId,
+    TicketType,
+    AuthorId,
+    AuthorName,
+    AuthorRole,
+    Body,
+    Internal,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum TicketEvents {
+    Table,
+    Sequence,
+    TicketId,
+    TicketType,
+    TicketNumber,
+    Account,
+    EventType,
+    Internal,
+    ActorId,
+    ActorName,
+    ActorRole,
+    Payload,
+    OccurredAt,
+}
+
+/// The counters: the global event sequence and one number sequence per ticket type.
+const COUNTERS: &[&str] = &["event_sequence", "incident_number", "consultation_number"];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Counters::Table)
+                    .col(
+                        ColumnDef::new(Counters::Name)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Counters::Value).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        let mut counters = Query::insert()
+            .into_table(Counters::Table)
+            .columns([Counters::Name, Counters::Value])
+            .to_owned();
+        for name in COUNTERS {
+            counters.values_panic([(*name).into(), 0i64.into()]);
+        }
+        manager.exec_stmt(counters).await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Incidents::Table)
+                    .col(
+                        ColumnDef::new(Incidents::Id)
+                            .string_len(36)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::Number)
+                            .big_integer()
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::Account)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Incidents::Kind).string_len(32).not_null())
+                    .col(ColumnDef::new(Incidents::Status).string_len(32).not_null())
+                    .col(
+                        ColumnDef::new(Incidents::PreviousStatus)
+                            .string_len(32)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::TrackingNumber)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::CarrierCode)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::CategoryCode)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Incidents::Description).text().not_null())
+                    .col(ColumnDef::new(Incidents::ShippedAt).big_integer().null())
+                    .col(
+                        ColumnDef::new(Incidents::ClaimedAmount)
+                            .string_len(32)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::ClaimedCurrency)
+                            .string_len(3)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::RequesterId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::RequesterName)
+                            .string_len(256)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Incidents::AssigneeId).string_len(128).null())
+                    .col(
+                        ColumnDef::new(Incidents::AssigneeName)
+                            .string_len(256)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::ResolutionReason)
+                            .string_len(32)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Incidents::ResolutionNote).text().null())
+                    .col(ColumnDef::new(Incidents::Version).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Incidents::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Incidents::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Incidents::ResolvedAt).big_integer().null())
+                    .col(ColumnDef::new(Incidents::SearchText).text().not_null())
+                    .col(
+                        ColumnDef::new(Incidents::IdempotencyKey)
+                            .string_len(128)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Incidents::RequestHash).string_len(64).null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("incidents_idempotency_key")
+                    .table(Incidents::Table)
+                    .col(Incidents::Account)
+                    .col(Incidents::IdempotencyKey)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("incidents_created")
+                    .table(Incidents::Table)
+                    .col(Incidents::CreatedAt)
+                    .col(Incidents::Number)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("incidents_account_created")
+                    .table(Incidents::Table)
+                    .col(Incidents::Account)
+                    .col(Incidents::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Comments::Table)
+                    .col(
+                        ColumnDef::new(Comments::Id)
+                            .string_len(36)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Comments::TicketId).string_len(36).not_null())
+                    .col(
+                        ColumnDef::new(Comments::TicketType)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Comments::AuthorId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Comments::AuthorName)
+                            .string_len(256)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Comments::AuthorRole)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Comments::Body).text().not_null())
+                    .col(ColumnDef::new(Comments::Internal).boolean().not_null())
+                    .col(ColumnDef::new(Comments::CreatedAt).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("comments_ticket")
+                    .table(Comments::Table)
+                    .col(Comments::TicketId)
+                    .col(Comments::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(TicketEvents::Table)
+                    .col(
+                        ColumnDef::new(TicketEvents::Sequence)
+                            .big_integer()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::TicketId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::TicketType)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::TicketNumber)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::Account)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::EventType)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(TicketEvents::Internal).boolean().not_null())
+                    .col(
+                        ColumnDef::new(TicketEvents::ActorId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::ActorName)
+                            .string_len(256)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TicketEvents::ActorRole)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(TicketEvents::Payload).text().not_null())
+                    .col(
+                        ColumnDef::new(TicketEvents::OccurredAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ticket_events_ticket")
+                    .table(TicketEvents::Table)
+                    .col(TicketEvents::TicketId)
+                    .col(TicketEvents::Sequence)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            TicketEvents::Table.into_iden(),
+            Comments::Table.into_iden(),
+            Incidents::Table.into_iden(),
+            Counters::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! Startup: open the database, migrate, build the services, serve.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::auth::Verifier;
+use crate::domain::clock::Clock;
+use crate::grpc::Authenticate;
+use crate::grpc::consultation_api::ConsultationApi;
+use crate::grpc::incident_api::IncidentApi;
+use crate::grpc::notification_api::NotificationApi;
+use crate::pb::consultation_service_server::ConsultationServiceServer;
+use crate::pb::incident_service_server::IncidentServiceServer;
+use crate::pb::notification_service_server::NotificationServiceServer;
+use crate::service::incidents::Incidents;
+use crate::store::Store;
+use crate::store::catalog::Catalog;
+
+/// Largest request accepted, in bytes.
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// What a running server needs.
+pub struct Settings {
+    pub database_url: String,
+    pub verifier: Verifier,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Opens and migrates the database, then serves gRPC on `listener` until
+/// `shutdown` resolves.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let catalog = Arc::new(
+        Catalog::load(store.conn())
+            .await
+            .context("cannot load the catalogs")?,
+    );
+    let incidents = Incidents::new(store.clone(), catalog, settings.clock);
+    let auth = Authenticate::new(Arc::new(settings.verifier));
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<IncidentServiceServer<IncidentApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ConsultationServiceServer<ConsultationApi>>()
+        .await;
+    health_reporter
+        .set_serving::<NotificationServiceServer<NotificationApi>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let incident_api = InterceptedService::new(
+        IncidentServiceServer::new(IncidentApi::new(incidents))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        auth.clone(),
+    );
+    let consultation_api = InterceptedService::new(
+        ConsultationServiceServer::new(ConsultationApi)
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        auth.clone(),
+    );
+    let notification_api = InterceptedService::new(
+        NotificationServiceServer::new(NotificationApi)
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        auth,
+    );
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "ticketd listening");
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(incident_api)
+        .add_service(consultation_api)
+        .add_service(notification_api)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .context("gRPC server failed")?;
+    store.close().await;
+    tracing::info!("ticketd stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

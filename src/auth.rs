@@ -1,0 +1,244 @@
+//! JWT bearer authentication (DESIGN §7): HS256 with a shared secret, or RS256
+//! with a public key. Without a configured secret, a random one is kept in
+//! `<data-dir>/jwt-secret` (mode 0600), shared by `ticketd serve` and `ticketd token`.
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Error;
+use crate::domain::principal::{Principal, Role};
+
+const SECRET_FILE: &str = "jwt-secret";
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+const MAX_CLAIM_LEN: usize = 128;
+
+/// The claims ticketd reads and `ticketd token` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+}
+
+/// Verifies bearer tokens.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self::new(DecodingKey::from_secret(secret), Algorithm::HS256)
+    }
+
+    pub fn rs256_pem(pem: &[u8]) -> anyhow::Result<Self> {
+        let key = DecodingKey::from_rsa_pem(pem).context("invalid RS256 public key")?;
+        Ok(Self::new(key, Algorithm::RS256))
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self { key, validation }
+    }
+
+    /// Checks an `authorization` header value and returns the caller.
+    pub fn verify(&self, header: Option<&str>) -> Result<Principal, Error> {
+        let header = header.ok_or_else(|| {
+            Error::Unauthenticated(
+                "missing authorization metadata: send `authorization: Bearer <token>`".into(),
+            )
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| Error::Unauthenticated("authorization must be `Bearer <token>`".into()))?
+            .trim();
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(Error::Unauthenticated("malformed bearer token".into()));
+        }
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                Error::Unauthenticated(match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                    ErrorKind::InvalidSignature => "token signature is invalid".to_owned(),
+                    _ => format!("invalid token: {e}"),
+                })
+            })?;
+        principal(data.claims)
+    }
+}
+
+fn principal(claims: Claims) -> Result<Principal, Error> {
+    let role = Role::parse(&claims.role).ok_or_else(|| {
+        Error::Unauthenticated(format!(
+            "unknown role {:?}: expected requester, agent or admin",
+            claims.role
+        ))
+    })?;
+    let sub = claims.sub.trim();
+    if sub.is_empty() || sub.len() > MAX_CLAIM_LEN {
+        return Err(Error::Unauthenticated(
+            "the sub claim must be 1 to 128 characters".into(),
+        ));
+    }
+    let account = claims
+        .account
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    if account.as_ref().is_some_and(|a| a.len() > MAX_CLAIM_LEN) {
+        return Err(Error::Unauthenticated(
+            "the account claim must be at most 128 characters".into(),
+        ));
+    }
+    if role == Role::Requester && account.is_none() {
+        return Err(Error::Unauthenticated(
+            "requester tokens need an account claim".into(),
+        ));
+    }
+    let name = claims
+        .name
+        .map(|n| n.trim().chars().take(256).collect::<String>())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| sub.to_owned());
+    Ok(Principal {
+        sub: sub.to_owned(),
+        role,
+        account,
+        name,
+        email: claims.email,
+    })
+}
+
+/// Signs tokens with an HS256 secret (`ticketd token`, tests).
+pub fn sign_hs256(secret: &[u8], claims: &Claims) -> anyhow::Result<String> {
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
+
+/// The configured secret, or the one in `data_dir` (created, mode 0600, when
+/// `create` is set and none exists yet). Returns the secret and whether it was
+/// just created.
+pub fn load_or_create_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+    create: bool,
+) -> anyhow::Result<(Vec<u8>, bool)> {
+    if let Some(secret) = configured {
+        if secret.len() < 32 {
+            bail!("the JWT secret must be at least 32 bytes long");
+        }
+        return Ok((secret.as_bytes().to_vec(), false));
+    }
+    let path = data_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return Ok((text.trim().as_bytes().to_vec(), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot read {} (start `ticketd serve` once, or set TICKETD_JWT_SECRET)",
+                    path.display()
+                )
+            });
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let bytes: [u8; 32] = rand::random();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    write_private(&path, secret.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((secret.into_bytes(), true))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(role: &str, account: Option<&str>, exp: u64) -> Claims {
+        Claims {
+            sub: "ana".into(),
+            role: role.into(),
+            account: account.map(Into::into),
+            name: None,
+            email: None,
+            exp,
+            iat: 0,
+        }
+    }
+
+    fn far_future() -> u64 {
+        4_000_000_000
+    }
+
+    #[test]
+    fn a_token_signed_with_the_secret_yields_its_principal() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let token = sign_hs256(secret, &claims("requester", Some("acme"), far_future())).unwrap();
+        let p = Verifier::hs256(secret)
+            .verify(Some(&format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!(
+            (p.sub.as_str(), p.role, p.account.as_deref()),
+            ("ana", Role::Requester, Some("acme"))
+        );
+    }
+
+    #[test]
+    fn forged_expired_and_accountless_requester_tokens_are_rejected() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let verifier = Verifier::hs256(secret);
+        let forged = sign_hs256(
+            b"another-secret-another-secret-xx",
+            &claims("agent", None, far_future()),
+        )
+        .unwrap();
+        let expired = sign_hs256(secret, &claims("agent", None, 1_000)).unwrap();
+        let no_account = sign_hs256(secret, &claims("requester", None, far_future())).unwrap();
+        for token in [forged, expired, no_account, "garbage".into()] {
+            assert!(matches!(
+                verifier.verify(Some(&format!("Bearer {token}"))),
+                Err(Error::Unauthenticated(_))
+            ));
+        }
+        assert!(matches!(
+            verifier.verify(None),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+}

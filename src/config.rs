@@ -1,0 +1,125 @@
+//! Command line and environment configuration. Every knob has a flag, an
+//! environment variable and a default; doc comments are the `--help` text.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ticketd",
+    version,
+    about = "gRPC ticket backend for logistics platforms"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Directory for the embedded SQLite database and the generated JWT secret.
+    #[arg(
+        long,
+        env = "TICKETD_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    /// Defaults to the SQLite file `<data-dir>/ticketd.db`.
+    #[arg(long, env = "TICKETD_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// HS256 secret for bearer tokens (at least 32 bytes). Without it (and
+    /// without a public key), a random secret is kept in `<data-dir>/jwt-secret`.
+    #[arg(
+        long,
+        env = "TICKETD_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RS256 public key; tokens are then verified with it
+    /// (and minted elsewhere).
+    #[arg(long, env = "TICKETD_JWT_PUBLIC_KEY_FILE", global = true)]
+    pub jwt_public_key_file: Option<PathBuf>,
+}
+
+impl Common {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("ticketd.db").display()
+            )
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gRPC server (migrating the database first).
+    Serve(ServeArgs),
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Prints a bearer token signed with the configured (or generated) secret.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// requester, agent or admin.
+    #[arg(long)]
+    pub role: String,
+    /// The subject (user id).
+    #[arg(long)]
+    pub sub: String,
+    /// The tenant account (required for requesters).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// E-mail address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Lifetime, e.g. `30m`, `24h`, `7d`.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+/// Parses `500ms`, `30s`, `15m`, `24h` or `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 24h"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}

@@ -1,0 +1,244 @@
+//! The incident status machine (DESIGN §3) and the vocabulary around it.
+use super::principal::{Locale, Role};
+use super::{Error, Result};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name stored in the database and used in events.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Shipment problem or additional-charge dispute.
+    IncidentKind { Shipment = "SHIPMENT", AdditionalCharge = "ADDITIONAL_CHARGE" }
+);
+
+string_enum!(
+    IncidentStatus {
+        NewTicket = "NEW_TICKET",
+        MissingData = "MISSING_DATA",
+        InProgress = "IN_PROGRESS",
+        PreApproved = "PRE_APPROVED",
+        Finalized = "FINALIZED",
+        Declined = "DECLINED",
+        Cancelled = "CANCELLED",
+    }
+);
+
+string_enum!(
+    /// The list tabs.
+    Stage { New = "NEW", InReview = "IN_REVIEW", Resolved = "RESOLVED" }
+);
+
+string_enum!(
+    ResolutionReason {
+        Resolved = "RESOLVED",
+        Indemnified = "INDEMNIFIED",
+        NoCustomerResponse = "NO_CUSTOMER_RESPONSE",
+        OutOfClaimWindow = "OUT_OF_CLAIM_WINDOW",
+        CarrierRejected = "CARRIER_REJECTED",
+        Cancelled = "CANCELLED",
+    }
+);
+
+impl IncidentKind {
+    pub fn label(self, locale: Locale) -> &'static str {
+        match (self, locale) {
+            (Self::Shipment, Locale::Es) => "Envío",
+            (Self::Shipment, Locale::En) => "Shipment",
+            (Self::AdditionalCharge, Locale::Es) => "Cargo adicional",
+            (Self::AdditionalCharge, Locale::En) => "Additional charge",
+        }
+    }
+}
+
+impl IncidentStatus {
+    pub fn stage(self) -> Stage {
+        match self {
+            Self::NewTicket | Self::MissingData => Stage::New,
+            Self::InProgress | Self::PreApproved => Stage::InReview,
+            Self::Finalized | Self::Declined | Self::Cancelled => Stage::Resolved,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self.stage() == Stage::Resolved
+    }
+
+    /// The statuses of one stage.
+    pub fn of_stage(stage: Stage) -> Vec<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.stage() == stage)
+            .collect()
+    }
+
+    /// The customer-facing label.
+    pub fn label(self, locale: Locale) -> &'static str {
+        match (self, locale) {
+            (Self::NewTicket, Locale::Es) => "Nuevo ticket",
+            (Self::NewTicket, Locale::En) => "New ticket",
+            (Self::MissingData, Locale::Es) => "Datos faltantes",
+            (Self::MissingData, Locale::En) => "Missing data",
+            (Self::InProgress, Locale::Es) => "En curso",
+            (Self::InProgress, Locale::En) => "In progress",
+            (Self::PreApproved, Locale::Es) => "Pre aprobado",
+            (Self::PreApproved, Locale::En) => "Pre-approved",
+            (Self::Finalized, Locale::Es) => "Finalizado",
+            (Self::Finalized, Locale::En) => "Finalized",
+            (Self::Declined, Locale::Es) => "Declinado",
+            (Self::Declined, Locale::En) => "Declined",
+            (Self::Cancelled, Locale::Es) => "Cancelado",
+            (Self::Cancelled, Locale::En) => "Cancelled",
+        }
+    }
+}
+
+impl Stage {
+    pub fn label(self, locale: Locale) -> &'static str {
+        match (self, locale) {
+            (Self::New, Locale::Es) => "Nuevos",
+            (Self::New, Locale::En) => "New",
+            (Self::InReview, Locale::Es) => "En revisión",
+            (Self::InReview, Locale::En) => "In review",
+            (Self::Resolved, Locale::Es) => "Resueltos",
+            (Self::Resolved, Locale::En) => "Resolved",
+        }
+    }
+}
+
+/// What a permitted transition asks of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransitionRule {
+    /// A comment saying what is missing is required.
+    pub needs_comment: bool,
+    /// The reasons the caller must choose from; empty means none is taken.
+    pub reasons: &'static [ResolutionReason],
+}
+
+const FREE: TransitionRule = TransitionRule {
+    needs_comment: false,
+    reasons: &[],
+};
+
+/// Who may make a transition by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    Agent,
+    RequesterOrAgent,
+}
+
+/// Decides whether `role` may move an incident from `from` to `to` through
+/// ChangeIncidentStatus or CancelIncident. The system's own transitions
+/// (return from MISSING_DATA, auto-close, created declined) do not go through here.
+///
+/// Illegal pairs are FAILED_PRECONDITION naming both statuses; legal pairs the
+/// role may not make are PERMISSION_DENIED.
+pub fn transition(from: IncidentStatus, to: IncidentStatus, role: Role) -> Result<TransitionRule> {
+    use IncidentStatus::*;
+    use ResolutionReason as R;
+    let (allowed, rule) = match (from, to) {
+        (NewTicket | InProgress, MissingData) => (
+            Allowed::Agent,
+            TransitionRule {
+                needs_comment: true,
+                reasons: &[],
+            },
+        ),
+        (NewTicket, InProgress) | (InProgress, PreApproved) => (Allowed::Agent, FREE),
+        (InProgress | PreApproved, Finalized) => (
+            Allowed::Agent,
+            TransitionRule {
+                needs_comment: false,
+                reasons: &[R::Resolved, R::Indemnified],
+            },
+        ),
+        (NewTicket | InProgress | PreApproved, Declined) => (
+            Allowed::Agent,
+            TransitionRule {
+                needs_comment: false,
+                reasons: &[R::OutOfClaimWindow, R::CarrierRejected],
+            },
+        ),
+        (NewTicket | MissingData | InProgress | PreApproved, Cancelled) => {
+            (Allowed::RequesterOrAgent, FREE)
+        }
+        (MissingData, NewTicket | InProgress) => {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot change status from {} to {}: an incident leaves MISSING_DATA by itself \
+                 when the requester comments",
+                from.as_str(),
+                to.as_str()
+            )));
+        }
+        (
+            NewTicket | MissingData | InProgress | PreApproved | Finalized | Declined | Cancelled,
+            _,
+        ) => {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot change status from {} to {}",
+                from.as_str(),
+                to.as_str()
+            )));
+        }
+    };
+    match (allowed, role) {
+        (_, Role::Agent | Role::Admin) | (Allowed::RequesterOrAgent, Role::Requester) => Ok(rule),
+        (Allowed::Agent, Role::Requester) => Err(Error::PermissionDenied(format!(
+            "a requester may only cancel; changing status from {} to {} is for agents",
+            from.as_str(),
+            to.as_str()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_belongs_to_the_stage_of_the_design() {
+        assert_eq!(IncidentStatus::of_stage(Stage::New).len(), 2);
+        assert_eq!(IncidentStatus::of_stage(Stage::InReview).len(), 2);
+        assert_eq!(IncidentStatus::of_stage(Stage::Resolved).len(), 3);
+    }
+
+    #[test]
+    fn terminal_statuses_allow_no_transition() {
+        for from in [
+            IncidentStatus::Finalized,
+            IncidentStatus::Declined,
+            IncidentStatus::Cancelled,
+        ] {
+            for to in IncidentStatus::ALL {
+                assert!(matches!(
+                    transition(from, *to, Role::Agent),
+                    Err(Error::FailedPrecondition(_))
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in IncidentStatus::ALL {
+            assert_eq!(IncidentStatus::parse(s.as_str()), Some(*s));
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Conversions between stored models and protobuf messages.
+use prost_types::Timestamp;
+
+use crate::domain::event::EventPayload;
+use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason, Stage};
+use crate::domain::principal::Locale;
+use crate::domain::{Error, Result};
+use crate::pb;
+use crate::store::catalog::Catalog;
+use crate::store::entity::{carrier, category, comment, incident, ticket_event};
+use crate::store::events::payload;
+
+/// Microseconds since the epoch → Timestamp.
+pub fn timestamp(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+pub fn opt_timestamp(us: Option<i64>) -> Option<Timestamp> {
+    us.map(timestamp)
+}
+
+/// Timestamp → microseconds, refusing values outside years 1970..=9999.
+pub fn micros(field: &str, t: &Timestamp) -> Result<i64> {
+    const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(0..=MAX_SECONDS).contains(&t.seconds) || !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Error::invalid(
+            field,
+            "must be a valid timestamp between 1970 and 9999",
+        ));
+    }
+    Ok(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+}
+
+pub fn actor_role(role: &str) -> pb::ActorRole {
+    match role {
+        "requester" => pb::ActorRole::Requester,
+        "agent" => pb::ActorRole::Agent,
+        "admin" => pb::ActorRole::Admin,
+        "system" => pb::ActorRole::System,
+        _ => pb::ActorRole::Unspecified,
+    }
+}
+
+fn actor(id: &str, name: &str, role: &str) -> pb::Actor {
+    pb::Actor {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        role: actor_role(role) as i32,
+    }
+}
+
+pub fn incident_status(s: IncidentStatus) -> pb::IncidentStatus {
+    match s {
+        IncidentStatus::NewTicket => pb::IncidentStatus::NewTicket,
+        IncidentStatus::MissingData => pb::IncidentStatus::MissingData,
+        IncidentStatus::InProgress => pb::IncidentStatus::InProgress,
+        IncidentStatus::PreApproved => pb::IncidentStatus::PreApproved,
+        IncidentStatus::Finalized => pb::IncidentStatus::Finalized,
+        IncidentStatus::Declined => pb::IncidentStatus::Declined,
+        IncidentStatus::Cancelled => pb::IncidentStatus::Cancelled,
+    }
+}
+
+/// A proto enum number → domain status; UNSPECIFIED and unknown numbers are invalid.
+pub fn parse_incident_status(field: &str, value: i32) -> Result<IncidentStatus> {
+    match pb::IncidentStatus::try_from(value) {
+        Ok(pb::IncidentStatus::NewTicket) => Ok(IncidentStatus::NewTicket),
+        Ok(pb::IncidentStatus::MissingData) => Ok(IncidentStatus::MissingData),
+        Ok(pb::IncidentStatus::InProgress) => Ok(IncidentStatus::InProgress),
+        Ok(pb::IncidentStatus::PreApproved) => Ok(IncidentStatus::PreApproved),
+        Ok(pb::IncidentStatus::Finalized) => Ok(IncidentStatus::Finalized),
+        Ok(pb::IncidentStatus::Declined) => Ok(IncidentStatus::Declined),
+        Ok(pb::IncidentStatus::Cancelled) => Ok(IncidentStatus::Cancelled),
+        Ok(pb::IncidentStatus::Unspecified) => Err(Error::invalid(field, "a status is required")),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown status value {value}"),
+        )),
+    }
+}
+
+pub fn parse_incident_kind(field: &str, value: i32) -> Result<IncidentKind> {
+    match pb::IncidentKind::try_from(value) {
+        Ok(pb::IncidentKind::Shipment) => Ok(IncidentKind::Shipment),
+        Ok(pb::IncidentKind::AdditionalCharge) => Ok(IncidentKind::AdditionalCharge),
+        Ok(pb::IncidentKind::Unspecified) => Err(Error::invalid(
+            field,
+            "a kind is required (SHIPMENT or ADDITIONAL_CHARGE)",
+        )),
+        Err(_) => Err(Error::invalid(field, format!("unknown kind value {value}"))),
+    }
+}
+
+fn incident_kind(k: IncidentKind) -> pb::IncidentKind {
+    match k {
+        IncidentKind::Shipment => pb::IncidentKind::Shipment,
+        IncidentKind::AdditionalCharge => pb::IncidentKind::AdditionalCharge,
+    }
+}
+
+/// Stage filter; UNSPECIFIED means none.
+pub fn parse_stage(value: i32) -> Result<Option<Stage>> {
+    match pb::IncidentStage::try_from(value) {
+        Ok(pb::IncidentStage::Unspecified) => Ok(None),
+        Ok(pb::IncidentStage::New) => Ok(Some(Stage::New)),
+        Ok(pb::IncidentStage::InReview) => Ok(Some(Stage::InReview)),
+        Ok(pb::IncidentStage::Resolved) => Ok(Some(Stage::Resolved)),
+        Err(_) => Err(Error::invalid(
+            "stage",
+            format!("unknown stage value {value}"),
+        )),
+    }
+}
+
+fn stage(s: Stage) -> pb::IncidentStage {
+    match s {
+        Stage::New => pb::IncidentStage::New,
+        Stage::InReview => pb::IncidentStage::InReview,
+        Stage::Resolved => pb::IncidentStage::Resolved,
+    }
+}
+
+/// Resolution reason; UNSPECIFIED means none given.
+pub fn parse_reason(value: i32) -> Result<Option<ResolutionReason>> {
+    match pb::ResolutionReason::try_from(value) {
+        Ok(pb::ResolutionReason::Unspecified) => Ok(None),
+        Ok(pb::ResolutionReason::Resolved) => Ok(Some(ResolutionReason::Resolved)),
+        Ok(pb::ResolutionReason::Indemnified) => Ok(Some(ResolutionReason::Indemnified)),
+        Ok(pb::ResolutionReason::NoCustomerResponse) => {
+            Ok(Some(ResolutionReason::NoCustomerResponse))
+        }
+        Ok(pb::ResolutionReason::OutOfClaimWindow) => Ok(Some(ResolutionReason::OutOfClaimWindow)),
+        Ok(pb::ResolutionReason::CarrierRejected) => Ok(Some(ResolutionReason::CarrierRejected)),
+        Ok(pb::ResolutionReason::Cancelled) => Ok(Some(ResolutionReason::Cancelled)),
+        Err(_) => Err(Error::invalid(
+            "reason",
+            format!("unknown reason value {value}"),
+        )),
+    }
+}
+
+fn reason(text: Option<&str>) -> pb::ResolutionReason {
+    match text.and_then(ResolutionReason::parse) {
+        None => pb::ResolutionReason::Unspecified,
+        Some(ResolutionReason::Resolved) => pb::ResolutionReason::Resolved,
+        Some(ResolutionReason::Indemnified) => pb::ResolutionReason::Indemnified,
+        Some(ResolutionReason::NoCustomerResponse) => pb::ResolutionReason::NoCustomerResponse,
+        Some(ResolutionReason::OutOfClaimWindow) => pb::ResolutionReason::OutOfClaimWindow,
+        Some(ResolutionReason::CarrierRejected) => pb::ResolutionReason::CarrierRejected,
+        Some(ResolutionReason::Cancelled) => pb::ResolutionReason::Cancelled,
+    }
+}
+
+pub fn incident(m: &incident::Model, catalog: &Catalog, locale: Locale) -> pb::Incident {
+    let status = IncidentStatus::parse(&m.status).unwrap_or(IncidentStatus::NewTicket);
+    let kind = IncidentKind::parse(&m.kind).unwrap_or(IncidentKind::Shipment);
+    pb::Incident {
+        id: m.id.clone(),
+        number: m.number,
+        kind: incident_kind(kind) as i32,
+        kind_label: kind.label(locale).to_owned(),
+        status: incident_status(status) as i32,
+        status_label: status.label(locale).to_owned(),
+        stage: stage(status.stage()) as i32,
+        stage_label: status.stage().label(locale).to_owned(),
+        tracking_number: m.tracking_number.clone(),
+        carrier_code: m.carrier_code.clone(),
+        carrier_name: catalog.carrier_name(&m.carrier_code).to_owned(),
+        category_code: m.category_code.clone(),
+        category_name: catalog.category_name(&m.category_code).to_owned(),
+        description: m.description.clone(),
+        shipped_at: opt_timestamp(m.shipped_at),
+        claimed_amount: m.claimed_amount.as_ref().map(|amount| pb::Money {
+            amount: amount.clone(),
+            currency: m.claimed_currency.clone().unwrap_or_default(),
+        }),
+        account: m.account.clone(),
+        requester: Some(actor(&m.requester_id, &m.requester_name, "requester")),
+        assignee_id: m.assignee_id.clone().unwrap_or_default(),
+        assignee_name: m.assignee_name.clone().unwrap_or_default(),
+        resolution_reason: reason(m.resolution_reason.as_deref()) as i32,
+        resolution_note: m.resolution_note.clone().unwrap_or_default(),
+        version: m.version,
+        created_at: Some(timestamp(m.created_at)),
+        updated_at: Some(timestamp(m.updated_at)),
+        resolved_at: opt_timestamp(m.resolved_at),
+    }
+}
+
+/// The Incident fields a read_mask may name.
+pub const INCIDENT_FIELDS: &[&str] = &[
+    "id",
+    "number",
+    "kind",
+    "kind_label",
+    "status",
+    "status_label",
+    "stage",
+    "stage_label",
+    "tracking_number",
+    "carrier_code",
+    "carrier_name",
+    "category_code",
+    "category_name",
+    "description",
+    "shipped_at",
+    "claimed_amount",
+    "account",
+    "requester",
+    "assignee_id",
+    "assignee_name",
+    "resolution_reason",
+    "resolution_note",
+    "version",
+    "created_at",
+    "updated_at",
+    "resolved_at",
+];
+
+/// Keeps only the fields named in `paths` (and `id`).
+pub fn mask_incident(full: pb::Incident, paths: &[String]) -> pb::Incident {
+    let keep = |name: &str| name == "id" || paths.iter().any(|p| p == name);
+    let mut out = pb::Incident {
+        id: full.id,
+        ..Default::default()
+    };
+    macro_rules! copy {
+        ($($field:ident),+) => { $( if keep(stringify!($field)) { out.$field = full.$field; } )+ };
+    }
+    copy!(
+        number,
+        kind,
+        kind_label,
+        status,
+        status_label,
+        stage,
+        stage_label,
+        tracking_number,
+        carrier_code,
+        carrier_name,
+        category_code,
+        category_name,
+        description,
+        shipped_at,
+        claimed_amount,
+        account,
+        requester,
+        assignee_id,
+        assignee_name,
+        resolution_reason,
+        resolution_note,
+        version,
+        created_at,
+        updated_at,
+        resolved_at
+    );
+    out
+}
+
+pub fn comment(m: &comment::Model) -> pb::Comment {
+    pb::Comment {
+        id: m.id.clone(),
+        ticket_id: m.ticket_id.clone(),
+        author: Some(actor(&m.author_id, &m.author_name, &m.author_role)),
+        body: m.body.clone(),
+        internal: m.internal,
+        created_at: Some(timestamp(m.created_at)),
+    }
+}
+
+fn status_label(ticket_type: &str, status: &str, locale: Locale) -> String {
+    match ticket_type {
+        "INCIDENT" => IncidentStatus::parse(status).map(|s| s.label(locale).to_owned()),
+        _ => None,
+    }
+    .unwrap_or_else(|| status.to_owned())
+}
+
+fn status_name(ticket_type: &str, status: &str) -> String {
+    match ticket_type {
+        "INCIDENT" => format!("INCIDENT_STATUS_{status}"),
+        _ => format!("CONSULTATION_STATUS_{status}"),
+    }
+}
+
+pub fn event(m: &ticket_event::Model, locale: Locale) -> Result<pb::TicketEvent> {
+    use pb::ticket_event::Payload;
+    let ticket_type = match m.ticket_type.as_str() {
+        "INCIDENT" => pb::TicketType::Incident,
+        _ => pb::TicketType::Consultation,
+    };
+    let payload = match payload(m)? {
+        EventPayload::Created { status } => Payload::Created(pb::TicketCreated {
+            status: status_name(&m.ticket_type, &status),
+            status_label: status_label(&m.ticket_type, &status, locale),
+        }),
+        EventPayload::StatusChanged {
+            from,
+            to,
+            reason: r,
+            comment,
+        } => Payload::StatusChanged(pb::StatusChanged {
+            from_status: status_name(&m.ticket_type, &from),
+            to_status: status_name(&m.ticket_type, &to),
+            from_label: status_label(&m.ticket_type, &from, locale),
+            to_label: status_label(&m.ticket_type, &to, locale),
+            reason: reason(r.as_deref()) as i32,
+            comment: comment.unwrap_or_default(),
+        }),
+        EventPayload::CommentAdded {
+            comment_id,
+            body,
+            internal,
+        } => Payload::CommentAdded(pb::CommentAdded {
+            comment: Some(pb::Comment {
+                id: comment_id,
+                ticket_id: m.ticket_id.clone(),
+                author: Some(actor(&m.actor_id, &m.actor_name, &m.actor_role)),
+                body,
+                internal,
+                created_at: Some(timestamp(m.occurred_at)),
+            }),
+        }),
+        EventPayload::Assigned {
+            assignee_id,
+            assignee_name,
+            previous_assignee_id,
+        } => Payload::Assigned(pb::Assigned {
+            assignee_id: assignee_id.unwrap_or_default(),
+            assignee_name: assignee_name.unwrap_or_default(),
+            previous_assignee_id: previous_assignee_id.unwrap_or_default(),
+        }),
+        EventPayload::Reclassified { due_at, number, .. } => {
+            Payload::Reclassified(pb::Reclassified {
+                from: 0,
+                to: 0,
+                due_at: opt_timestamp(due_at),
+                number: number.unwrap_or_default(),
+            })
+        }
+        EventPayload::SlaBreached { due_at } => Payload::SlaBreached(pb::SlaBreached {
+            due_at: Some(timestamp(due_at)),
+        }),
+    };
+    Ok(pb::TicketEvent {
+        sequence: m.sequence as u64,
+        ticket_id: m.ticket_id.clone(),
+        ticket_type: ticket_type as i32,
+        ticket_number: m.ticket_number,
+        occurred_at: Some(timestamp(m.occurred_at)),
+        actor: Some(actor(&m.actor_id, &m.actor_name, &m.actor_role)),
+        payload: Some(payload),
+    })
+}
+
+pub fn carrier(m: &carrier::Model) -> pb::Carrier {
+    pb::Carrier {
+        code: m.code.clone(),
+        name: m.name.clone(),
+        claim_window_days: m.claim_window_days,
+    }
+}
+
+pub fn category(m: &category::Model) -> pb::Category {
+    pb::Category {
+        code: m.code.clone(),
+        name: m.name.clone(),
+        ticket_type: match m.ticket_type.as_str() {
+            "INCIDENT" => pb::TicketType::Incident,
+            _ => pb::TicketType::Consultation,
+        } as i32,
+        incident_kind: match m.incident_kind.as_deref() {
+            Some("SHIPMENT") => pb::IncidentKind::Shipment,
+            Some("ADDITIONAL_CHARGE") => pb::IncidentKind::AdditionalCharge,
+            _ => pb::IncidentKind::Unspecified,
+        } as i32,
+        complexity: match m.complexity.as_deref() {
+            Some("SIMPLE") => pb::Complexity::Simple,
+            Some("COLLABORATIVE") => pb::Complexity::Collaborative,
+            Some("TECHNOLOGY") => pb::Complexity::Technology,
+            _ => pb::Complexity::Unspecified,
+        } as i32,
+        resolution_target_days: m.resolution_target_days.unwrap_or_default(),
+    }
+}

@@ -1,0 +1,614 @@
+//! IncidentService: validate, call the use case, convert back.
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use super::convert::{self, micros};
+use super::page_token;
+use crate::domain::error::Violations;
+use crate::domain::incident::IncidentStatus;
+use crate::domain::text::{self, like_contains};
+use crate::domain::{Error, Result};
+use crate::pb::incident_service_server::IncidentService;
+use crate::pb::*;
+use crate::service::incidents::{Incidents, ListQuery, Lookup, NewIncident, StatusChange};
+use crate::store::incidents::{Cursor, IncidentFilter};
+
+const MAX_DESCRIPTION: usize = 10_000;
+const MAX_COMMENT: usize = 10_000;
+const MAX_CODE: usize = 64;
+const MAX_ID: usize = 128;
+const MAX_QUERY: usize = 200;
+const MAX_FILTER_VALUES: usize = 20;
+
+#[derive(Clone)]
+pub struct IncidentApi {
+    incidents: Incidents,
+}
+
+impl IncidentApi {
+    pub fn new(incidents: Incidents) -> Self {
+        Self { incidents }
+    }
+}
+
+type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IncidentService for IncidentApi {
+    async fn create_incident(
+        &self,
+        request: Request<CreateIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let (who, locale) = caller(&request)?;
+        let new = parse_create(request.into_inner())?;
+        let model = self.incidents.create(&who, new).await?;
+        Ok(Response::new(convert::incident(
+            &model,
+            self.incidents.catalog(),
+            locale,
+        )))
+    }
+
+    async fn get_incident(
+        &self,
+        request: Request<GetIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let (who, locale) = caller(&request)?;
+        let lookup = match request.into_inner().lookup {
+            Some(get_incident_request::Lookup::Id(id)) => Lookup::Id(ticket_id("id", &id)?),
+            Some(get_incident_request::Lookup::Number(n)) if n > 0 => Lookup::Number(n),
+            Some(get_incident_request::Lookup::Number(n)) => {
+                return Err(Error::invalid("number", format!("must be positive, got {n}")).into());
+            }
+            None => return Err(Error::invalid("lookup", "give an id or a number").into()),
+        };
+        let model = self.incidents.get(&who, &lookup).await?;
+        Ok(Response::new(convert::incident(
+            &model,
+            self.incidents.catalog(),
+            locale,
+        )))
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<ListIncidentsRequest>,
+    ) -> Result<Response<ListIncidentsResponse>, Status> {
+        let (who, locale) = caller(&request)?;
+        let request = request.into_inner();
+        let mask = read_mask(request.read_mask.as_ref())?;
+        let fingerprint = list_fingerprint(&request);
+        let query = self.parse_list(request)?;
+        let page = self.incidents.list(&who, query).await?;
+        let catalog = self.incidents.catalog();
+        let incidents = page
+            .incidents
+            .iter()
+            .map(|m| {
+                let full = convert::incident(m, catalog, locale);
+                match &mask {
+                    Some(paths) => convert::mask_incident(full, paths),
+                    None => full,
+                }
+            })
+            .collect();
+        let [all, new, in_review, resolved] = page.stage_counts;
+        Ok(Response::new(ListIncidentsResponse {
+            incidents,
+            next_page_token: page
+                .next
+                .map(|c| page_token::encode((c.created_at, c.number), &fingerprint))
+                .unwrap_or_default(),
+            total_size: page.total_size,
+            stage_counts: Some(StageCounts {
+                all,
+                new,
+                in_review,
+                resolved,
+            }),
+        }))
+    }
+
+    async fn change_incident_status(
+        &self,
+        request: Request<ChangeIncidentStatusRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("id", &r.id))?;
+        let to = v.check(convert::parse_incident_status("status", r.status))?;
+        let expected = v
+            .check(expected_version(r.expected_version, true))?
+            .flatten();
+        let reason = v.check(convert::parse_reason(r.reason))?.flatten();
+        let comment = v
+            .check(text::optional("comment", &r.comment, MAX_COMMENT))?
+            .flatten();
+        v.into_result()?;
+        let (Some(id), Some(to)) = (id, to) else {
+            unreachable!("violations were reported")
+        };
+        let change = StatusChange {
+            to,
+            expected_version: expected,
+            reason,
+            comment,
+            note: None,
+        };
+        let model = self.incidents.change_status(&who, &id, change).await?;
+        Ok(Response::new(convert::incident(
+            &model,
+            self.incidents.catalog(),
+            locale,
+        )))
+    }
+
+    async fn assign_incident(
+        &self,
+        request: Request<AssignIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("id", &r.id))?;
+        let assignee = v
+            .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
+            .flatten();
+        let name = v
+            .check(text::optional("assignee_name", &r.assignee_name, 256))?
+            .flatten();
+        let expected = v
+            .check(expected_version(r.expected_version, true))?
+            .flatten();
+        v.into_result()?;
+        let (Some(id), Some(expected)) = (id, expected) else {
+            unreachable!("violations were reported")
+        };
+        let assignee = assignee.map(|a| {
+            let name = name.unwrap_or_else(|| a.clone());
+            (a, name)
+        });
+        let model = self.incidents.assign(&who, &id, assignee, expected).await?;
+        Ok(Response::new(convert::incident(
+            &model,
+            self.incidents.catalog(),
+            locale,
+        )))
+    }
+
+    async fn cancel_incident(
+        &self,
+        request: Request<CancelIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("id", &r.id))?;
+        let reason = v.check(text::required("reason", &r.reason, 2_000))?;
+        let expected = v
+            .check(expected_version(r.expected_version, false))?
+            .flatten();
+        v.into_result()?;
+        let (Some(id), Some(reason)) = (id, reason) else {
+            unreachable!("violations were reported")
+        };
+        let change = StatusChange {
+            to: IncidentStatus::Cancelled,
+            expected_version: expected,
+            reason: None,
+            comment: None,
+            note: Some(reason),
+        };
+        let model = self.incidents.change_status(&who, &id, change).await?;
+        Ok(Response::new(convert::incident(
+            &model,
+            self.incidents.catalog(),
+            locale,
+        )))
+    }
+
+    async fn add_comment(
+        &self,
+        request: Request<AddCommentRequest>,
+    ) -> Result<Response<Comment>, Status> {
+        let (who, _) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("ticket_id", &r.ticket_id))?;
+        let body = v.check(text::required("body", &r.body, MAX_COMMENT))?;
+        v.into_result()?;
+        let (Some(id), Some(body)) = (id, body) else {
+            unreachable!("violations were reported")
+        };
+        let comment = self
+            .incidents
+            .add_comment(&who, &id, body, r.internal)
+            .await?;
+        Ok(Response::new(convert::comment(&comment)))
+    }
+
+    async fn list_comments(
+        &self,
+        request: Request<ListCommentsRequest>,
+    ) -> Result<Response<ListCommentsResponse>, Status> {
+        let (who, _) = caller(&request)?;
+        let r = request.into_inner();
+        let id = ticket_id("ticket_id", &r.ticket_id)?;
+        let limit = page_token::page_size(r.page_size, 50, 500)?;
+        let fingerprint = page_token::fingerprint(id.as_bytes());
+        let after: Option<(i64, String)> = page_token::decode(&r.page_token, &fingerprint)?;
+        let (comments, more) = self
+            .incidents
+            .list_comments(&who, &id, after, limit)
+            .await?;
+        let next_page_token = match comments.last() {
+            Some(last) if more => page_token::encode((last.created_at, &last.id), &fingerprint),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListCommentsResponse {
+            comments: comments.iter().map(convert::comment).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_ticket_events(
+        &self,
+        request: Request<ListTicketEventsRequest>,
+    ) -> Result<Response<ListTicketEventsResponse>, Status> {
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let id = ticket_id("ticket_id", &r.ticket_id)?;
+        let limit = page_token::page_size(r.page_size, 100, 500)?;
+        let fingerprint = page_token::fingerprint(id.as_bytes());
+        let after = match page_token::decode::<i64>(&r.page_token, &fingerprint)? {
+            Some(sequence) => sequence,
+            None => i64::try_from(r.after_sequence)
+                .map_err(|_| Error::invalid("after_sequence", "is too large"))?,
+        };
+        let (events, more) = self.incidents.list_events(&who, &id, after, limit).await?;
+        let next_page_token = match events.last() {
+            Some(last) if more => page_token::encode(last.sequence, &fingerprint),
+            _ => String::new(),
+        };
+        let events = events
+            .iter()
+            .map(|e| convert::event(e, locale))
+            .collect::<Result<_>>()?;
+        Ok(Response::new(ListTicketEventsResponse {
+            events,
+            next_page_token,
+        }))
+    }
+
+    type WatchTicketStream = Stream<WatchResponse>;
+
+    async fn watch_ticket(
+        &self,
+        _: Request<WatchTicketRequest>,
+    ) -> Result<Response<Self::WatchTicketStream>, Status> {
+        Err(Status::unimplemented(
+            "IncidentService.WatchTicket is not implemented yet: live event streams are being built; \
+             ListTicketEvents serves the same events by polling",
+        ))
+    }
+
+    type ExportReportStream = Stream<ExportReportResponse>;
+
+    async fn export_report(
+        &self,
+        _: Request<ExportIncidentsRequest>,
+    ) -> Result<Response<Self::ExportReportStream>, Status> {
+        Err(Status::unimplemented(
+            "IncidentService.ExportReport is not implemented yet: xlsx reports are being built",
+        ))
+    }
+
+    async fn list_categories(
+        &self,
+        request: Request<ListCategoriesRequest>,
+    ) -> Result<Response<ListCategoriesResponse>, Status> {
+        let kind = match request.into_inner().incident_kind {
+            0 => None,
+            k => Some(convert::parse_incident_kind("incident_kind", k)?),
+        };
+        let categories = self
+            .incidents
+            .catalog()
+            .categories
+            .iter()
+            .filter(|c| c.ticket_type == crate::service::incidents::TICKET_TYPE)
+            .filter(|c| kind.is_none_or(|k| c.incident_kind.as_deref() == Some(k.as_str())))
+            .map(convert::category)
+            .collect();
+        Ok(Response::new(ListCategoriesResponse { categories }))
+    }
+
+    async fn list_carriers(
+        &self,
+        _: Request<ListCarriersRequest>,
+    ) -> Result<Response<ListCarriersResponse>, Status> {
+        let carriers = self
+            .incidents
+            .catalog()
+            .carriers
+            .iter()
+            .map(convert::carrier)
+            .collect();
+        Ok(Response::new(ListCarriersResponse { carriers }))
+    }
+}
+
+impl IncidentApi {
+    fn parse_list(&self, r: ListIncidentsRequest) -> Result<ListQuery> {
+        let mut v = Violations::default();
+        let stage = v.check(convert::parse_stage(r.stage))?.flatten();
+        let statuses = v
+            .check(enum_list(
+                "statuses",
+                &r.statuses,
+                convert::parse_incident_status,
+            ))?
+            .unwrap_or_default();
+        let kinds = v
+            .check(enum_list("kinds", &r.kinds, convert::parse_incident_kind))?
+            .unwrap_or_default();
+        let carrier = v
+            .check(text::optional("carrier", &r.carrier, MAX_CODE))?
+            .flatten();
+        if let Some(c) = &carrier
+            && self.incidents.catalog().carrier(c).is_none()
+        {
+            v.push(
+                "carrier",
+                format!("unknown carrier {c:?}; see ListCarriers"),
+            );
+        }
+        let category = v
+            .check(text::optional("category", &r.category, MAX_CODE))?
+            .flatten();
+        if let Some(c) = &category
+            && self.incidents.catalog().category(c).is_none()
+        {
+            v.push(
+                "category",
+                format!("unknown category {c:?}; see ListCategories"),
+            );
+        }
+        let assignee_id = v
+            .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
+            .flatten();
+        let created_from = v
+            .check(
+                r.created_from
+                    .as_ref()
+                    .map(|t| micros("created_from", t))
+                    .transpose(),
+            )?
+            .flatten();
+        let created_to = v
+            .check(
+                r.created_to
+                    .as_ref()
+                    .map(|t| micros("created_to", t))
+                    .transpose(),
+            )?
+            .flatten();
+        if let (Some(from), Some(to)) = (created_from, created_to)
+            && from > to
+        {
+            v.push("created_from", "must not be after created_to");
+        }
+        let query = v
+            .check(text::optional("query", &r.query, MAX_QUERY))?
+            .flatten();
+        let page_size = v
+            .check(page_token::page_size(r.page_size, 50, 500))?
+            .unwrap_or(50);
+        let descending = match r
+            .order_by
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "" | "created_at desc" => true,
+            "created_at" | "created_at asc" => false,
+            other => {
+                v.push(
+                    "order_by",
+                    format!(
+                        "unsupported order {other:?}: use \"created_at desc\" or \"created_at asc\""
+                    ),
+                );
+                true
+            }
+        };
+        let fingerprint = list_fingerprint(&r);
+        let cursor = v
+            .check(page_token::decode::<(i64, i64)>(
+                &r.page_token,
+                &fingerprint,
+            ))?
+            .flatten();
+        v.into_result()?;
+        Ok(ListQuery {
+            stage,
+            statuses,
+            filter: IncidentFilter {
+                account: None,
+                statuses: vec![],
+                kinds: kinds.iter().map(|k| k.as_str()).collect(),
+                carrier,
+                category,
+                assignee_id,
+                created_from,
+                created_to,
+                search_pattern: query.map(|q| like_contains(&q)),
+            },
+            descending,
+            cursor: cursor.map(|(created_at, number)| Cursor { created_at, number }),
+            page_size,
+        })
+    }
+}
+
+/// The parts of a list request that must stay the same across its pages.
+fn list_fingerprint(r: &ListIncidentsRequest) -> String {
+    let mut stable = r.clone();
+    stable.page_token.clear();
+    stable.page_size = 0;
+    stable.read_mask = None;
+    page_token::fingerprint(&stable.encode_to_vec())
+}
+
+fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
+    let CreateIncidentRequest {
+        kind,
+        tracking_number,
+        carrier,
+        category,
+        description,
+        shipped_at,
+        claimed_amount,
+        idempotency_key,
+    } = r;
+    let mut v = Violations::default();
+    let kind = v.check(convert::parse_incident_kind("kind", kind))?;
+    let tracking_number = v.check(tracking(&tracking_number))?;
+    let carrier = v.check(text::required("carrier", &carrier, MAX_CODE))?;
+    let category = v.check(text::required("category", &category, MAX_CODE))?;
+    let description = v.check(text::required("description", &description, MAX_DESCRIPTION))?;
+    let shipped_at = v
+        .check(
+            shipped_at
+                .as_ref()
+                .map(|t| micros("shipped_at", t))
+                .transpose(),
+        )?
+        .flatten();
+    let claimed_amount = v.check(claimed_amount.map(money).transpose())?.flatten();
+    let idempotency_key = v
+        .check(text::optional("idempotency_key", &idempotency_key, 128))?
+        .flatten();
+    v.into_result()?;
+    let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =
+        (kind, tracking_number, carrier, category, description)
+    else {
+        unreachable!("violations were reported")
+    };
+    Ok(NewIncident {
+        kind,
+        tracking_number,
+        carrier,
+        category,
+        description,
+        shipped_at,
+        claimed_amount,
+        idempotency_key,
+    })
+}
+
+/// A tracking number (guía): 3 to 64 letters, digits, '-' or '_'.
+fn tracking(value: &str) -> Result<String> {
+    let value = text::required("tracking_number", value, 64)?;
+    if value.chars().count() < 3
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::invalid(
+            "tracking_number",
+            "must be 3 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(value)
+}
+
+/// A non-negative decimal with at most 2 fractional digits and an ISO 4217 code.
+fn money(m: Money) -> Result<(String, String)> {
+    let mut v = Violations::default();
+    let amount = m.amount.trim();
+    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    let amount_ok = !int.is_empty()
+        && int.len() <= 12
+        && digits(int)
+        && frac.len() <= 2
+        && digits(frac)
+        && frac.is_empty() != amount.contains('.');
+    if !amount_ok {
+        v.push("claimed_amount.amount", "must be a non-negative decimal like 1250.50 (at most 12 integer and 2 fractional digits)");
+    }
+    let currency = m.currency.trim();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        v.push(
+            "claimed_amount.currency",
+            "must be an ISO 4217 code such as MXN",
+        );
+    }
+    v.into_result()?;
+    Ok((amount.to_owned(), currency.to_owned()))
+}
+
+/// A ticket id: a UUID.
+fn ticket_id(field: &str, value: &str) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    uuid::Uuid::parse_str(value)
+        .map(|u| u.to_string())
+        .map_err(|_| Error::invalid(field, "must be a ticket id (UUID)"))
+}
+
+/// 0 means "not given"; required versions must be positive.
+fn expected_version(value: i64, required: bool) -> Result<Option<i64>> {
+    match value {
+        0 if required => Err(Error::invalid(
+            "expected_version",
+            "is required: pass the version you last read",
+        )),
+        0 => Ok(None),
+        v if v < 0 => Err(Error::invalid(
+            "expected_version",
+            format!("must be positive, got {v}"),
+        )),
+        v => Ok(Some(v)),
+    }
+}
+
+fn enum_list<T>(field: &str, values: &[i32], parse: fn(&str, i32) -> Result<T>) -> Result<Vec<T>> {
+    if values.len() > MAX_FILTER_VALUES {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_FILTER_VALUES} values"),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| parse(&format!("{field}[{i}]"), *value))
+        .collect()
+}
+
+fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<Option<Vec<String>>> {
+    let Some(mask) = mask else { return Ok(None) };
+    if mask.paths.is_empty() {
+        return Ok(None);
+    }
+    if mask.paths.len() > convert::INCIDENT_FIELDS.len() {
+        return Err(Error::invalid("read_mask", "too many paths"));
+    }
+    for path in &mask.paths {
+        if !convert::INCIDENT_FIELDS.contains(&path.as_str()) {
+            return Err(Error::invalid(
+                "read_mask",
+                format!("unknown Incident field {path:?}"),
+            ));
+        }
+    }
+    Ok(Some(mask.paths.clone()))
+}

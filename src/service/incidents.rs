@@ -1,0 +1,614 @@
+//! Incident use cases.
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sha2::{Digest, Sha256};
+
+use super::to_micros;
+use crate::domain::clock::Clock;
+use crate::domain::event::EventPayload;
+use crate::domain::incident::{self, IncidentKind, IncidentStatus, ResolutionReason, Stage};
+use crate::domain::principal::{Principal, Role};
+use crate::domain::text::fold;
+use crate::domain::{Error, Result};
+use crate::store::catalog::Catalog;
+use crate::store::entity::{comment, incident as row, ticket_event};
+use crate::store::events::{self, ActorRef, EventContext};
+use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
+use crate::store::{self, INCIDENT_NUMBER, Store, comments, db_error};
+
+pub const TICKET_TYPE: &str = "INCIDENT";
+
+/// A validated CreateIncident request.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub kind: IncidentKind,
+    pub tracking_number: String,
+    pub carrier: String,
+    pub category: String,
+    pub description: String,
+    pub shipped_at: Option<i64>,
+    /// (amount, currency)
+    pub claimed_amount: Option<(String, String)>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewIncident {
+    /// A digest of everything but the idempotency key: a retry must match it.
+    fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            self.kind.as_str(),
+            &self.tracking_number,
+            &self.carrier,
+            &self.category,
+            &self.description,
+            &self.shipped_at.map(|t| t.to_string()).unwrap_or_default(),
+            &self
+                .claimed_amount
+                .as_ref()
+                .map(|(a, c)| format!("{a} {c}"))
+                .unwrap_or_default(),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0u8]);
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// How to find one incident.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Id(String),
+    Number(i64),
+}
+
+/// A validated ListIncidents request.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub stage: Option<Stage>,
+    pub statuses: Vec<IncidentStatus>,
+    pub filter: IncidentFilter,
+    pub descending: bool,
+    pub cursor: Option<Cursor>,
+    pub page_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub incidents: Vec<row::Model>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<Cursor>,
+    pub total_size: i64,
+    /// (all, new, in review, resolved) for the filters without stage and statuses.
+    pub stage_counts: [i64; 4],
+}
+
+/// A status change asked through ChangeIncidentStatus or CancelIncident.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub to: IncidentStatus,
+    pub expected_version: Option<i64>,
+    pub reason: Option<ResolutionReason>,
+    pub comment: Option<String>,
+    /// Free text kept as the resolution note (cancellations).
+    pub note: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Incidents {
+    store: Store,
+    catalog: Arc<Catalog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Incidents {
+    pub fn new(store: Store, catalog: Arc<Catalog>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            catalog,
+            clock,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub async fn create(&self, who: &Principal, new: NewIncident) -> Result<row::Model> {
+        if who.role != Role::Requester {
+            return Err(Error::PermissionDenied(
+                "only requesters file incidents".into(),
+            ));
+        }
+        let account = who
+            .account
+            .clone()
+            .ok_or_else(|| Error::Unauthenticated("requester token has no account claim".into()))?;
+        if self.catalog.carrier(&new.carrier).is_none() {
+            return Err(Error::invalid(
+                "carrier",
+                format!("unknown carrier {:?}; see ListCarriers", new.carrier),
+            ));
+        }
+        match self.catalog.category(&new.category) {
+            Some(c)
+                if c.ticket_type == TICKET_TYPE
+                    && c.incident_kind.as_deref() == Some(new.kind.as_str()) => {}
+            Some(_) => {
+                return Err(Error::invalid(
+                    "category",
+                    format!(
+                        "category {:?} is not an incident category of kind {}",
+                        new.category,
+                        new.kind.as_str()
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    "category",
+                    format!("unknown category {:?}; see ListCategories", new.category),
+                ));
+            }
+        }
+        let fingerprint = new.fingerprint();
+        let txn = self.store.begin_write().await?;
+        if let Some(key) = &new.idempotency_key
+            && let Some(existing) = rows::find_by_idempotency_key(&txn, &account, key).await?
+        {
+            drop(txn);
+            return same_request(existing, &fingerprint);
+        }
+        let now = to_micros(self.clock.now());
+        let number = store::next_value(&txn, INCIDENT_NUMBER).await?;
+        let mut model = row::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            number,
+            account,
+            kind: new.kind.as_str().to_owned(),
+            status: IncidentStatus::NewTicket.as_str().to_owned(),
+            previous_status: None,
+            tracking_number: new.tracking_number,
+            carrier_code: new.carrier,
+            category_code: new.category,
+            description: new.description,
+            shipped_at: new.shipped_at,
+            claimed_amount: new.claimed_amount.as_ref().map(|(a, _)| a.clone()),
+            claimed_currency: new.claimed_amount.map(|(_, c)| c),
+            requester_id: who.sub.clone(),
+            requester_name: who.name.clone(),
+            assignee_id: None,
+            assignee_name: None,
+            resolution_reason: None,
+            resolution_note: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            search_text: String::new(),
+            idempotency_key: new.idempotency_key.clone(),
+            request_hash: new.idempotency_key.as_ref().map(|_| fingerprint.clone()),
+        };
+        model.search_text = self.search_text(&model);
+        if let Err(err) = rows::insert(&txn, model.clone()).await {
+            if store::is_unique_violation(&err) {
+                // Another replica's transaction with the same key won the race.
+                drop(txn);
+                if let Some(key) = &new.idempotency_key
+                    && let Some(existing) =
+                        rows::find_by_idempotency_key(self.store.conn(), &model.account, key)
+                            .await?
+                {
+                    return same_request(existing, &fingerprint);
+                }
+            }
+            return Err(db_error(err));
+        }
+        let ctx = context(&model, ActorRef::of(who), now);
+        events::append(
+            &txn,
+            &ctx,
+            &EventPayload::Created {
+                status: model.status.clone(),
+            },
+        )
+        .await?;
+        commit(txn).await?;
+        Ok(model)
+    }
+
+    pub async fn get(&self, who: &Principal, lookup: &Lookup) -> Result<row::Model> {
+        self.load(self.store.conn(), who, lookup).await
+    }
+
+    pub async fn list(&self, who: &Principal, mut query: ListQuery) -> Result<ListPage> {
+        let conn = self.store.conn();
+        query.filter.account = who.scope().map(str::to_owned);
+        let counts = rows::count_by_status(conn, &query.filter).await?;
+        let mut stage_counts = [0i64; 4];
+        for (status, n) in &counts {
+            stage_counts[0] += n;
+            match IncidentStatus::parse(status).map(IncidentStatus::stage) {
+                Some(Stage::New) => stage_counts[1] += n,
+                Some(Stage::InReview) => stage_counts[2] += n,
+                Some(Stage::Resolved) => stage_counts[3] += n,
+                None => {}
+            }
+        }
+        // Stage and statuses narrow each other; an empty intersection matches nothing.
+        let mut statuses: Vec<IncidentStatus> = match query.stage {
+            Some(stage) => IncidentStatus::of_stage(stage),
+            None => IncidentStatus::ALL.to_vec(),
+        };
+        if !query.statuses.is_empty() {
+            statuses.retain(|s| query.statuses.contains(s));
+        }
+        let narrowed = query.stage.is_some() || !query.statuses.is_empty();
+        let total_size = if narrowed {
+            counts
+                .iter()
+                .filter(|(s, _)| statuses.iter().any(|x| x.as_str() == s))
+                .map(|(_, n)| n)
+                .sum()
+        } else {
+            stage_counts[0]
+        };
+        if narrowed && statuses.is_empty() {
+            return Ok(ListPage {
+                incidents: vec![],
+                next: None,
+                total_size: 0,
+                stage_counts,
+            });
+        }
+        let mut filter = query.filter;
+        if narrowed {
+            filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
+        }
+        let mut incidents = rows::list(
+            conn,
+            &filter,
+            query.descending,
+            query.cursor,
+            query.page_size + 1,
+        )
+        .await?;
+        let next = if incidents.len() as u64 > query.page_size {
+            incidents.truncate(query.page_size as usize);
+            incidents.last().map(|m| Cursor {
+                created_at: m.created_at,
+                number: m.number,
+            })
+        } else {
+            None
+        };
+        Ok(ListPage {
+            incidents,
+            next,
+            total_size,
+            stage_counts,
+        })
+    }
+
+    pub async fn change_status(
+        &self,
+        who: &Principal,
+        id: &str,
+        change: StatusChange,
+    ) -> Result<row::Model> {
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        check_version(&current, change.expected_version)?;
+        let from = status_of(&current)?;
+        let rule = incident::transition(from, change.to, who.role)?;
+        if rule.needs_comment && change.comment.is_none() {
+            return Err(Error::invalid(
+                "comment",
+                format!(
+                    "a comment saying what is missing is required to move to {}",
+                    change.to.as_str()
+                ),
+            ));
+        }
+        let reason = match (rule.reasons, change.reason) {
+            ([], None) => None,
+            ([], Some(r))
+                if change.to == IncidentStatus::Cancelled && r == ResolutionReason::Cancelled =>
+            {
+                Some(r)
+            }
+            ([], Some(r)) => {
+                return Err(Error::invalid(
+                    "reason",
+                    format!("{} takes no reason, got {}", change.to.as_str(), r.as_str()),
+                ));
+            }
+            (allowed, Some(r)) if allowed.contains(&r) => Some(r),
+            (allowed, _) => {
+                let names: Vec<_> = allowed.iter().map(|r| r.as_str()).collect();
+                return Err(Error::invalid(
+                    "reason",
+                    format!(
+                        "moving to {} requires a reason among {}",
+                        change.to.as_str(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        };
+        let reason = if change.to == IncidentStatus::Cancelled {
+            Some(ResolutionReason::Cancelled)
+        } else {
+            reason
+        };
+        let now = to_micros(self.clock.now());
+        let mut next = current.clone();
+        next.status = change.to.as_str().to_owned();
+        next.previous_status =
+            (change.to == IncidentStatus::MissingData).then(|| from.as_str().to_owned());
+        if change.to.is_terminal() {
+            next.resolved_at = Some(now);
+            next.resolution_reason = reason.map(|r| r.as_str().to_owned());
+            next.resolution_note = change.note.clone();
+        }
+        next.version += 1;
+        next.updated_at = now;
+        persist(&txn, &next, current.version).await?;
+        let actor = ActorRef::of(who);
+        if let Some(body) = &change.comment {
+            self.insert_comment(&txn, &next, actor, body, false, now)
+                .await?;
+        }
+        let ctx = context(&next, actor, now);
+        let payload = EventPayload::StatusChanged {
+            from: from.as_str().to_owned(),
+            to: change.to.as_str().to_owned(),
+            reason: reason.map(|r| r.as_str().to_owned()),
+            comment: change.comment.or(change.note),
+        };
+        events::append(&txn, &ctx, &payload).await?;
+        commit(txn).await?;
+        Ok(next)
+    }
+
+    pub async fn assign(
+        &self,
+        who: &Principal,
+        id: &str,
+        assignee: Option<(String, String)>,
+        expected_version: i64,
+    ) -> Result<row::Model> {
+        if !who.is_agent() {
+            return Err(Error::PermissionDenied(
+                "only agents assign incidents".into(),
+            ));
+        }
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        check_version(&current, Some(expected_version))?;
+        let now = to_micros(self.clock.now());
+        let mut next = current.clone();
+        next.assignee_id = assignee.as_ref().map(|(id, _)| id.clone());
+        next.assignee_name = assignee.map(|(_, name)| name);
+        next.version += 1;
+        next.updated_at = now;
+        next.search_text = self.search_text(&next);
+        persist(&txn, &next, current.version).await?;
+        let payload = EventPayload::Assigned {
+            assignee_id: next.assignee_id.clone(),
+            assignee_name: next.assignee_name.clone(),
+            previous_assignee_id: current.assignee_id.clone(),
+        };
+        events::append(&txn, &context(&next, ActorRef::of(who), now), &payload).await?;
+        commit(txn).await?;
+        Ok(next)
+    }
+
+    /// Adds a comment. A requester's comment on an incident waiting for its
+    /// data (MISSING_DATA) returns it to the status it came from.
+    pub async fn add_comment(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: String,
+        internal: bool,
+    ) -> Result<comment::Model> {
+        if internal && !who.is_agent() {
+            return Err(Error::PermissionDenied(
+                "requesters cannot write internal comments".into(),
+            ));
+        }
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        let now = to_micros(self.clock.now());
+        let comment = self
+            .insert_comment(&txn, &current, ActorRef::of(who), &body, internal, now)
+            .await?;
+        if who.role == Role::Requester && status_of(&current)? == IncidentStatus::MissingData {
+            let back = current
+                .previous_status
+                .as_deref()
+                .and_then(IncidentStatus::parse)
+                .unwrap_or(IncidentStatus::NewTicket);
+            let mut next = current.clone();
+            next.status = back.as_str().to_owned();
+            next.previous_status = None;
+            next.version += 1;
+            next.updated_at = now;
+            persist(&txn, &next, current.version).await?;
+            let payload = EventPayload::StatusChanged {
+                from: IncidentStatus::MissingData.as_str().to_owned(),
+                to: back.as_str().to_owned(),
+                reason: None,
+                comment: None,
+            };
+            events::append(&txn, &context(&next, ActorRef::SYSTEM, now), &payload).await?;
+        }
+        commit(txn).await?;
+        Ok(comment)
+    }
+
+    pub async fn list_comments(
+        &self,
+        who: &Principal,
+        id: &str,
+        after: Option<(i64, String)>,
+        limit: u64,
+    ) -> Result<(Vec<comment::Model>, bool)> {
+        let conn = self.store.conn();
+        let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
+        let mut list = comments::list(conn, &ticket.id, who.is_agent(), after, limit + 1).await?;
+        let more = list.len() as u64 > limit;
+        list.truncate(limit as usize);
+        Ok((list, more))
+    }
+
+    pub async fn list_events(
+        &self,
+        who: &Principal,
+        id: &str,
+        after_sequence: i64,
+        limit: u64,
+    ) -> Result<(Vec<ticket_event::Model>, bool)> {
+        let conn = self.store.conn();
+        let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
+        let mut list =
+            events::list_for_ticket(conn, &ticket.id, after_sequence, who.is_agent(), limit + 1)
+                .await?;
+        let more = list.len() as u64 > limit;
+        list.truncate(limit as usize);
+        Ok((list, more))
+    }
+
+    async fn insert_comment(
+        &self,
+        txn: &DatabaseTransaction,
+        ticket: &row::Model,
+        actor: ActorRef<'_>,
+        body: &str,
+        internal: bool,
+        now: i64,
+    ) -> Result<comment::Model> {
+        let model = comment::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            ticket_id: ticket.id.clone(),
+            ticket_type: TICKET_TYPE.to_owned(),
+            author_id: actor.id.to_owned(),
+            author_name: actor.name.to_owned(),
+            author_role: actor.role.to_owned(),
+            body: body.to_owned(),
+            internal,
+            created_at: now,
+        };
+        comments::insert(txn, &model).await?;
+        let payload = EventPayload::CommentAdded {
+            comment_id: model.id.clone(),
+            body: model.body.clone(),
+            internal,
+        };
+        events::append(txn, &context(ticket, actor, now), &payload).await?;
+        Ok(model)
+    }
+
+    /// Loads an incident the caller may see; another account's is NOT_FOUND.
+    async fn load(
+        &self,
+        conn: &impl ConnectionTrait,
+        who: &Principal,
+        lookup: &Lookup,
+    ) -> Result<row::Model> {
+        let found = match lookup {
+            Lookup::Id(id) => rows::find_by_id(conn, id).await?,
+            Lookup::Number(n) => rows::find_by_number(conn, *n).await?,
+        };
+        match found {
+            Some(m) if who.scope().is_none_or(|account| account == m.account) => Ok(m),
+            _ => Err(Error::NotFound(match lookup {
+                Lookup::Id(id) => format!("incident {id}"),
+                Lookup::Number(n) => format!("incident number {n}"),
+            })),
+        }
+    }
+
+    /// The folded text free-text search looks in.
+    fn search_text(&self, m: &row::Model) -> String {
+        fold(
+            &[
+                m.number.to_string().as_str(),
+                &m.tracking_number,
+                self.catalog.category_name(&m.category_code),
+                &m.category_code,
+                self.catalog.carrier_name(&m.carrier_code),
+                &m.carrier_code,
+                m.assignee_name.as_deref().unwrap_or(""),
+                m.assignee_id.as_deref().unwrap_or(""),
+                &m.description,
+            ]
+            .join("\n"),
+        )
+    }
+}
+
+fn same_request(existing: row::Model, fingerprint: &str) -> Result<row::Model> {
+    if existing.request_hash.as_deref() == Some(fingerprint) {
+        Ok(existing)
+    } else {
+        Err(Error::invalid(
+            "idempotency_key",
+            "this key was already used with a different request; use a new key for a new incident",
+        ))
+    }
+}
+
+fn check_version(current: &row::Model, expected: Option<i64>) -> Result<()> {
+    match expected {
+        Some(v) if v != current.version => Err(Error::Aborted(format!(
+            "incident {} is at version {}, not {v}; read it again and retry",
+            current.number, current.version
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn status_of(m: &row::Model) -> Result<IncidentStatus> {
+    IncidentStatus::parse(&m.status).ok_or_else(|| {
+        Error::Internal(anyhow!(
+            "incident {} has unknown status {:?}",
+            m.id,
+            m.status
+        ))
+    })
+}
+
+async fn persist(
+    txn: &DatabaseTransaction,
+    next: &row::Model,
+    expected_version: i64,
+) -> Result<()> {
+    if rows::update_versioned(txn, next, expected_version).await? {
+        Ok(())
+    } else {
+        Err(Error::Aborted(format!(
+            "incident {} changed meanwhile; read it again and retry",
+            next.number
+        )))
+    }
+}
+
+async fn commit(txn: DatabaseTransaction) -> Result<()> {
+    txn.commit().await.map_err(db_error)
+}
+
+fn context<'a>(m: &'a row::Model, actor: ActorRef<'a>, at: i64) -> EventContext<'a> {
+    EventContext {
+        ticket_id: &m.id,
+        ticket_type: TICKET_TYPE,
+        ticket_number: m.number,
+        account: &m.account,
+        actor,
+        at,
+    }
+}

@@ -1,0 +1,14 @@
+//! Use cases: load, apply the domain rule, persist with its event in one
+//! transaction.
+pub mod incidents;
+
+use chrono::{DateTime, Utc};
+
+/// Microseconds since the Unix epoch, the stored form of an instant.
+pub fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}

@@ -1,0 +1,135 @@
+//! sea-orm entities, one module per table (see `migration/`).
+//! Instants are i64 microseconds since the Unix epoch.
+
+pub mod incident {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "incidents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub number: i64,
+        pub account: String,
+        pub kind: String,
+        pub status: String,
+        pub previous_status: Option<String>,
+        pub tracking_number: String,
+        pub carrier_code: String,
+        pub category_code: String,
+        pub description: String,
+        pub shipped_at: Option<i64>,
+        pub claimed_amount: Option<String>,
+        pub claimed_currency: Option<String>,
+        pub requester_id: String,
+        pub requester_name: String,
+        pub assignee_id: Option<String>,
+        pub assignee_name: Option<String>,
+        pub resolution_reason: Option<String>,
+        pub resolution_note: Option<String>,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub resolved_at: Option<i64>,
+        pub search_text: String,
+        pub idempotency_key: Option<String>,
+        pub request_hash: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod comment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "comments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub ticket_id: String,
+        pub ticket_type: String,
+        pub author_id: String,
+        pub author_name: String,
+        pub author_role: String,
+        pub body: String,
+        pub internal: bool,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ticket_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ticket_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sequence: i64,
+        pub ticket_id: String,
+        pub ticket_type: String,
+        pub ticket_number: i64,
+        pub account: String,
+        pub event_type: String,
+        pub internal: bool,
+        pub actor_id: String,
+        pub actor_name: String,
+        pub actor_role: String,
+        pub payload: String,
+        pub occurred_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod carrier {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "carriers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub code: String,
+        pub name: String,
+        pub claim_window_days: i32,
+        pub position: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod category {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "categories")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub code: String,
+        pub name: String,
+        pub ticket_type: String,
+        pub incident_kind: Option<String>,
+        pub complexity: Option<String>,
+        pub resolution_target_days: Option<i32>,
+        pub position: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,202 @@
+//! Incident rows: insert, optimistic updates, filtered keyset listing.
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
+
+use super::db_error;
+use super::entity::incident::{self, Column, Entity};
+use crate::domain::Error;
+
+/// The filters of ListIncidents, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// A requester's account; `None` for agents.
+    pub account: Option<String>,
+    /// Empty means any.
+    pub statuses: Vec<&'static str>,
+    pub kinds: Vec<&'static str>,
+    pub carrier: Option<String>,
+    pub category: Option<String>,
+    pub assignee_id: Option<String>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// A LIKE pattern over `search_text` (see `domain::text::like_contains`).
+    pub search_pattern: Option<String>,
+}
+
+impl IncidentFilter {
+    fn apply(&self, mut query: Select<Entity>) -> Select<Entity> {
+        if let Some(account) = &self.account {
+            query = query.filter(Column::Account.eq(account.as_str()));
+        }
+        if !self.statuses.is_empty() {
+            query = query.filter(Column::Status.is_in(self.statuses.iter().copied()));
+        }
+        if !self.kinds.is_empty() {
+            query = query.filter(Column::Kind.is_in(self.kinds.iter().copied()));
+        }
+        if let Some(carrier) = &self.carrier {
+            query = query.filter(Column::CarrierCode.eq(carrier.as_str()));
+        }
+        if let Some(category) = &self.category {
+            query = query.filter(Column::CategoryCode.eq(category.as_str()));
+        }
+        if let Some(assignee) = &self.assignee_id {
+            query = query.filter(Column::AssigneeId.eq(assignee.as_str()));
+        }
+        if let Some(from) = self.created_from {
+            query = query.filter(Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = self.created_to {
+            query = query.filter(Column::CreatedAt.lt(to));
+        }
+        if let Some(pattern) = &self.search_pattern {
+            query = query.filter(
+                Expr::col((incident::Entity, Column::SearchText))
+                    .like(LikeExpr::new(pattern.as_str()).escape('\\')),
+            );
+        }
+        query
+    }
+}
+
+/// A position in the (created_at, number) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub number: i64,
+}
+
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    model: incident::Model,
+) -> Result<(), sea_orm::DbErr> {
+    Entity::insert(model.into_active_model())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_by_id(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<incident::Model>, Error> {
+    Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await
+        .map_err(db_error)
+}
+
+pub async fn find_by_number(
+    conn: &impl ConnectionTrait,
+    number: i64,
+) -> Result<Option<incident::Model>, Error> {
+    Entity::find()
+        .filter(Column::Number.eq(number))
+        .one(conn)
+        .await
+        .map_err(db_error)
+}
+
+pub async fn find_by_idempotency_key(
+    conn: &impl ConnectionTrait,
+    account: &str,
+    key: &str,
+) -> Result<Option<incident::Model>, Error> {
+    Entity::find()
+        .filter(Column::Account.eq(account))
+        .filter(Column::IdempotencyKey.eq(key))
+        .one(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Writes `model` (whose version is already bumped) if the stored version is
+/// still `expected_version`. Returns false when someone else got there first.
+pub async fn update_versioned(
+    conn: &impl ConnectionTrait,
+    model: &incident::Model,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    // Every column but the key is written: reset_all() marks them all as set.
+    let mut active = model.clone().into_active_model().reset_all();
+    active.id = sea_orm::ActiveValue::Unchanged(model.id.clone());
+    let result = Entity::update_many()
+        .set(active)
+        .filter(Column::Id.eq(model.id.as_str()))
+        .filter(Column::Version.eq(expected_version))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(result.rows_affected == 1)
+}
+
+/// One page in (created_at, number) order, after `cursor`.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    filter: &IncidentFilter,
+    descending: bool,
+    cursor: Option<Cursor>,
+    limit: u64,
+) -> Result<Vec<incident::Model>, Error> {
+    let mut query = filter.apply(Entity::find());
+    if let Some(c) = cursor {
+        let after = if descending {
+            Condition::any()
+                .add(Column::CreatedAt.lt(c.created_at))
+                .add(
+                    Column::CreatedAt
+                        .eq(c.created_at)
+                        .and(Column::Number.lt(c.number)),
+                )
+        } else {
+            Condition::any()
+                .add(Column::CreatedAt.gt(c.created_at))
+                .add(
+                    Column::CreatedAt
+                        .eq(c.created_at)
+                        .and(Column::Number.gt(c.number)),
+                )
+        };
+        query = query.filter(after);
+    }
+    query = if descending {
+        query
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Number)
+    } else {
+        query
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Number)
+    };
+    query.limit(limit).all(conn).await.map_err(db_error)
+}
+
+/// How many incidents per status match `filter`.
+pub async fn count_by_status(
+    conn: &impl ConnectionTrait,
+    filter: &IncidentFilter,
+) -> Result<Vec<(String, i64)>, Error> {
+    filter
+        .apply(Entity::find())
+        .select_only()
+        .column(Column::Status)
+        .column_as(Expr::col(Column::Id).count(), "n")
+        .group_by(Column::Status)
+        .into_tuple::<(String, i64)>()
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// How many incidents match `filter`.
+pub async fn count(conn: &impl ConnectionTrait, filter: &IncidentFilter) -> Result<i64, Error> {
+    let n = filter
+        .apply(Entity::find())
+        .count(conn)
+        .await
+        .map_err(db_error)?;
+    i64::try_from(n).map_err(|e| Error::Internal(e.into()))
+}

@@ -1,0 +1,142 @@
+//! Persistence: sea-orm entities and queries. The only place that speaks SQL.
+pub mod catalog;
+pub mod comments;
+pub mod entity;
+pub mod events;
+pub mod incidents;
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, TransactionTrait,
+};
+
+use crate::domain::Error;
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://…` or `postgres://…`). SQLite
+    /// files are created on first use, in WAL mode.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .max_connections(16)
+            .map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| anyhow!("cannot open database {}: {e}", redact(url)))?;
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(|e| anyhow!("migrations failed: {e}"))
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Starts a write transaction holding the event-log lock: the counter row
+    /// of the global sequence is touched first, so writers serialize on it
+    /// until commit. On PostgreSQL this is what makes sequences become visible
+    /// in order (a smaller sequence can never commit after a larger one); on
+    /// SQLite it takes the write lock up front, where the busy timeout applies.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, Error> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let lock = Query::update()
+            .table(Counters::Table)
+            .value(Counters::Value, Expr::col(Counters::Value))
+            .and_where(Expr::col(Counters::Name).eq(EVENT_SEQUENCE))
+            .to_owned();
+        txn.execute(&lock).await.map_err(db_error)?;
+        Ok(txn)
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+pub(crate) const EVENT_SEQUENCE: &str = "event_sequence";
+pub(crate) const INCIDENT_NUMBER: &str = "incident_number";
+
+#[derive(sea_orm::DeriveIden)]
+enum Counters {
+    Table,
+    Name,
+    Value,
+}
+
+/// Increments a counter inside `txn` and returns its new value. The row stays
+/// locked until the transaction ends, so values are handed out in commit order.
+pub(crate) async fn next_value(conn: &impl ConnectionTrait, name: &str) -> Result<i64, Error> {
+    let stmt = Query::update()
+        .table(Counters::Table)
+        .value(Counters::Value, Expr::col(Counters::Value).add(1))
+        .and_where(Expr::col(Counters::Name).eq(name))
+        .returning_col(Counters::Value)
+        .to_owned();
+    let row = conn
+        .query_one(&stmt)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal(anyhow!("counter {name} is missing")))?;
+    row.try_get::<i64>("", "value").map_err(db_error)
+}
+
+/// Maps a database error: connectivity problems are UNAVAILABLE (a retry may
+/// succeed), everything else is INTERNAL and logged by the gRPC layer.
+pub(crate) fn db_error(err: DbErr) -> Error {
+    match &err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err.to_string()),
+        _ => Error::Internal(anyhow::Error::new(err)),
+    }
+}
+
+/// Whether `err` is a unique-constraint violation.
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
