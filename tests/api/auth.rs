@@ -1,0 +1,82 @@
+//! Authentication over the wire.
+use ticketd::pb::*;
+use tonic::{Code, Request};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn calls_without_a_valid_token_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let expired = {
+        let claims = ticketd::auth::Claims {
+            sub: "ana".into(),
+            role: "agent".into(),
+            account: None,
+            name: None,
+            email: None,
+            exp: 1_000_000,
+            iat: 0,
+        };
+        ticketd::auth::sign_hs256(SECRET, &claims).unwrap()
+    };
+    let forged = {
+        let claims = ticketd::auth::Claims {
+            sub: "ana".into(),
+            role: "admin".into(),
+            account: None,
+            name: None,
+            email: None,
+            exp: 4_000_000_000,
+            iat: 0,
+        };
+        ticketd::auth::sign_hs256(b"not-the-server-secret-not-the-server", &claims).unwrap()
+    };
+    let bad_role = token("superuser", "ana", None);
+    let no_account = token("requester", "ana", None);
+    for header in [
+        None,
+        Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l".to_owned()),
+        Some("Bearer ".to_owned()),
+        Some("Bearer not.a.jwt".to_owned()),
+        Some(format!("Bearer {expired}")),
+        Some(format!("Bearer {forged}")),
+        Some(format!("Bearer {bad_role}")),
+        Some(format!("Bearer {no_account}")),
+    ] {
+        let mut request = Request::new(ListIncidentsRequest::default());
+        if let Some(h) = &header {
+            request.metadata_mut().insert("authorization", h.parse().unwrap());
+        }
+        let result = app.incidents().list_incidents(request).await;
+        assert_code(result, Code::Unauthenticated);
+    }
+}
+
+#[tokio::test]
+async fn health_is_served_without_a_token() {
+    let app = TestApp::spawn().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    for service in ["", "ticketd.v1.IncidentService", "ticketd.v1.ConsultationService", "ticketd.v1.NotificationService"] {
+        let response = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+    }
+}
+
+#[tokio::test]
+async fn only_requesters_file_incidents() {
+    let app = TestApp::spawn().await;
+    assert_code(app.incidents().create_incident(req(&agent(), new_incident("EST-1"))).await, Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_server_stops_cleanly_when_asked_and_closes_its_port() {
+    let mut app = TestApp::spawn().await;
+    create(&app, &requester("acme"), "EST-1").await;
+    app.stop().await;
+    let result = app.incidents().list_incidents(req(&agent(), ListIncidentsRequest::default())).await;
+    assert_code(result, Code::Unavailable);
+}

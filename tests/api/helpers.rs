@@ -1,0 +1,253 @@
+//! The test harness: every test spawns the real server on 127.0.0.1:0 with a
+//! fresh database — a SQLite file in a temporary directory, or, when
+//! `TICKETD_TEST_POSTGRES_URL` is set, a new PostgreSQL database that is
+//! dropped afterwards — and talks gRPC to it over a real socket.
+use std::sync::Arc;
+
+use sea_orm::{ConnectionTrait, Database};
+use ticketd::auth::{Claims, Verifier, sign_hs256};
+use ticketd::domain::clock::SystemClock;
+use ticketd::pb::incident_service_client::IncidentServiceClient;
+use ticketd::pb::*;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+pub struct TestApp {
+    pub channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    database: TestDatabase,
+}
+
+enum TestDatabase {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            ticketd::telemetry::init();
+        }
+        let (database, url) = match std::env::var("TICKETD_TEST_POSTGRES_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let name = format!("ticketd_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url).await.expect("connect to TICKETD_TEST_POSTGRES_URL");
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+                admin.close().await.ok();
+                let url = replace_database(&admin_url, &name);
+                (TestDatabase::Postgres { admin_url, name }, url)
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("ticketd.db").display());
+                (TestDatabase::Sqlite(dir), url)
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let settings = ticketd::app::Settings {
+            database_url: url,
+            verifier: Verifier::hs256(SECRET),
+            clock: Arc::new(SystemClock),
+        };
+        let server = tokio::spawn(ticketd::app::serve(settings, listener, async {
+            let _ = rx.await;
+        }));
+        let channel = connect(addr).await;
+        Self { channel, shutdown: Some(tx), server: Some(server), database }
+    }
+
+    pub fn incidents(&self) -> IncidentServiceClient<Channel> {
+        IncidentServiceClient::new(self.channel.clone())
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let TestDatabase::Postgres { admin_url, name } = &self.database {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime: clean up on a thread of our own.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        admin.close().await.ok();
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+    for _ in 0..200 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("server at {addr} did not come up");
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let slash = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..slash])
+}
+
+/// A signed token for the given role, subject and account.
+pub fn token(role: &str, sub: &str, account: Option<&str>) -> String {
+    let claims = Claims {
+        sub: sub.into(),
+        role: role.into(),
+        account: account.map(Into::into),
+        name: Some(format!("{sub} name")),
+        email: None,
+        exp: 4_000_000_000,
+        iat: 0,
+    };
+    sign_hs256(SECRET, &claims).expect("sign")
+}
+
+pub fn requester(account: &str) -> String {
+    token("requester", &format!("store-{account}"), Some(account))
+}
+
+pub fn agent() -> String {
+    token("agent", "ana", None)
+}
+
+/// A request carrying `token`.
+pub fn req<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request
+}
+
+/// A valid shipment incident request.
+pub fn new_incident(tracking: &str) -> CreateIncidentRequest {
+    CreateIncidentRequest {
+        kind: IncidentKind::Shipment as i32,
+        tracking_number: tracking.into(),
+        carrier: "estafeta".into(),
+        category: "damaged".into(),
+        description: "La caja llegó dañada".into(),
+        shipped_at: None,
+        claimed_amount: Some(Money { amount: "1250.50".into(), currency: "MXN".into() }),
+        idempotency_key: String::new(),
+    }
+}
+
+pub async fn create(app: &TestApp, token: &str, tracking: &str) -> Incident {
+    app.incidents().create_incident(req(token, new_incident(tracking))).await.expect("create incident").into_inner()
+}
+
+pub async fn change(app: &TestApp, token: &str, incident: &Incident, to: IncidentStatus) -> Result<Incident, Status> {
+    let (reason, comment) = match to {
+        IncidentStatus::Finalized => (ResolutionReason::Resolved, ""),
+        IncidentStatus::Declined => (ResolutionReason::CarrierRejected, ""),
+        IncidentStatus::MissingData => (ResolutionReason::Unspecified, "Falta la foto del paquete"),
+        _ => (ResolutionReason::Unspecified, ""),
+    };
+    app.incidents()
+        .change_incident_status(req(
+            token,
+            ChangeIncidentStatusRequest {
+                id: incident.id.clone(),
+                status: to as i32,
+                expected_version: incident.version,
+                reason: reason as i32,
+                comment: comment.into(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Files an incident and walks it, as an agent, into `status`.
+pub async fn incident_in(app: &TestApp, requester: &str, status: IncidentStatus) -> Incident {
+    use IncidentStatus::*;
+    let agent = agent();
+    let created = create(app, requester, "EST-0001").await;
+    let path: &[IncidentStatus] = match status {
+        NewTicket => &[],
+        MissingData => &[MissingData],
+        InProgress => &[InProgress],
+        PreApproved => &[InProgress, PreApproved],
+        Finalized => &[InProgress, Finalized],
+        Declined => &[Declined],
+        Cancelled => &[Cancelled],
+        Unspecified => panic!("no such status"),
+    };
+    let mut current = created;
+    for step in path {
+        current = change(app, &agent, &current, *step).await.expect("walk to status");
+    }
+    assert_eq!(current.status, status as i32);
+    current
+}
+
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Err(status) if status.code() == code => status,
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+/// The field names of an INVALID_ARGUMENT's BadRequest details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+pub async fn get(app: &TestApp, token: &str, id: &str) -> Incident {
+    app.incidents()
+        .get_incident(req(
+            token,
+            GetIncidentRequest { lookup: Some(get_incident_request::Lookup::Id(id.into())) },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub async fn events(app: &TestApp, token: &str, id: &str) -> Vec<TicketEvent> {
+    app.incidents()
+        .list_ticket_events(req(
+            token,
+            ListTicketEventsRequest { ticket_id: id.into(), after_sequence: 0, page_size: 500, page_token: String::new() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}

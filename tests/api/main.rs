@@ -1,0 +1,10 @@
+//! Integration tests over real gRPC. Run on SQLite by default, on PostgreSQL
+//! with `TICKETD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test`.
+mod auth;
+mod bad_input;
+mod concurrency;
+mod helpers;
+mod incidents;
+mod isolation;
+mod pagination;
+mod transitions;
