@@ -154,6 +154,11 @@ impl Incidents {
                 ));
             }
         }
+        // A little clock skew between the caller and us is tolerated.
+        let latest_shipping = to_micros(self.clock.now()) + 5 * 60 * 1_000_000;
+        if new.shipped_at.is_some_and(|t| t > latest_shipping) {
+            return Err(Error::invalid("shipped_at", "must not be in the future"));
+        }
         let fingerprint = new.fingerprint();
         let txn = self.store.begin_write().await?;
         if let Some(key) = &new.idempotency_key

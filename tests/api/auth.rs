@@ -45,7 +45,9 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     ] {
         let mut request = Request::new(ListIncidentsRequest::default());
         if let Some(h) = &header {
-            request.metadata_mut().insert("authorization", h.parse().unwrap());
+            request
+                .metadata_mut()
+                .insert("authorization", h.parse().unwrap());
         }
         let result = app.incidents().list_incidents(request).await;
         assert_code(result, Code::Unauthenticated);
@@ -56,20 +58,36 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
 async fn health_is_served_without_a_token() {
     let app = TestApp::spawn().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
-    for service in ["", "ticketd.v1.IncidentService", "ticketd.v1.ConsultationService", "ticketd.v1.NotificationService"] {
+    for service in [
+        "",
+        "ticketd.v1.IncidentService",
+        "ticketd.v1.ConsultationService",
+        "ticketd.v1.NotificationService",
+    ] {
         let response = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(response.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+        assert_eq!(
+            response.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
     }
 }
 
 #[tokio::test]
 async fn only_requesters_file_incidents() {
     let app = TestApp::spawn().await;
-    assert_code(app.incidents().create_incident(req(&agent(), new_incident("EST-1"))).await, Code::PermissionDenied);
+    assert_code(
+        app.incidents()
+            .create_incident(req(&agent(), new_incident("EST-1")))
+            .await,
+        Code::PermissionDenied,
+    );
 }
 
 #[tokio::test]
@@ -77,6 +95,9 @@ async fn the_server_stops_cleanly_when_asked_and_closes_its_port() {
     let mut app = TestApp::spawn().await;
     create(&app, &requester("acme"), "EST-1").await;
     app.stop().await;
-    let result = app.incidents().list_incidents(req(&agent(), ListIncidentsRequest::default())).await;
+    let result = app
+        .incidents()
+        .list_incidents(req(&agent(), ListIncidentsRequest::default()))
+        .await;
     assert_code(result, Code::Unavailable);
 }

@@ -15,12 +15,25 @@ async fn ten_concurrent_creates_with_one_key_make_one_incident() {
     let calls = (0..10).map(|_| {
         let mut client = app.incidents();
         let (store, request) = (store.clone(), request.clone());
-        tokio::spawn(async move { client.create_incident(req(&store, request)).await.map(|r| r.into_inner()) })
+        tokio::spawn(async move {
+            client
+                .create_incident(req(&store, request))
+                .await
+                .map(|r| r.into_inner())
+        })
     });
     let results = futures::future::join_all(calls).await;
-    let ids: HashSet<_> = results.into_iter().map(|r| r.unwrap().expect("every retry succeeds").id).collect();
+    let ids: HashSet<_> = results
+        .into_iter()
+        .map(|r| r.unwrap().expect("every retry succeeds").id)
+        .collect();
     assert_eq!(ids.len(), 1);
-    let listed = app.incidents().list_incidents(req(&agent(), ListIncidentsRequest::default())).await.unwrap().into_inner();
+    let listed = app
+        .incidents()
+        .list_incidents(req(&agent(), ListIncidentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(listed.total_size, 1);
 }
 
@@ -32,19 +45,40 @@ async fn two_concurrent_transitions_from_one_version_let_exactly_one_win() {
         let mut client = app.incidents();
         let id = incident.id.clone();
         tokio::spawn(async move {
-            let reason = if to == IncidentStatus::Declined { ResolutionReason::CarrierRejected as i32 } else { 0 };
+            let reason = if to == IncidentStatus::Declined {
+                ResolutionReason::CarrierRejected as i32
+            } else {
+                0
+            };
             client
                 .change_incident_status(req(
                     &agent(),
-                    ChangeIncidentStatusRequest { id, status: to as i32, expected_version: 1, reason, comment: String::new() },
+                    ChangeIncidentStatusRequest {
+                        id,
+                        status: to as i32,
+                        expected_version: 1,
+                        reason,
+                        comment: String::new(),
+                    },
                 ))
                 .await
         })
     });
     let results = futures::future::join_all(attempts).await;
-    let codes: Vec<Code> = results.into_iter().map(|r| r.unwrap().map_or_else(|s| s.code(), |_| Code::Ok)).collect();
-    assert_eq!(codes.iter().filter(|c| **c == Code::Ok).count(), 1, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == Code::Aborted).count(), 1, "{codes:?}");
+    let codes: Vec<Code> = results
+        .into_iter()
+        .map(|r| r.unwrap().map_or_else(|s| s.code(), |_| Code::Ok))
+        .collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == Code::Ok).count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == Code::Aborted).count(),
+        1,
+        "{codes:?}"
+    );
     assert_eq!(get(&app, &agent(), &incident.id).await.version, 2);
 }
 
@@ -52,9 +86,18 @@ async fn two_concurrent_transitions_from_one_version_let_exactly_one_win() {
 async fn a_stale_expected_version_is_aborted() {
     let app = TestApp::spawn().await;
     let incident = create(&app, &requester("acme"), "EST-1").await;
-    change(&app, &agent(), &incident, IncidentStatus::InProgress).await.unwrap();
-    let status = assert_code(change(&app, &agent(), &incident, IncidentStatus::InProgress).await, Code::Aborted);
-    assert!(status.message().contains("version 2"), "{}", status.message());
+    change(&app, &agent(), &incident, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    let status = assert_code(
+        change(&app, &agent(), &incident, IncidentStatus::InProgress).await,
+        Code::Aborted,
+    );
+    assert!(
+        status.message().contains("version 2"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
@@ -72,7 +115,14 @@ async fn eight_concurrent_writers_leave_a_contiguous_event_sequence() {
                     .unwrap()
                     .into_inner();
                 client
-                    .add_comment(req(&store, AddCommentRequest { ticket_id: incident.id.clone(), body: format!("c{i}"), internal: false }))
+                    .add_comment(req(
+                        &store,
+                        AddCommentRequest {
+                            ticket_id: incident.id.clone(),
+                            body: format!("c{i}"),
+                            internal: false,
+                        },
+                    ))
                     .await
                     .unwrap();
                 ids.push(incident.id);
@@ -80,7 +130,11 @@ async fn eight_concurrent_writers_leave_a_contiguous_event_sequence() {
             ids
         })
     });
-    let ids: Vec<String> = futures::future::join_all(writers).await.into_iter().flat_map(|r| r.unwrap()).collect();
+    let ids: Vec<String> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
     assert_eq!(ids.len(), 40);
     let mut sequences = vec![];
     for id in &ids {
@@ -89,7 +143,11 @@ async fn eight_concurrent_writers_leave_a_contiguous_event_sequence() {
         sequences.extend(events.iter().map(|e| e.sequence));
     }
     sequences.sort();
-    assert_eq!(sequences, (1..=80).collect::<Vec<u64>>(), "sequences are contiguous, without gaps or repeats");
+    assert_eq!(
+        sequences,
+        (1..=80).collect::<Vec<u64>>(),
+        "sequences are contiguous, without gaps or repeats"
+    );
     let numbers: HashSet<i64> = futures::future::join_all(ids.iter().map(|id| {
         let app = &app;
         async move { get(app, &agent(), id).await.number }

@@ -35,19 +35,29 @@ impl TestApp {
         let (database, url) = match std::env::var("TICKETD_TEST_POSTGRES_URL") {
             Ok(admin_url) if !admin_url.is_empty() => {
                 let name = format!("ticketd_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&admin_url).await.expect("connect to TICKETD_TEST_POSTGRES_URL");
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("connect to TICKETD_TEST_POSTGRES_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
                 admin.close().await.ok();
                 let url = replace_database(&admin_url, &name);
                 (TestDatabase::Postgres { admin_url, name }, url)
             }
             _ => {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("ticketd.db").display());
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("ticketd.db").display()
+                );
                 (TestDatabase::Sqlite(dir), url)
             }
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
         let settings = ticketd::app::Settings {
@@ -59,7 +69,12 @@ impl TestApp {
             let _ = rx.await;
         }));
         let channel = connect(addr).await;
-        Self { channel, shutdown: Some(tx), server: Some(server), database }
+        Self {
+            channel,
+            shutdown: Some(tx),
+            server: Some(server),
+            database,
+        }
     }
 
     pub fn incidents(&self) -> IncidentServiceClient<Channel> {
@@ -86,10 +101,17 @@ impl Drop for TestApp {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs inside the test's runtime: clean up on a thread of our own.
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     if let Ok(admin) = Database::connect(&admin_url).await {
-                        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
                         admin.close().await.ok();
                     }
                 });
@@ -101,7 +123,8 @@ impl Drop for TestApp {
 }
 
 async fn connect(addr: std::net::SocketAddr) -> Channel {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
     for _ in 0..200 {
         if let Ok(channel) = endpoint.connect().await {
             return channel;
@@ -116,7 +139,10 @@ fn replace_database(url: &str, name: &str) -> String {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
     };
-    let slash = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
+    let slash = base
+        .rfind('/')
+        .filter(|i| *i > base.find("://").map_or(0, |s| s + 2))
+        .unwrap_or(base.len());
     format!("{}/{name}{query}", &base[..slash])
 }
 
@@ -145,7 +171,10 @@ pub fn agent() -> String {
 /// A request carrying `token`.
 pub fn req<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
     request
 }
 
@@ -158,16 +187,28 @@ pub fn new_incident(tracking: &str) -> CreateIncidentRequest {
         category: "damaged".into(),
         description: "La caja llegó dañada".into(),
         shipped_at: None,
-        claimed_amount: Some(Money { amount: "1250.50".into(), currency: "MXN".into() }),
+        claimed_amount: Some(Money {
+            amount: "1250.50".into(),
+            currency: "MXN".into(),
+        }),
         idempotency_key: String::new(),
     }
 }
 
 pub async fn create(app: &TestApp, token: &str, tracking: &str) -> Incident {
-    app.incidents().create_incident(req(token, new_incident(tracking))).await.expect("create incident").into_inner()
+    app.incidents()
+        .create_incident(req(token, new_incident(tracking)))
+        .await
+        .expect("create incident")
+        .into_inner()
 }
 
-pub async fn change(app: &TestApp, token: &str, incident: &Incident, to: IncidentStatus) -> Result<Incident, Status> {
+pub async fn change(
+    app: &TestApp,
+    token: &str,
+    incident: &Incident,
+    to: IncidentStatus,
+) -> Result<Incident, Status> {
     let (reason, comment) = match to {
         IncidentStatus::Finalized => (ResolutionReason::Resolved, ""),
         IncidentStatus::Declined => (ResolutionReason::CarrierRejected, ""),
@@ -206,7 +247,9 @@ pub async fn incident_in(app: &TestApp, requester: &str, status: IncidentStatus)
     };
     let mut current = created;
     for step in path {
-        current = change(app, &agent, &current, *step).await.expect("walk to status");
+        current = change(app, &agent, &current, *step)
+            .await
+            .expect("walk to status");
     }
     assert_eq!(current.status, status as i32);
     current
@@ -233,7 +276,9 @@ pub async fn get(app: &TestApp, token: &str, id: &str) -> Incident {
     app.incidents()
         .get_incident(req(
             token,
-            GetIncidentRequest { lookup: Some(get_incident_request::Lookup::Id(id.into())) },
+            GetIncidentRequest {
+                lookup: Some(get_incident_request::Lookup::Id(id.into())),
+            },
         ))
         .await
         .unwrap()
@@ -244,7 +289,12 @@ pub async fn events(app: &TestApp, token: &str, id: &str) -> Vec<TicketEvent> {
     app.incidents()
         .list_ticket_events(req(
             token,
-            ListTicketEventsRequest { ticket_id: id.into(), after_sequence: 0, page_size: 500, page_token: String::new() },
+            ListTicketEventsRequest {
+                ticket_id: id.into(),
+                after_sequence: 0,
+                page_size: 500,
+                page_token: String::new(),
+            },
         ))
         .await
         .unwrap()

@@ -23,7 +23,12 @@ async fn a_created_incident_reads_back_with_its_number_labels_and_catalog_names(
 
     let by_number = app
         .incidents()
-        .get_incident(req(&agent(), GetIncidentRequest { lookup: Some(get_incident_request::Lookup::Number(2)) }))
+        .get_incident(req(
+            &agent(),
+            GetIncidentRequest {
+                lookup: Some(get_incident_request::Lookup::Number(2)),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -37,11 +42,27 @@ async fn labels_come_in_english_when_accept_language_asks_for_it() {
     let incident = create(&app, &requester("acme"), "EST-100").await;
     let mut request = req(
         &agent(),
-        GetIncidentRequest { lookup: Some(get_incident_request::Lookup::Id(incident.id)) },
+        GetIncidentRequest {
+            lookup: Some(get_incident_request::Lookup::Id(incident.id)),
+        },
     );
-    request.metadata_mut().insert("accept-language", "en-US,en;q=0.9".parse().unwrap());
-    let read = app.incidents().get_incident(request).await.unwrap().into_inner();
-    assert_eq!((read.status_label.as_str(), read.stage_label.as_str(), read.kind_label.as_str()), ("New ticket", "New", "Shipment"));
+    request
+        .metadata_mut()
+        .insert("accept-language", "en-US,en;q=0.9".parse().unwrap());
+    let read = app
+        .incidents()
+        .get_incident(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            read.status_label.as_str(),
+            read.stage_label.as_str(),
+            read.kind_label.as_str()
+        ),
+        ("New ticket", "New", "Shipment")
+    );
 }
 
 #[tokio::test]
@@ -49,9 +70,18 @@ async fn creation_status_changes_and_comments_are_recorded_as_events_in_order() 
     let app = TestApp::spawn().await;
     let store = requester("acme");
     let incident = create(&app, &store, "EST-100").await;
-    let moved = change(&app, &agent(), &incident, IncidentStatus::InProgress).await.unwrap();
+    let moved = change(&app, &agent(), &incident, IncidentStatus::InProgress)
+        .await
+        .unwrap();
     app.incidents()
-        .add_comment(req(&agent(), AddCommentRequest { ticket_id: moved.id.clone(), body: "Reportado".into(), internal: false }))
+        .add_comment(req(
+            &agent(),
+            AddCommentRequest {
+                ticket_id: moved.id.clone(),
+                body: "Reportado".into(),
+                internal: false,
+            },
+        ))
         .await
         .unwrap();
     let events = events(&app, &store, &incident.id).await;
@@ -66,7 +96,11 @@ async fn creation_status_changes_and_comments_are_recorded_as_events_in_order() 
         .collect();
     assert_eq!(kinds, ["created", "status_changed", "comment_added"]);
     assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
-    assert!(events.iter().all(|e| e.ticket_number == 1 && e.ticket_id == incident.id));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.ticket_number == 1 && e.ticket_id == incident.id)
+    );
 }
 
 #[tokio::test]
@@ -76,13 +110,27 @@ async fn internal_comments_are_hidden_from_requesters_and_requesters_cannot_writ
     let incident = create(&app, &store, "EST-100").await;
     for (body, internal) in [("Nota interna", true), ("Respuesta pública", false)] {
         app.incidents()
-            .add_comment(req(&agent(), AddCommentRequest { ticket_id: incident.id.clone(), body: body.into(), internal }))
+            .add_comment(req(
+                &agent(),
+                AddCommentRequest {
+                    ticket_id: incident.id.clone(),
+                    body: body.into(),
+                    internal,
+                },
+            ))
             .await
             .unwrap();
     }
     assert_code(
         app.incidents()
-            .add_comment(req(&store, AddCommentRequest { ticket_id: incident.id.clone(), body: "x".into(), internal: true }))
+            .add_comment(req(
+                &store,
+                AddCommentRequest {
+                    ticket_id: incident.id.clone(),
+                    body: "x".into(),
+                    internal: true,
+                },
+            ))
             .await,
         Code::PermissionDenied,
     );
@@ -91,7 +139,14 @@ async fn internal_comments_are_hidden_from_requesters_and_requesters_cannot_writ
         let id = incident.id.clone();
         async move {
             client
-                .list_comments(req(&token, ListCommentsRequest { ticket_id: id, page_size: 0, page_token: String::new() }))
+                .list_comments(req(
+                    &token,
+                    ListCommentsRequest {
+                        ticket_id: id,
+                        page_size: 0,
+                        page_token: String::new(),
+                    },
+                ))
                 .await
                 .unwrap()
                 .into_inner()
@@ -115,7 +170,13 @@ async fn internal_comments_are_hidden_from_requesters_and_requesters_cannot_writ
 async fn search(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
     let mut list = app
         .incidents()
-        .list_incidents(req(token, ListIncidentsRequest { query: query.into(), ..Default::default() }))
+        .list_incidents(req(
+            token,
+            ListIncidentsRequest {
+                query: query.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -138,16 +199,27 @@ async fn free_text_search_ignores_case_and_accents_and_treats_wildcards_as_text(
     b.category = "lost".into();
     b.description = "Paquete con 'comillas' y más".into();
     for r in [a, b] {
-        app.incidents().create_incident(req(&store, r)).await.unwrap();
+        app.incidents()
+            .create_incident(req(&store, r))
+            .await
+            .unwrap();
     }
     let token = agent();
     assert_eq!(search(&app, &token, "guia").await, [1]);
-    assert_eq!(search(&app, &token, "danado").await, [1], "category name Paquete dañado");
+    assert_eq!(
+        search(&app, &token, "danado").await,
+        [1],
+        "category name Paquete dañado"
+    );
     assert_eq!(search(&app, &token, "EXTRAVIADO").await, [2]);
     assert_eq!(search(&app, &token, "dhl express").await, [2]);
     assert_eq!(search(&app, &token, "50%").await, [1]);
     assert_eq!(search(&app, &token, "%").await, [1]);
-    assert_eq!(search(&app, &token, "_").await, [2], "only DHL_555 has an underscore");
+    assert_eq!(
+        search(&app, &token, "_").await,
+        [2],
+        "only DHL_555 has an underscore"
+    );
     assert_eq!(search(&app, &token, "'comillas'").await, [2]);
     assert_eq!(search(&app, &token, "mas").await, [2]);
     assert!(search(&app, &token, "nada que ver").await.is_empty());
@@ -184,27 +256,50 @@ async fn lists_filter_by_stage_and_count_every_stage_for_the_same_filters() {
     incident_in(&app, &store, IncidentStatus::Cancelled).await;
     let mut other = new_incident("FDX-1");
     other.carrier = "fedex".into();
-    app.incidents().create_incident(req(&store, other)).await.unwrap();
+    app.incidents()
+        .create_incident(req(&store, other))
+        .await
+        .unwrap();
 
     let response = app
         .incidents()
         .list_incidents(req(
             &agent(),
-            ListIncidentsRequest { stage: IncidentStage::New as i32, carrier: "estafeta".into(), ..Default::default() },
+            ListIncidentsRequest {
+                stage: IncidentStage::New as i32,
+                carrier: "estafeta".into(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(response.incidents.len(), 2);
-    assert!(response.incidents.iter().all(|i| i.stage == IncidentStage::New as i32));
+    assert!(
+        response
+            .incidents
+            .iter()
+            .all(|i| i.stage == IncidentStage::New as i32)
+    );
     assert_eq!(response.total_size, 2);
-    assert_eq!(response.stage_counts, Some(StageCounts { all: 5, new: 2, in_review: 1, resolved: 2 }));
+    assert_eq!(
+        response.stage_counts,
+        Some(StageCounts {
+            all: 5,
+            new: 2,
+            in_review: 1,
+            resolved: 2
+        })
+    );
 
     let by_status = app
         .incidents()
         .list_incidents(req(
             &agent(),
-            ListIncidentsRequest { statuses: vec![IncidentStatus::Cancelled as i32], ..Default::default() },
+            ListIncidentsRequest {
+                statuses: vec![IncidentStatus::Cancelled as i32],
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()
@@ -222,7 +317,9 @@ async fn a_read_mask_returns_only_the_visible_columns() {
         .list_incidents(req(
             &agent(),
             ListIncidentsRequest {
-                read_mask: Some(prost_types::FieldMask { paths: vec!["number".into(), "status_label".into()] }),
+                read_mask: Some(prost_types::FieldMask {
+                    paths: vec!["number".into(), "status_label".into()],
+                }),
                 ..Default::default()
             },
         ))
@@ -233,7 +330,11 @@ async fn a_read_mask_returns_only_the_visible_columns() {
     assert_eq!(incident.number, 1);
     assert_eq!(incident.status_label, "Nuevo ticket");
     assert!(!incident.id.is_empty());
-    assert!(incident.tracking_number.is_empty() && incident.description.is_empty() && incident.created_at.is_none());
+    assert!(
+        incident.tracking_number.is_empty()
+            && incident.description.is_empty()
+            && incident.created_at.is_none()
+    );
 }
 
 #[tokio::test]
@@ -242,14 +343,34 @@ async fn an_idempotent_retry_returns_the_same_incident_and_a_changed_payload_is_
     let store = requester("acme");
     let mut request = new_incident("EST-1");
     request.idempotency_key = "order-42".into();
-    let first = app.incidents().create_incident(req(&store, request.clone())).await.unwrap().into_inner();
-    let retry = app.incidents().create_incident(req(&store, request.clone())).await.unwrap().into_inner();
+    let first = app
+        .incidents()
+        .create_incident(req(&store, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = app
+        .incidents()
+        .create_incident(req(&store, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, retry);
     request.description = "otra cosa".into();
-    let status = assert_code(app.incidents().create_incident(req(&store, request.clone())).await, Code::InvalidArgument);
+    let status = assert_code(
+        app.incidents()
+            .create_incident(req(&store, request.clone()))
+            .await,
+        Code::InvalidArgument,
+    );
     assert_eq!(violated_fields(&status), ["idempotency_key"]);
     // Keys are per account: another store may use the same key.
-    let other = app.incidents().create_incident(req(&requester("globex"), request)).await.unwrap().into_inner();
+    let other = app
+        .incidents()
+        .create_incident(req(&requester("globex"), request))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(other.id, first.id);
 }
 
@@ -262,25 +383,54 @@ async fn cancelling_keeps_the_reason_and_assigning_bumps_the_version() {
         .incidents()
         .assign_incident(req(
             &agent(),
-            AssignIncidentRequest { id: incident.id.clone(), assignee_id: "ana".into(), assignee_name: String::new(), expected_version: 1 },
+            AssignIncidentRequest {
+                id: incident.id.clone(),
+                assignee_id: "ana".into(),
+                assignee_name: String::new(),
+                expected_version: 1,
+            },
         ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((assigned.assignee_id.as_str(), assigned.assignee_name.as_str(), assigned.version), ("ana", "ana", 2));
+    assert_eq!(
+        (
+            assigned.assignee_id.as_str(),
+            assigned.assignee_name.as_str(),
+            assigned.version
+        ),
+        ("ana", "ana", 2)
+    );
     let cancelled = app
         .incidents()
-        .cancel_incident(req(&store, CancelIncidentRequest { id: incident.id.clone(), reason: "Ya llegó".into(), expected_version: 0 }))
+        .cancel_incident(req(
+            &store,
+            CancelIncidentRequest {
+                id: incident.id.clone(),
+                reason: "Ya llegó".into(),
+                expected_version: 0,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(cancelled.status, IncidentStatus::Cancelled as i32);
-    assert_eq!(cancelled.resolution_reason, ResolutionReason::Cancelled as i32);
+    assert_eq!(
+        cancelled.resolution_reason,
+        ResolutionReason::Cancelled as i32
+    );
     assert_eq!(cancelled.resolution_note, "Ya llegó");
     assert!(cancelled.resolved_at.is_some());
     assert_code(
         app.incidents()
-            .cancel_incident(req(&store, CancelIncidentRequest { id: incident.id, reason: "otra vez".into(), expected_version: 0 }))
+            .cancel_incident(req(
+                &store,
+                CancelIncidentRequest {
+                    id: incident.id,
+                    reason: "otra vez".into(),
+                    expected_version: 0,
+                },
+            ))
             .await,
         Code::FailedPrecondition,
     );
@@ -288,7 +438,12 @@ async fn cancelling_keeps_the_reason_and_assigning_bumps_the_version() {
         app.incidents()
             .assign_incident(req(
                 &store,
-                AssignIncidentRequest { id: assigned.id, assignee_id: "x".into(), assignee_name: String::new(), expected_version: 3 },
+                AssignIncidentRequest {
+                    id: assigned.id,
+                    assignee_id: "x".into(),
+                    assignee_name: String::new(),
+                    expected_version: 3,
+                },
             ))
             .await,
         Code::PermissionDenied,
@@ -299,25 +454,157 @@ async fn cancelling_keeps_the_reason_and_assigning_bumps_the_version() {
 async fn catalogs_list_mexican_carriers_and_categories_of_each_kind() {
     let app = TestApp::spawn().await;
     let token = requester("acme");
-    let carriers = app.incidents().list_carriers(req(&token, ListCarriersRequest {})).await.unwrap().into_inner().carriers;
+    let carriers = app
+        .incidents()
+        .list_carriers(req(&token, ListCarriersRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .carriers;
     let names: Vec<_> = carriers.iter().map(|c| c.name.as_str()).collect();
-    for expected in ["Estafeta", "DHL Express", "FedEx", "Redpack", "Paquetexpress", "99minutos"] {
+    for expected in [
+        "Estafeta",
+        "DHL Express",
+        "FedEx",
+        "Redpack",
+        "Paquetexpress",
+        "99minutos",
+    ] {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }
     assert!(carriers.iter().all(|c| c.claim_window_days > 0));
     let charges = app
         .incidents()
-        .list_categories(req(&token, ListCategoriesRequest { incident_kind: IncidentKind::AdditionalCharge as i32 }))
+        .list_categories(req(
+            &token,
+            ListCategoriesRequest {
+                incident_kind: IncidentKind::AdditionalCharge as i32,
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .categories;
     let codes: Vec<_> = charges.iter().map(|c| c.code.as_str()).collect();
-    for expected in ["overweight", "extended_zone", "dimensional_weight", "redelivery"] {
+    for expected in [
+        "overweight",
+        "extended_zone",
+        "dimensional_weight",
+        "redelivery",
+    ] {
         assert!(codes.contains(&expected));
     }
-    assert!(charges.iter().all(|c| c.incident_kind == IncidentKind::AdditionalCharge as i32));
-    let all = app.incidents().list_categories(req(&token, ListCategoriesRequest { incident_kind: 0 })).await.unwrap().into_inner();
-    assert!(all.categories.iter().any(|c| c.name == "Paquete extraviado"));
-    assert!(all.categories.iter().all(|c| c.ticket_type == TicketType::Incident as i32));
+    assert!(
+        charges
+            .iter()
+            .all(|c| c.incident_kind == IncidentKind::AdditionalCharge as i32)
+    );
+    let all = app
+        .incidents()
+        .list_categories(req(&token, ListCategoriesRequest { incident_kind: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        all.categories
+            .iter()
+            .any(|c| c.name == "Paquete extraviado")
+    );
+    assert!(
+        all.categories
+            .iter()
+            .all(|c| c.ticket_type == TicketType::Incident as i32)
+    );
+}
+
+#[tokio::test]
+async fn lists_filter_by_kind_category_assignee_and_creation_time() {
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    let first = create(&app, &store, "EST-1").await;
+    let mut charge = new_incident("EST-2");
+    charge.kind = IncidentKind::AdditionalCharge as i32;
+    charge.category = "overweight".into();
+    let second = app
+        .incidents()
+        .create_incident(req(&store, charge))
+        .await
+        .unwrap()
+        .into_inner();
+    app.incidents()
+        .assign_incident(req(
+            &agent(),
+            AssignIncidentRequest {
+                id: second.id.clone(),
+                assignee_id: "luis".into(),
+                assignee_name: String::new(),
+                expected_version: 1,
+            },
+        ))
+        .await
+        .unwrap();
+    let numbers = |request: ListIncidentsRequest| {
+        let mut client = app.incidents();
+        async move {
+            client
+                .list_incidents(req(&agent(), request))
+                .await
+                .unwrap()
+                .into_inner()
+                .incidents
+                .into_iter()
+                .map(|i| i.number)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        numbers(ListIncidentsRequest {
+            kinds: vec![IncidentKind::AdditionalCharge as i32],
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        numbers(ListIncidentsRequest {
+            category: "damaged".into(),
+            ..Default::default()
+        })
+        .await,
+        [1]
+    );
+    assert_eq!(
+        numbers(ListIncidentsRequest {
+            assignee_id: "luis".into(),
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    let second_created = second.created_at.unwrap();
+    assert_eq!(
+        numbers(ListIncidentsRequest {
+            created_from: Some(second_created),
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        numbers(ListIncidentsRequest {
+            created_to: Some(second_created),
+            ..Default::default()
+        })
+        .await,
+        [1]
+    );
+    assert_eq!(
+        numbers(ListIncidentsRequest {
+            created_from: first.created_at,
+            created_to: Some(second_created),
+            ..Default::default()
+        })
+        .await,
+        [1]
+    );
 }

@@ -14,19 +14,118 @@ async fn every_incident_rpc_answers_not_found_for_another_accounts_ticket() {
     let mut c = app.incidents();
 
     let results: Vec<(&str, Result<(), tonic::Status>)> = vec![
-        ("GetIncident by id", c.get_incident(req(&a, GetIncidentRequest { lookup: Some(get_incident_request::Lookup::Id(id.clone())) })).await.map(drop)),
-        ("GetIncident by number", c.get_incident(req(&a, GetIncidentRequest { lookup: Some(get_incident_request::Lookup::Number(theirs.number)) })).await.map(drop)),
-        ("ChangeIncidentStatus", c.change_incident_status(req(&a, ChangeIncidentStatusRequest { id: id.clone(), status: IncidentStatus::Cancelled as i32, expected_version: 1, reason: 0, comment: String::new() })).await.map(drop)),
-        ("AssignIncident", c.assign_incident(req(&a, AssignIncidentRequest { id: id.clone(), assignee_id: "x".into(), assignee_name: String::new(), expected_version: 1 })).await.map(drop)),
-        ("CancelIncident", c.cancel_incident(req(&a, CancelIncidentRequest { id: id.clone(), reason: "no".into(), expected_version: 0 })).await.map(drop)),
-        ("AddComment", c.add_comment(req(&a, AddCommentRequest { ticket_id: id.clone(), body: "hola".into(), internal: false })).await.map(drop)),
-        ("ListComments", c.list_comments(req(&a, ListCommentsRequest { ticket_id: id.clone(), page_size: 0, page_token: String::new() })).await.map(drop)),
-        ("ListTicketEvents", c.list_ticket_events(req(&a, ListTicketEventsRequest { ticket_id: id.clone(), after_sequence: 0, page_size: 0, page_token: String::new() })).await.map(drop)),
+        (
+            "GetIncident by id",
+            c.get_incident(req(
+                &a,
+                GetIncidentRequest {
+                    lookup: Some(get_incident_request::Lookup::Id(id.clone())),
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "GetIncident by number",
+            c.get_incident(req(
+                &a,
+                GetIncidentRequest {
+                    lookup: Some(get_incident_request::Lookup::Number(theirs.number)),
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ChangeIncidentStatus",
+            c.change_incident_status(req(
+                &a,
+                ChangeIncidentStatusRequest {
+                    id: id.clone(),
+                    status: IncidentStatus::Cancelled as i32,
+                    expected_version: 1,
+                    reason: 0,
+                    comment: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "AssignIncident",
+            c.assign_incident(req(
+                &a,
+                AssignIncidentRequest {
+                    id: id.clone(),
+                    assignee_id: "x".into(),
+                    assignee_name: String::new(),
+                    expected_version: 1,
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "CancelIncident",
+            c.cancel_incident(req(
+                &a,
+                CancelIncidentRequest {
+                    id: id.clone(),
+                    reason: "no".into(),
+                    expected_version: 0,
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "AddComment",
+            c.add_comment(req(
+                &a,
+                AddCommentRequest {
+                    ticket_id: id.clone(),
+                    body: "hola".into(),
+                    internal: false,
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListComments",
+            c.list_comments(req(
+                &a,
+                ListCommentsRequest {
+                    ticket_id: id.clone(),
+                    page_size: 0,
+                    page_token: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListTicketEvents",
+            c.list_ticket_events(req(
+                &a,
+                ListTicketEventsRequest {
+                    ticket_id: id.clone(),
+                    after_sequence: 0,
+                    page_size: 0,
+                    page_token: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        ),
     ];
     for (rpc, result) in results {
         match result {
             Err(status) if status.code() == Code::NotFound => {
-                assert!(!status.message().contains("globex"), "{rpc} leaks the account");
+                assert!(
+                    !status.message().contains("globex"),
+                    "{rpc} leaks the account"
+                );
             }
             // AssignIncident is for agents only: a requester is refused before any lookup.
             Err(status) if rpc == "AssignIncident" && status.code() == Code::PermissionDenied => {}
@@ -39,15 +138,38 @@ async fn every_incident_rpc_answers_not_found_for_another_accounts_ticket() {
 
     for query in ["", "GLOBEX", "globex", "dañada", "1", "2"] {
         let listed = c
-            .list_incidents(req(&a, ListIncidentsRequest { query: query.into(), ..Default::default() }))
+            .list_incidents(req(
+                &a,
+                ListIncidentsRequest {
+                    query: query.into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
-        assert!(listed.incidents.iter().all(|i| i.account == "acme"), "query {query:?}");
+        assert!(
+            listed.incidents.iter().all(|i| i.account == "acme"),
+            "query {query:?}"
+        );
         assert!(listed.stage_counts.unwrap().all <= 1);
     }
-    let all = c.list_incidents(req(&a, ListIncidentsRequest::default())).await.unwrap().into_inner();
-    assert_eq!(all.incidents.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), [mine.id]);
-    let agent_view = c.list_incidents(req(&agent(), ListIncidentsRequest::default())).await.unwrap().into_inner();
+    let all = c
+        .list_incidents(req(&a, ListIncidentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        all.incidents
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>(),
+        [mine.id]
+    );
+    let agent_view = c
+        .list_incidents(req(&agent(), ListIncidentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(agent_view.total_size, 2);
 }

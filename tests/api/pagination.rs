@@ -7,7 +7,11 @@ use tonic::Code;
 use crate::helpers::*;
 
 async fn page(app: &TestApp, token: &str, request: ListIncidentsRequest) -> ListIncidentsResponse {
-    app.incidents().list_incidents(req(token, request)).await.unwrap().into_inner()
+    app.incidents()
+        .list_incidents(req(token, request))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 #[tokio::test]
@@ -24,7 +28,12 @@ async fn paging_visits_every_incident_once_while_new_ones_are_created() {
             let response = page(
                 &app,
                 &agent(),
-                ListIncidentsRequest { page_size: 7, page_token: token, order_by: order.into(), ..Default::default() },
+                ListIncidentsRequest {
+                    page_size: 7,
+                    page_token: token,
+                    order_by: order.into(),
+                    ..Default::default()
+                },
             )
             .await;
             seen.extend(response.incidents.iter().map(|i| i.number));
@@ -36,7 +45,11 @@ async fn paging_visits_every_incident_once_while_new_ones_are_created() {
             token = response.next_page_token;
         }
         let unique: HashSet<_> = seen.iter().copied().collect();
-        assert_eq!(unique.len(), seen.len(), "{order}: no incident twice: {seen:?}");
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "{order}: no incident twice: {seen:?}"
+        );
         if order == "created_at desc" {
             assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
         } else {
@@ -52,7 +65,15 @@ async fn page_tokens_are_refused_when_garbled_or_reused_with_other_filters() {
     for i in 0..3 {
         create(&app, &store, &format!("EST-{i}")).await;
     }
-    let first = page(&app, &agent(), ListIncidentsRequest { page_size: 1, ..Default::default() }).await;
+    let first = page(
+        &app,
+        &agent(),
+        ListIncidentsRequest {
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(!first.next_page_token.is_empty());
     for (token, query) in [
         ("garbage!!".to_owned(), ""),
@@ -61,7 +82,14 @@ async fn page_tokens_are_refused_when_garbled_or_reused_with_other_filters() {
     ] {
         let status = assert_code(
             app.incidents()
-                .list_incidents(req(&agent(), ListIncidentsRequest { page_token: token, query: query.into(), ..Default::default() }))
+                .list_incidents(req(
+                    &agent(),
+                    ListIncidentsRequest {
+                        page_token: token,
+                        query: query.into(),
+                        ..Default::default()
+                    },
+                ))
                 .await,
             Code::InvalidArgument,
         );
@@ -75,7 +103,14 @@ async fn comments_and_events_page_in_order() {
     let incident = create(&app, &requester("acme"), "EST-1").await;
     for i in 0..5 {
         app.incidents()
-            .add_comment(req(&agent(), AddCommentRequest { ticket_id: incident.id.clone(), body: format!("c{i}"), internal: false }))
+            .add_comment(req(
+                &agent(),
+                AddCommentRequest {
+                    ticket_id: incident.id.clone(),
+                    body: format!("c{i}"),
+                    internal: false,
+                },
+            ))
             .await
             .unwrap();
     }
@@ -84,7 +119,14 @@ async fn comments_and_events_page_in_order() {
     loop {
         let r = app
             .incidents()
-            .list_comments(req(&agent(), ListCommentsRequest { ticket_id: incident.id.clone(), page_size: 2, page_token: token }))
+            .list_comments(req(
+                &agent(),
+                ListCommentsRequest {
+                    ticket_id: incident.id.clone(),
+                    page_size: 2,
+                    page_token: token,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -103,7 +145,12 @@ async fn comments_and_events_page_in_order() {
             .incidents()
             .list_ticket_events(req(
                 &agent(),
-                ListTicketEventsRequest { ticket_id: incident.id.clone(), after_sequence: 0, page_size: 4, page_token: token },
+                ListTicketEventsRequest {
+                    ticket_id: incident.id.clone(),
+                    after_sequence: 0,
+                    page_size: 4,
+                    page_token: token,
+                },
             ))
             .await
             .unwrap()
@@ -119,10 +166,18 @@ async fn comments_and_events_page_in_order() {
         .incidents()
         .list_ticket_events(req(
             &agent(),
-            ListTicketEventsRequest { ticket_id: incident.id, after_sequence: 4, page_size: 0, page_token: String::new() },
+            ListTicketEventsRequest {
+                ticket_id: incident.id,
+                after_sequence: 4,
+                page_size: 0,
+                page_token: String::new(),
+            },
         ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(after.events.iter().map(|e| e.sequence).collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(
+        after.events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [5, 6]
+    );
 }

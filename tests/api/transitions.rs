@@ -4,8 +4,15 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-const STATUSES: [IncidentStatus; 7] =
-    [NewTicket, MissingData, InProgress, PreApproved, Finalized, Declined, Cancelled];
+const STATUSES: [IncidentStatus; 7] = [
+    NewTicket,
+    MissingData,
+    InProgress,
+    PreApproved,
+    Finalized,
+    Declined,
+    Cancelled,
+];
 
 /// The design's table, written out independently of the code under test.
 fn expected(from: IncidentStatus, to: IncidentStatus, role: &str) -> Code {
@@ -23,7 +30,10 @@ fn expected(from: IncidentStatus, to: IncidentStatus, role: &str) -> Code {
     );
     let anyone = matches!(
         (from, to),
-        (NewTicket | MissingData | InProgress | PreApproved, Cancelled)
+        (
+            NewTicket | MissingData | InProgress | PreApproved,
+            Cancelled
+        )
     );
     match role {
         _ if anyone => Code::Ok,
@@ -46,7 +56,9 @@ async fn every_status_pair_follows_the_design_table_for_every_role() {
                 let want = expected(from, to, role);
                 let got = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
                 if got != want {
-                    failures.push(format!("{from:?} -> {to:?} by {role}: want {want:?}, got {got:?} ({result:?})"));
+                    failures.push(format!(
+                        "{from:?} -> {to:?} by {role}: want {want:?}, got {got:?} ({result:?})"
+                    ));
                     continue;
                 }
                 match result {
@@ -54,11 +66,18 @@ async fn every_status_pair_follows_the_design_table_for_every_role() {
                         assert_eq!(updated.status, to as i32);
                         assert_eq!(updated.version, incident.version + 1);
                         let terminal = matches!(to, Finalized | Declined | Cancelled);
-                        assert_eq!(updated.resolved_at.is_some(), terminal, "{from:?} -> {to:?}");
+                        assert_eq!(
+                            updated.resolved_at.is_some(),
+                            terminal,
+                            "{from:?} -> {to:?}"
+                        );
                     }
                     Err(status) if want == Code::FailedPrecondition => {
                         let (f, t) = (from.as_str_name(), to.as_str_name());
-                        let (f, t) = (f.trim_start_matches("INCIDENT_STATUS_"), t.trim_start_matches("INCIDENT_STATUS_"));
+                        let (f, t) = (
+                            f.trim_start_matches("INCIDENT_STATUS_"),
+                            t.trim_start_matches("INCIDENT_STATUS_"),
+                        );
                         assert!(
                             status.message().contains(f) && status.message().contains(t),
                             "message names both statuses: {}",
@@ -70,7 +89,12 @@ async fn every_status_pair_follows_the_design_table_for_every_role() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -126,11 +150,17 @@ async fn a_requester_comment_returns_a_missing_data_incident_to_where_it_came_fr
     let store = requester("acme");
     for origin in [NewTicket, InProgress] {
         let incident = incident_in(&app, &store, origin).await;
-        let waiting = change(&app, &agent(), &incident, MissingData).await.unwrap();
+        let waiting = change(&app, &agent(), &incident, MissingData)
+            .await
+            .unwrap();
         app.incidents()
             .add_comment(req(
                 &store,
-                ticketd::pb::AddCommentRequest { ticket_id: waiting.id.clone(), body: "Adjunto la foto".into(), internal: false },
+                ticketd::pb::AddCommentRequest {
+                    ticket_id: waiting.id.clone(),
+                    body: "Adjunto la foto".into(),
+                    internal: false,
+                },
             ))
             .await
             .unwrap();
@@ -139,7 +169,10 @@ async fn a_requester_comment_returns_a_missing_data_incident_to_where_it_came_fr
         assert_eq!(back.version, waiting.version + 1);
         let events = events(&app, &agent(), &waiting.id).await;
         let last = events.last().unwrap();
-        assert_eq!(last.actor.as_ref().unwrap().role, ticketd::pb::ActorRole::System as i32);
+        assert_eq!(
+            last.actor.as_ref().unwrap().role,
+            ticketd::pb::ActorRole::System as i32
+        );
         match &last.payload {
             Some(ticketd::pb::ticket_event::Payload::StatusChanged(c)) => {
                 assert_eq!(c.from_status, "INCIDENT_STATUS_MISSING_DATA");
@@ -158,9 +191,16 @@ async fn an_agent_comment_does_not_move_a_missing_data_incident() {
     app.incidents()
         .add_comment(req(
             &agent(),
-            ticketd::pb::AddCommentRequest { ticket_id: waiting.id.clone(), body: "Seguimos esperando".into(), internal: false },
+            ticketd::pb::AddCommentRequest {
+                ticket_id: waiting.id.clone(),
+                body: "Seguimos esperando".into(),
+                internal: false,
+            },
         ))
         .await
         .unwrap();
-    assert_eq!(get(&app, &store, &waiting.id).await.status, MissingData as i32);
+    assert_eq!(
+        get(&app, &store, &waiting.id).await.status,
+        MissingData as i32
+    );
 }
