@@ -221,7 +221,7 @@ impl Incidents {
             },
         )
         .await?;
-        commit(txn).await?;
+        self.store.commit(txn).await?;
         Ok(model)
     }
 
@@ -375,7 +375,7 @@ impl Incidents {
             comment: change.comment.or(change.note),
         };
         events::append(&txn, &ctx, &payload).await?;
-        commit(txn).await?;
+        self.store.commit(txn).await?;
         Ok(next)
     }
 
@@ -408,7 +408,7 @@ impl Incidents {
             previous_assignee_id: current.assignee_id.clone(),
         };
         events::append(&txn, &context(&next, ActorRef::of(who), now), &payload).await?;
-        commit(txn).await?;
+        self.store.commit(txn).await?;
         Ok(next)
     }
 
@@ -452,7 +452,7 @@ impl Incidents {
             };
             events::append(&txn, &context(&next, ActorRef::SYSTEM, now), &payload).await?;
         }
-        commit(txn).await?;
+        self.store.commit(txn).await?;
         Ok(comment)
     }
 
@@ -601,10 +601,6 @@ async fn persist(
             next.number
         )))
     }
-}
-
-async fn commit(txn: DatabaseTransaction) -> Result<()> {
-    txn.commit().await.map_err(db_error)
 }
 
 fn context<'a>(m: &'a row::Model, actor: ActorRef<'a>, at: i64) -> EventContext<'a> {

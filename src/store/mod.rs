@@ -5,7 +5,10 @@ pub mod entity;
 pub mod events;
 pub mod incidents;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use anyhow::anyhow;
 use migration::{Migrator, MigratorTrait};
@@ -21,6 +24,9 @@ use crate::domain::Error;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Signalled after every commit that appended to the event log, so that
+    /// the log follower reads the new events at once instead of at its next poll.
+    committed: Arc<Notify>,
 }
 
 impl Store {
@@ -43,7 +49,10 @@ impl Store {
         let db = Database::connect(options)
             .await
             .map_err(|e| anyhow!("cannot open database {}: {e}", redact(url)))?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            committed: Arc::new(Notify::new()),
+        })
     }
 
     /// Applies pending migrations.
@@ -77,12 +86,33 @@ impl Store {
         Ok(txn)
     }
 
+    /// Commits a transaction opened with `begin_write` and signals that the
+    /// log grew: in this process through `committed()`, and on PostgreSQL to
+    /// every replica with NOTIFY (delivered only if the transaction commits).
+    pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), Error> {
+        if self.backend() == DbBackend::Postgres {
+            txn.execute_unprepared(&format!("NOTIFY {LOG_CHANNEL}"))
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        self.committed.notify_one();
+        Ok(())
+    }
+
+    /// The in-process signal `commit` raises.
+    pub fn committed(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
     /// Closes the pool.
     pub async fn close(self) {
         let _ = self.db.close().await;
     }
 }
 
+/// The PostgreSQL NOTIFY channel that wakes other replicas' log followers.
+pub const LOG_CHANNEL: &str = "ticketd_events";
 pub(crate) const EVENT_SEQUENCE: &str = "event_sequence";
 pub(crate) const INCIDENT_NUMBER: &str = "incident_number";
 
