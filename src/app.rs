@@ -11,6 +11,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::auth::Verifier;
 use crate::domain::clock::Clock;
+use crate::domain::consultation::Targets;
 use crate::grpc::Authenticate;
 use crate::grpc::consultation_api::ConsultationApi;
 use crate::grpc::incident_api::IncidentApi;
@@ -18,6 +19,7 @@ use crate::grpc::notification_api::NotificationApi;
 use crate::pb::consultation_service_server::ConsultationServiceServer;
 use crate::pb::incident_service_server::IncidentServiceServer;
 use crate::pb::notification_service_server::NotificationServiceServer;
+use crate::service::consultations::Consultations;
 use crate::service::incidents::Incidents;
 use crate::store::Store;
 use crate::store::catalog::Catalog;
@@ -30,6 +32,7 @@ pub struct Settings {
     pub database_url: String,
     pub verifier: Verifier,
     pub clock: Arc<dyn Clock>,
+    pub consultation_targets: Targets,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -46,7 +49,13 @@ pub async fn serve(
             .await
             .context("cannot load the catalogs")?,
     );
-    let incidents = Incidents::new(store.clone(), catalog, settings.clock);
+    let incidents = Incidents::new(store.clone(), catalog.clone(), settings.clock.clone());
+    let consultations = Consultations::new(
+        store.clone(),
+        catalog,
+        settings.clock,
+        settings.consultation_targets,
+    );
     let auth = Authenticate::new(Arc::new(settings.verifier));
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -75,7 +84,7 @@ pub async fn serve(
         auth.clone(),
     );
     let consultation_api = InterceptedService::new(
-        ConsultationServiceServer::new(ConsultationApi)
+        ConsultationServiceServer::new(ConsultationApi::new(consultations))
             .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),
     );

@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Due time of TECHNOLOGY consultations, counted from filing.
+    #[arg(long, env = "TICKETD_TECHNOLOGY_DUE", default_value = "48h", value_parser = parse_duration)]
+    pub technology_due: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

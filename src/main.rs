@@ -6,6 +6,7 @@ use clap::Parser;
 use ticketd::auth::{self, Claims, Verifier};
 use ticketd::config::{Cli, Command, Common, TokenArgs};
 use ticketd::domain::clock::SystemClock;
+use ticketd::domain::consultation::Targets;
 use ticketd::{app, store::Store, telemetry};
 
 #[tokio::main]
@@ -19,6 +20,9 @@ async fn main() -> anyhow::Result<()> {
                 database_url: database_url(&cli.common)?,
                 verifier,
                 clock: Arc::new(SystemClock),
+                consultation_targets: Targets {
+                    technology_due: args.technology_due,
+                },
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_catalogs;
 mod m20261125_000002_create_tickets;
+mod m20261125_000003_create_consultations;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_catalogs::Migration),
             Box::new(m20261125_000002_create_tickets::Migration),
+            Box::new(m20261125_000003_create_consultations::Migration),
         ]
     }
 }

@@ -2,27 +2,6 @@
 use super::principal::{Locale, Role};
 use super::{Error, Result};
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name stored in the database and used in events.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
 string_enum!(
     /// Shipment problem or additional-charge dispute.
     IncidentKind { Shipment = "SHIPMENT", AdditionalCharge = "ADDITIONAL_CHARGE" }

@@ -1,6 +1,29 @@
 //! Pure rules: statuses and transitions, principals, text handling, errors.
 //! Nothing here knows about the wire or the database.
+/// A fieldless enum stored and sent as its upper-case name.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name stored in the database and used in events.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
 pub mod clock;
+pub mod consultation;
 pub mod error;
 pub mod event;
 pub mod incident;

@@ -1,16 +1,38 @@
-//! ConsultationService: answers UNIMPLEMENTED until the consultations issue lands.
+//! ConsultationService: validate, call the use case, convert back.
+use prost::Message;
 use tonic::{Request, Response, Status};
 
+use super::convert::{self, micros};
+use super::validate::{enum_list, expected_version, ticket_id};
+use super::{caller, page_token, thread};
+use crate::domain::error::Violations;
+use crate::domain::principal::Locale;
+use crate::domain::text::{self, like_contains};
+use crate::domain::{Error, Result};
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
+use crate::service::consultations::{self, Consultations, Lookup, NewConsultation};
+use crate::store::consultations::ConsultationFilter;
 
-#[derive(Debug, Default, Clone)]
-pub struct ConsultationApi;
+const MAX_DESCRIPTION: usize = 10_000;
 
-fn pending(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "ConsultationService.{rpc} is not implemented yet: consultations are being built (see the README's roadmap)"
-    ))
+#[derive(Clone)]
+pub struct ConsultationApi {
+    consultations: Consultations,
+}
+
+impl ConsultationApi {
+    pub fn new(consultations: Consultations) -> Self {
+        Self { consultations }
+    }
+
+    fn reply(
+        &self,
+        model: &crate::store::entity::consultation::Model,
+        locale: Locale,
+    ) -> Response<Consultation> {
+        Response::new(convert::consultation(model, locale))
+    }
 }
 
 type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -19,82 +41,345 @@ type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Sta
 impl ConsultationService for ConsultationApi {
     async fn classify_consultation(
         &self,
-        _: Request<ClassifyConsultationRequest>,
+        request: Request<ClassifyConsultationRequest>,
     ) -> Result<Response<ClassifyConsultationResponse>, Status> {
-        Err(pending("ClassifyConsultation"))
+        let (_, locale) = caller(&request)?;
+        let code = text::required("category", &request.into_inner().category, 64)?;
+        let (category, complexity) = self.consultations.classify(&code)?;
+        let (min, max) = complexity.window();
+        let targets = self.consultations.targets();
+        Ok(Response::new(ClassifyConsultationResponse {
+            category: Some(convert::category(category)),
+            complexity: convert::complexity(complexity) as i32,
+            target_min_minutes: minutes(min),
+            target_max_minutes: max.map_or(0, minutes),
+            creates_ticket: complexity.creates_ticket(),
+            message: complexity.promise(targets, locale),
+            due_in_minutes: minutes(complexity.due_after(targets)),
+        }))
     }
+
     async fn create_consultation(
         &self,
-        _: Request<CreateConsultationRequest>,
+        request: Request<CreateConsultationRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        Err(pending("CreateConsultation"))
+        let (who, locale) = caller(&request)?;
+        let CreateConsultationRequest {
+            category,
+            description,
+            order_reference,
+            idempotency_key,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let category = v.check(text::required("category", &category, 64))?;
+        let description = v.check(text::required("description", &description, MAX_DESCRIPTION))?;
+        let order_reference = v
+            .check(text::optional("order_reference", &order_reference, 64))?
+            .flatten();
+        let idempotency_key = v
+            .check(text::optional("idempotency_key", &idempotency_key, 128))?
+            .flatten();
+        v.into_result()?;
+        let (Some(category), Some(description)) = (category, description) else {
+            return Err(Error::invalid("category", "invalid request").into());
+        };
+        let new = NewConsultation {
+            category,
+            description,
+            order_reference,
+            idempotency_key,
+        };
+        let model = self.consultations.create(&who, new).await?;
+        Ok(self.reply(&model, locale))
     }
+
     async fn get_consultation(
         &self,
-        _: Request<GetConsultationRequest>,
+        request: Request<GetConsultationRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        Err(pending("GetConsultation"))
+        let (who, locale) = caller(&request)?;
+        let lookup = match request.into_inner().lookup {
+            Some(get_consultation_request::Lookup::Id(id)) => Lookup::Id(ticket_id("id", &id)?),
+            Some(get_consultation_request::Lookup::Number(n)) if n > 0 => Lookup::Number(n),
+            Some(get_consultation_request::Lookup::Number(n)) => {
+                return Err(Error::invalid("number", format!("must be positive, got {n}")).into());
+            }
+            None => return Err(Error::invalid("lookup", "give an id or a number").into()),
+        };
+        let model = self.consultations.get(&who, &lookup).await?;
+        Ok(self.reply(&model, locale))
     }
+
     async fn list_consultations(
         &self,
-        _: Request<ListConsultationsRequest>,
+        request: Request<ListConsultationsRequest>,
     ) -> Result<Response<ListConsultationsResponse>, Status> {
-        Err(pending("ListConsultations"))
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut stable = r.clone();
+        stable.page_token.clear();
+        stable.page_size = 0;
+        let fingerprint = page_token::fingerprint(&stable.encode_to_vec());
+        let mut v = Violations::default();
+        let statuses = v
+            .check(enum_list(
+                "statuses",
+                &r.statuses,
+                convert::parse_consultation_status,
+            ))?
+            .unwrap_or_default();
+        let complexities = v
+            .check(enum_list(
+                "complexities",
+                &r.complexities,
+                convert::parse_complexity,
+            ))?
+            .unwrap_or_default();
+        let category = v
+            .check(text::optional("category", &r.category, 64))?
+            .flatten();
+        if let Some(c) = &category
+            && self.consultations.classify(c).is_err()
+        {
+            v.push(
+                "category",
+                format!("unknown consultation category {c:?}; see ListCategories"),
+            );
+        }
+        let assignee_id = v
+            .check(text::optional("assignee_id", &r.assignee_id, 128))?
+            .flatten();
+        let created_from = v
+            .check(
+                r.created_from
+                    .as_ref()
+                    .map(|t| micros("created_from", t))
+                    .transpose(),
+            )?
+            .flatten();
+        let created_to = v
+            .check(
+                r.created_to
+                    .as_ref()
+                    .map(|t| micros("created_to", t))
+                    .transpose(),
+            )?
+            .flatten();
+        if let (Some(from), Some(to)) = (created_from, created_to)
+            && from > to
+        {
+            v.push("created_from", "must not be after created_to");
+        }
+        let query = v.check(text::optional("query", &r.query, 200))?.flatten();
+        let page_size = v
+            .check(page_token::page_size(r.page_size, 50, 500))?
+            .unwrap_or(50);
+        let cursor = v
+            .check(page_token::decode::<(i64, String)>(
+                &r.page_token,
+                &fingerprint,
+            ))?
+            .flatten();
+        v.into_result()?;
+        let filter = ConsultationFilter {
+            account: None,
+            statuses: vec![],
+            complexities: complexities.iter().map(|c| c.as_str()).collect(),
+            category,
+            assignee_id,
+            created_from,
+            created_to,
+            search_pattern: query.map(|q| like_contains(&q)),
+        };
+        let page = self
+            .consultations
+            .list(&who, statuses, filter, cursor, page_size)
+            .await?;
+        let [all, received, in_progress, solved] = page.status_counts;
+        Ok(Response::new(ListConsultationsResponse {
+            consultations: page
+                .consultations
+                .iter()
+                .map(|m| convert::consultation(m, locale))
+                .collect(),
+            next_page_token: page
+                .next
+                .map(|c| page_token::encode(c, &fingerprint))
+                .unwrap_or_default(),
+            total_size: page.total_size,
+            status_counts: Some(StatusCounts {
+                all,
+                received,
+                in_progress,
+                solved,
+            }),
+        }))
     }
+
     async fn change_consultation_status(
         &self,
-        _: Request<ChangeConsultationStatusRequest>,
+        request: Request<ChangeConsultationStatusRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        Err(pending("ChangeConsultationStatus"))
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("id", &r.id))?;
+        let to = v.check(convert::parse_consultation_status("status", r.status))?;
+        let expected = v
+            .check(expected_version(r.expected_version, true))?
+            .flatten();
+        let comment = v
+            .check(text::optional("comment", &r.comment, 10_000))?
+            .flatten();
+        v.into_result()?;
+        let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
+            return Err(Error::invalid("id", "invalid request").into());
+        };
+        let model = self
+            .consultations
+            .change_status(&who, &id, to, expected, comment)
+            .await?;
+        Ok(self.reply(&model, locale))
     }
+
     async fn reclassify_consultation(
         &self,
-        _: Request<ReclassifyConsultationRequest>,
+        request: Request<ReclassifyConsultationRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        Err(pending("ReclassifyConsultation"))
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("id", &r.id))?;
+        let to = v.check(convert::parse_complexity("complexity", r.complexity))?;
+        let expected = v
+            .check(expected_version(r.expected_version, true))?
+            .flatten();
+        v.into_result()?;
+        let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
+            return Err(Error::invalid("id", "invalid request").into());
+        };
+        let model = self
+            .consultations
+            .reclassify(&who, &id, to, expected)
+            .await?;
+        Ok(self.reply(&model, locale))
     }
+
     async fn assign_consultation(
         &self,
-        _: Request<AssignConsultationRequest>,
+        request: Request<AssignConsultationRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        Err(pending("AssignConsultation"))
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(ticket_id("id", &r.id))?;
+        let assignee = v
+            .check(text::optional("assignee_id", &r.assignee_id, 128))?
+            .flatten();
+        let name = v
+            .check(text::optional("assignee_name", &r.assignee_name, 256))?
+            .flatten();
+        let expected = v
+            .check(expected_version(r.expected_version, true))?
+            .flatten();
+        v.into_result()?;
+        let (Some(id), Some(expected)) = (id, expected) else {
+            return Err(Error::invalid("id", "invalid request").into());
+        };
+        let assignee = assignee.map(|a| {
+            let name = name.unwrap_or_else(|| a.clone());
+            (a, name)
+        });
+        let model = self
+            .consultations
+            .assign(&who, &id, assignee, expected)
+            .await?;
+        Ok(self.reply(&model, locale))
     }
+
     async fn add_comment(
         &self,
-        _: Request<AddCommentRequest>,
+        request: Request<AddCommentRequest>,
     ) -> Result<Response<Comment>, Status> {
-        Err(pending("AddComment"))
+        let (who, _) = caller(&request)?;
+        let (id, body, internal) = thread::parse_add_comment(request.into_inner())?;
+        let comment = self
+            .consultations
+            .add_comment(&who, &id, body, internal)
+            .await?;
+        Ok(Response::new(convert::comment(&comment)))
     }
+
     async fn list_comments(
         &self,
-        _: Request<ListCommentsRequest>,
+        request: Request<ListCommentsRequest>,
     ) -> Result<Response<ListCommentsResponse>, Status> {
-        Err(pending("ListComments"))
+        thread::list_comments(request, |who, id, after, limit| async move {
+            self.consultations
+                .list_comments(&who, &id, after, limit)
+                .await
+        })
+        .await
     }
+
     async fn list_ticket_events(
         &self,
-        _: Request<ListTicketEventsRequest>,
+        request: Request<ListTicketEventsRequest>,
     ) -> Result<Response<ListTicketEventsResponse>, Status> {
-        Err(pending("ListTicketEvents"))
+        thread::list_events(request, |who, id, after, limit| async move {
+            self.consultations
+                .list_events(&who, &id, after, limit)
+                .await
+        })
+        .await
     }
+
     type WatchTicketStream = Stream<WatchResponse>;
+
     async fn watch_ticket(
         &self,
         _: Request<WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        Err(pending("WatchTicket"))
+        Err(Status::unimplemented(
+            "ConsultationService.WatchTicket is not implemented yet: live event streams are being built; \
+             ListTicketEvents serves the same events by polling",
+        ))
     }
+
     type ExportReportStream = Stream<ExportReportResponse>;
+
     async fn export_report(
         &self,
         _: Request<ExportConsultationsRequest>,
     ) -> Result<Response<Self::ExportReportStream>, Status> {
-        Err(pending("ExportReport"))
+        Err(Status::unimplemented(
+            "ConsultationService.ExportReport is not implemented yet: xlsx reports are being built",
+        ))
     }
+
     async fn list_categories(
         &self,
         _: Request<ListCategoriesRequest>,
     ) -> Result<Response<ListCategoriesResponse>, Status> {
-        Err(pending("ListCategories"))
+        let categories = self
+            .consultations
+            .catalog()
+            .categories
+            .iter()
+            .filter(|c| c.ticket_type == consultations::TICKET_TYPE)
+            .map(|c| {
+                let mut category = convert::category(c);
+                if let Ok((_, complexity)) = self.consultations.classify(&c.code) {
+                    category.target_minutes =
+                        minutes(complexity.due_after(self.consultations.targets()));
+                }
+                category
+            })
+            .collect();
+        Ok(Response::new(ListCategoriesResponse { categories }))
     }
+}
+
+fn minutes(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_secs() / 60).unwrap_or(i32::MAX)
 }

@@ -1,13 +1,14 @@
 //! Conversions between stored models and protobuf messages.
 use prost_types::Timestamp;
 
+use crate::domain::consultation::{Complexity, ConsultationStatus};
 use crate::domain::event::EventPayload;
 use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::pb;
 use crate::store::catalog::Catalog;
-use crate::store::entity::{carrier, category, comment, incident, ticket_event};
+use crate::store::entity::{carrier, category, comment, consultation, incident, ticket_event};
 use crate::store::events::payload;
 
 /// Microseconds since the epoch → Timestamp.
@@ -274,7 +275,7 @@ pub fn comment(m: &comment::Model) -> pb::Comment {
 fn status_label(ticket_type: &str, status: &str, locale: Locale) -> String {
     match ticket_type {
         "INCIDENT" => IncidentStatus::parse(status).map(|s| s.label(locale).to_owned()),
-        _ => None,
+        _ => ConsultationStatus::parse(status).map(|s| s.label(locale).to_owned()),
     }
     .unwrap_or_else(|| status.to_owned())
 }
@@ -333,14 +334,17 @@ pub fn event(m: &ticket_event::Model, locale: Locale) -> Result<pb::TicketEvent>
             assignee_name: assignee_name.unwrap_or_default(),
             previous_assignee_id: previous_assignee_id.unwrap_or_default(),
         }),
-        EventPayload::Reclassified { due_at, number, .. } => {
-            Payload::Reclassified(pb::Reclassified {
-                from: 0,
-                to: 0,
-                due_at: opt_timestamp(due_at),
-                number: number.unwrap_or_default(),
-            })
-        }
+        EventPayload::Reclassified {
+            from,
+            to,
+            due_at,
+            number,
+        } => Payload::Reclassified(pb::Reclassified {
+            from: complexity_from_name(&from) as i32,
+            to: complexity_from_name(&to) as i32,
+            due_at: opt_timestamp(due_at),
+            number: number.unwrap_or_default(),
+        }),
         EventPayload::SlaBreached { due_at } => Payload::SlaBreached(pb::SlaBreached {
             due_at: Some(timestamp(due_at)),
         }),
@@ -377,12 +381,82 @@ pub fn category(m: &category::Model) -> pb::Category {
             Some("ADDITIONAL_CHARGE") => pb::IncidentKind::AdditionalCharge,
             _ => pb::IncidentKind::Unspecified,
         } as i32,
-        complexity: match m.complexity.as_deref() {
-            Some("SIMPLE") => pb::Complexity::Simple,
-            Some("COLLABORATIVE") => pb::Complexity::Collaborative,
-            Some("TECHNOLOGY") => pb::Complexity::Technology,
-            _ => pb::Complexity::Unspecified,
-        } as i32,
+        complexity: complexity_from_name(m.complexity.as_deref().unwrap_or("")) as i32,
         resolution_target_days: m.resolution_target_days.unwrap_or_default(),
+        target_minutes: 0,
+    }
+}
+
+pub fn complexity(c: Complexity) -> pb::Complexity {
+    match c {
+        Complexity::Simple => pb::Complexity::Simple,
+        Complexity::Collaborative => pb::Complexity::Collaborative,
+        Complexity::Technology => pb::Complexity::Technology,
+    }
+}
+
+fn complexity_from_name(name: &str) -> pb::Complexity {
+    Complexity::parse(name).map_or(pb::Complexity::Unspecified, complexity)
+}
+
+pub fn parse_complexity(field: &str, value: i32) -> Result<Complexity> {
+    match pb::Complexity::try_from(value) {
+        Ok(pb::Complexity::Simple) => Ok(Complexity::Simple),
+        Ok(pb::Complexity::Collaborative) => Ok(Complexity::Collaborative),
+        Ok(pb::Complexity::Technology) => Ok(Complexity::Technology),
+        Ok(pb::Complexity::Unspecified) => Err(Error::invalid(field, "a complexity is required")),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown complexity value {value}"),
+        )),
+    }
+}
+
+pub fn consultation_status(s: ConsultationStatus) -> pb::ConsultationStatus {
+    match s {
+        ConsultationStatus::Received => pb::ConsultationStatus::Received,
+        ConsultationStatus::InProgress => pb::ConsultationStatus::InProgress,
+        ConsultationStatus::Solved => pb::ConsultationStatus::Solved,
+    }
+}
+
+pub fn parse_consultation_status(field: &str, value: i32) -> Result<ConsultationStatus> {
+    match pb::ConsultationStatus::try_from(value) {
+        Ok(pb::ConsultationStatus::Received) => Ok(ConsultationStatus::Received),
+        Ok(pb::ConsultationStatus::InProgress) => Ok(ConsultationStatus::InProgress),
+        Ok(pb::ConsultationStatus::Solved) => Ok(ConsultationStatus::Solved),
+        Ok(pb::ConsultationStatus::Unspecified) => {
+            Err(Error::invalid(field, "a status is required"))
+        }
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown status value {value}"),
+        )),
+    }
+}
+
+pub fn consultation(m: &consultation::Model, locale: Locale) -> pb::Consultation {
+    let status = ConsultationStatus::parse(&m.status).unwrap_or(ConsultationStatus::Received);
+    let level = Complexity::parse(&m.complexity).unwrap_or(Complexity::Simple);
+    pb::Consultation {
+        id: m.id.clone(),
+        number: m.number.unwrap_or(0),
+        status: consultation_status(status) as i32,
+        status_label: status.label(locale).to_owned(),
+        complexity: complexity(level) as i32,
+        complexity_label: level.label(locale).to_owned(),
+        category_code: m.category_code.clone(),
+        title: m.title.clone(),
+        description: m.description.clone(),
+        order_reference: m.order_reference.clone().unwrap_or_default(),
+        account: m.account.clone(),
+        requester: Some(actor(&m.requester_id, &m.requester_name, "requester")),
+        assignee_id: m.assignee_id.clone().unwrap_or_default(),
+        assignee_name: m.assignee_name.clone().unwrap_or_default(),
+        version: m.version,
+        created_at: Some(timestamp(m.created_at)),
+        updated_at: Some(timestamp(m.updated_at)),
+        due_at: Some(timestamp(m.due_at)),
+        solved_at: opt_timestamp(m.solved_at),
     }
 }

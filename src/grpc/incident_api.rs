@@ -5,6 +5,8 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use super::convert::{self, micros};
 use super::page_token;
+use super::thread;
+use super::validate::{enum_list, expected_version, ticket_id};
 use crate::domain::error::Violations;
 use crate::domain::incident::IncidentStatus;
 use crate::domain::text::{self, like_contains};
@@ -19,7 +21,6 @@ const MAX_COMMENT: usize = 10_000;
 const MAX_CODE: usize = 64;
 const MAX_ID: usize = 128;
 const MAX_QUERY: usize = 200;
-const MAX_FILTER_VALUES: usize = 20;
 
 #[derive(Clone)]
 pub struct IncidentApi {
@@ -214,17 +215,10 @@ impl IncidentService for IncidentApi {
         request: Request<AddCommentRequest>,
     ) -> Result<Response<Comment>, Status> {
         let (who, _) = caller(&request)?;
-        let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("ticket_id", &r.ticket_id))?;
-        let body = v.check(text::required("body", &r.body, MAX_COMMENT))?;
-        v.into_result()?;
-        let (Some(id), Some(body)) = (id, body) else {
-            unreachable!("violations were reported")
-        };
+        let (id, body, internal) = thread::parse_add_comment(request.into_inner())?;
         let comment = self
             .incidents
-            .add_comment(&who, &id, body, r.internal)
+            .add_comment(&who, &id, body, internal)
             .await?;
         Ok(Response::new(convert::comment(&comment)))
     }
@@ -233,53 +227,20 @@ impl IncidentService for IncidentApi {
         &self,
         request: Request<ListCommentsRequest>,
     ) -> Result<Response<ListCommentsResponse>, Status> {
-        let (who, _) = caller(&request)?;
-        let r = request.into_inner();
-        let id = ticket_id("ticket_id", &r.ticket_id)?;
-        let limit = page_token::page_size(r.page_size, 50, 500)?;
-        let fingerprint = page_token::fingerprint(id.as_bytes());
-        let after: Option<(i64, String)> = page_token::decode(&r.page_token, &fingerprint)?;
-        let (comments, more) = self
-            .incidents
-            .list_comments(&who, &id, after, limit)
-            .await?;
-        let next_page_token = match comments.last() {
-            Some(last) if more => page_token::encode((last.created_at, &last.id), &fingerprint),
-            _ => String::new(),
-        };
-        Ok(Response::new(ListCommentsResponse {
-            comments: comments.iter().map(convert::comment).collect(),
-            next_page_token,
-        }))
+        thread::list_comments(request, |who, id, after, limit| async move {
+            self.incidents.list_comments(&who, &id, after, limit).await
+        })
+        .await
     }
 
     async fn list_ticket_events(
         &self,
         request: Request<ListTicketEventsRequest>,
     ) -> Result<Response<ListTicketEventsResponse>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let id = ticket_id("ticket_id", &r.ticket_id)?;
-        let limit = page_token::page_size(r.page_size, 100, 500)?;
-        let fingerprint = page_token::fingerprint(id.as_bytes());
-        let after = match page_token::decode::<i64>(&r.page_token, &fingerprint)? {
-            Some(sequence) => sequence,
-            None => i64::try_from(r.after_sequence)
-                .map_err(|_| Error::invalid("after_sequence", "is too large"))?,
-        };
-        let (events, more) = self.incidents.list_events(&who, &id, after, limit).await?;
-        let next_page_token = match events.last() {
-            Some(last) if more => page_token::encode(last.sequence, &fingerprint),
-            _ => String::new(),
-        };
-        let events = events
-            .iter()
-            .map(|e| convert::event(e, locale))
-            .collect::<Result<_>>()?;
-        Ok(Response::new(ListTicketEventsResponse {
-            events,
-            next_page_token,
-        }))
+        thread::list_events(request, |who, id, after, limit| async move {
+            self.incidents.list_events(&who, &id, after, limit).await
+        })
+        .await
     }
 
     type WatchTicketStream = Stream<WatchResponse>;
@@ -551,47 +512,6 @@ fn money(m: Money) -> Result<(String, String)> {
     }
     v.into_result()?;
     Ok((amount.to_owned(), currency.to_owned()))
-}
-
-/// A ticket id: a UUID.
-fn ticket_id(field: &str, value: &str) -> Result<String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    uuid::Uuid::parse_str(value)
-        .map(|u| u.to_string())
-        .map_err(|_| Error::invalid(field, "must be a ticket id (UUID)"))
-}
-
-/// 0 means "not given"; required versions must be positive.
-fn expected_version(value: i64, required: bool) -> Result<Option<i64>> {
-    match value {
-        0 if required => Err(Error::invalid(
-            "expected_version",
-            "is required: pass the version you last read",
-        )),
-        0 => Ok(None),
-        v if v < 0 => Err(Error::invalid(
-            "expected_version",
-            format!("must be positive, got {v}"),
-        )),
-        v => Ok(Some(v)),
-    }
-}
-
-fn enum_list<T>(field: &str, values: &[i32], parse: fn(&str, i32) -> Result<T>) -> Result<Vec<T>> {
-    if values.len() > MAX_FILTER_VALUES {
-        return Err(Error::invalid(
-            field,
-            format!("at most {MAX_FILTER_VALUES} values"),
-        ));
-    }
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| parse(&format!("{field}[{i}]"), *value))
-        .collect()
 }
 
 fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<Option<Vec<String>>> {

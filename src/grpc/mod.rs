@@ -6,6 +6,8 @@ pub mod incident_api;
 pub mod notification_api;
 pub mod page_token;
 pub mod status;
+pub mod thread;
+pub mod validate;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@ use anyhow::anyhow;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 
+use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::clock::Clock;
 use crate::domain::event::EventPayload;
@@ -16,7 +17,7 @@ use crate::store::catalog::Catalog;
 use crate::store::entity::{comment, incident as row, ticket_event};
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
-use crate::store::{self, INCIDENT_NUMBER, Store, comments, db_error};
+use crate::store::{self, INCIDENT_NUMBER, Store, db_error};
 
 pub const TICKET_TYPE: &str = "INCIDENT";
 
@@ -364,8 +365,7 @@ impl Incidents {
         persist(&txn, &next, current.version).await?;
         let actor = ActorRef::of(who);
         if let Some(body) = &change.comment {
-            self.insert_comment(&txn, &next, actor, body, false, now)
-                .await?;
+            thread::insert_comment(&txn, ticket_ref(&next), actor, body, false, now).await?;
         }
         let ctx = context(&next, actor, now);
         let payload = EventPayload::StatusChanged {
@@ -429,9 +429,15 @@ impl Incidents {
         let txn = self.store.begin_write().await?;
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
         let now = to_micros(self.clock.now());
-        let comment = self
-            .insert_comment(&txn, &current, ActorRef::of(who), &body, internal, now)
-            .await?;
+        let comment = thread::insert_comment(
+            &txn,
+            ticket_ref(&current),
+            ActorRef::of(who),
+            &body,
+            internal,
+            now,
+        )
+        .await?;
         if who.role == Role::Requester && status_of(&current)? == IncidentStatus::MissingData {
             let back = current
                 .previous_status
@@ -465,10 +471,7 @@ impl Incidents {
     ) -> Result<(Vec<comment::Model>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
-        let mut list = comments::list(conn, &ticket.id, who.is_agent(), after, limit + 1).await?;
-        let more = list.len() as u64 > limit;
-        list.truncate(limit as usize);
-        Ok((list, more))
+        thread::list_comments(conn, ticket_ref(&ticket), who, after, limit).await
     }
 
     pub async fn list_events(
@@ -480,42 +483,7 @@ impl Incidents {
     ) -> Result<(Vec<ticket_event::Model>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
-        let mut list =
-            events::list_for_ticket(conn, &ticket.id, after_sequence, who.is_agent(), limit + 1)
-                .await?;
-        let more = list.len() as u64 > limit;
-        list.truncate(limit as usize);
-        Ok((list, more))
-    }
-
-    async fn insert_comment(
-        &self,
-        txn: &DatabaseTransaction,
-        ticket: &row::Model,
-        actor: ActorRef<'_>,
-        body: &str,
-        internal: bool,
-        now: i64,
-    ) -> Result<comment::Model> {
-        let model = comment::Model {
-            id: uuid::Uuid::now_v7().to_string(),
-            ticket_id: ticket.id.clone(),
-            ticket_type: TICKET_TYPE.to_owned(),
-            author_id: actor.id.to_owned(),
-            author_name: actor.name.to_owned(),
-            author_role: actor.role.to_owned(),
-            body: body.to_owned(),
-            internal,
-            created_at: now,
-        };
-        comments::insert(txn, &model).await?;
-        let payload = EventPayload::CommentAdded {
-            comment_id: model.id.clone(),
-            body: model.body.clone(),
-            internal,
-        };
-        events::append(txn, &context(ticket, actor, now), &payload).await?;
-        Ok(model)
+        thread::list_events(conn, ticket_ref(&ticket), who, after_sequence, limit).await
     }
 
     /// Loads an incident the caller may see; another account's is NOT_FOUND.
@@ -603,13 +571,15 @@ async fn persist(
     }
 }
 
-fn context<'a>(m: &'a row::Model, actor: ActorRef<'a>, at: i64) -> EventContext<'a> {
-    EventContext {
-        ticket_id: &m.id,
+fn ticket_ref(m: &row::Model) -> TicketRef<'_> {
+    TicketRef {
+        id: &m.id,
         ticket_type: TICKET_TYPE,
-        ticket_number: m.number,
+        number: m.number,
         account: &m.account,
-        actor,
-        at,
     }
+}
+
+fn context<'a>(m: &'a row::Model, actor: ActorRef<'a>, at: i64) -> EventContext<'a> {
+    ticket_ref(m).context(actor, at)
 }

@@ -1,6 +1,8 @@
 //! Use cases: load, apply the domain rule, persist with its event in one
 //! transaction.
+pub mod consultations;
 pub mod incidents;
+pub mod thread;
 
 use chrono::{DateTime, Utc};
 

@@ -133,3 +133,39 @@ pub mod category {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod consultation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consultations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub number: Option<i64>,
+        pub account: String,
+        pub category_code: String,
+        pub complexity: String,
+        pub status: String,
+        pub title: String,
+        pub description: String,
+        pub order_reference: Option<String>,
+        pub requester_id: String,
+        pub requester_name: String,
+        pub assignee_id: Option<String>,
+        pub assignee_name: Option<String>,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub due_at: i64,
+        pub solved_at: Option<i64>,
+        pub search_text: String,
+        pub idempotency_key: Option<String>,
+        pub request_hash: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,6 +1,7 @@
 //! Persistence: sea-orm entities and queries. The only place that speaks SQL.
 pub mod catalog;
 pub mod comments;
+pub mod consultations;
 pub mod entity;
 pub mod events;
 pub mod incidents;
@@ -115,6 +116,7 @@ impl Store {
 pub const LOG_CHANNEL: &str = "ticketd_events";
 pub(crate) const EVENT_SEQUENCE: &str = "event_sequence";
 pub(crate) const INCIDENT_NUMBER: &str = "incident_number";
+pub(crate) const CONSULTATION_NUMBER: &str = "consultation_number";
 
 #[derive(sea_orm::DeriveIden)]
 enum Counters {

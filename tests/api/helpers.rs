@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sea_orm::{ConnectionTrait, Database};
 use ticketd::auth::{Claims, Verifier, sign_hs256};
 use ticketd::domain::clock::SystemClock;
+use ticketd::pb::consultation_service_client::ConsultationServiceClient;
 use ticketd::pb::incident_service_client::IncidentServiceClient;
 use ticketd::pb::*;
 use tokio::sync::oneshot;
@@ -64,6 +65,7 @@ impl TestApp {
             database_url: url,
             verifier: Verifier::hs256(SECRET),
             clock: Arc::new(SystemClock),
+            consultation_targets: Default::default(),
         };
         let server = tokio::spawn(ticketd::app::serve(settings, listener, async {
             let _ = rx.await;
@@ -79,6 +81,10 @@ impl TestApp {
 
     pub fn incidents(&self) -> IncidentServiceClient<Channel> {
         IncidentServiceClient::new(self.channel.clone())
+    }
+
+    pub fn consultations(&self) -> ConsultationServiceClient<Channel> {
+        ConsultationServiceClient::new(self.channel.clone())
     }
 
     /// Stops the server and waits for it.

@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod concurrency;
+mod consultations;
 mod helpers;
 mod incidents;
 mod isolation;

@@ -1,0 +1,166 @@
+//! Consultations: drivers' questions. SIMPLE ones have no number.
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Consultations {
+    Table,
+    Id,
+    Number,
+    Account,
+    CategoryCode,
+    Complexity,
+    Status,
+    Title,
+    Description,
+    OrderReference,
+    RequesterId,
+    RequesterName,
+    AssigneeId,
+    AssigneeName,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+    DueAt,
+    SolvedAt,
+    SearchText,
+    IdempotencyKey,
+    RequestHash,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Consultations::Table)
+                    .col(
+                        ColumnDef::new(Consultations::Id)
+                            .string_len(36)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::Number)
+                            .big_integer()
+                            .null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::Account)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::CategoryCode)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::Complexity)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::Title)
+                            .string_len(256)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Consultations::Description).text().not_null())
+                    .col(
+                        ColumnDef::new(Consultations::OrderReference)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::RequesterId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::RequesterName)
+                            .string_len(256)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::AssigneeId)
+                            .string_len(128)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::AssigneeName)
+                            .string_len(256)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::Version)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::DueAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Consultations::SolvedAt).big_integer().null())
+                    .col(ColumnDef::new(Consultations::SearchText).text().not_null())
+                    .col(
+                        ColumnDef::new(Consultations::IdempotencyKey)
+                            .string_len(128)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Consultations::RequestHash)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("consultations_idempotency_key")
+                    .table(Consultations::Table)
+                    .col(Consultations::Account)
+                    .col(Consultations::IdempotencyKey)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("consultations_created")
+                    .table(Consultations::Table)
+                    .col(Consultations::CreatedAt)
+                    .col(Consultations::Id)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Consultations::Table).to_owned())
+            .await
+    }
+}

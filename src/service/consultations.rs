@@ -1,0 +1,520 @@
+//! Consultation use cases.
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sha2::{Digest, Sha256};
+
+use super::thread::{self, TicketRef};
+use super::to_micros;
+use crate::domain::clock::Clock;
+use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets};
+use crate::domain::event::EventPayload;
+use crate::domain::principal::{Principal, Role};
+use crate::domain::text::fold;
+use crate::domain::{Error, Result};
+use crate::store::catalog::Catalog;
+use crate::store::consultations::{self as rows, ConsultationFilter};
+use crate::store::entity::{category, comment, consultation as row, ticket_event};
+use crate::store::events::{self, ActorRef};
+use crate::store::{self, CONSULTATION_NUMBER, Store, db_error};
+
+pub const TICKET_TYPE: &str = "CONSULTATION";
+
+/// A validated CreateConsultation request.
+#[derive(Debug, Clone)]
+pub struct NewConsultation {
+    pub category: String,
+    pub description: String,
+    pub order_reference: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewConsultation {
+    fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            &self.category,
+            &self.description,
+            self.order_reference.as_deref().unwrap_or(""),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0u8]);
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// How to find one consultation.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Id(String),
+    Number(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub consultations: Vec<row::Model>,
+    pub next: Option<(i64, String)>,
+    pub total_size: i64,
+    /// (all, received, in progress, solved) for the filters without statuses.
+    pub status_counts: [i64; 4],
+}
+
+#[derive(Clone)]
+pub struct Consultations {
+    store: Store,
+    catalog: Arc<Catalog>,
+    clock: Arc<dyn Clock>,
+    targets: Targets,
+}
+
+impl Consultations {
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        clock: Arc<dyn Clock>,
+        targets: Targets,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            clock,
+            targets,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// A consultation category and its complexity; unknown codes are INVALID_ARGUMENT.
+    pub fn classify(&self, code: &str) -> Result<(&category::Model, Complexity)> {
+        let category = self
+            .catalog
+            .category(code)
+            .filter(|c| c.ticket_type == TICKET_TYPE)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "category",
+                    format!("unknown consultation category {code:?}; see ListCategories"),
+                )
+            })?;
+        let complexity = category
+            .complexity
+            .as_deref()
+            .and_then(Complexity::parse)
+            .ok_or_else(|| Error::Internal(anyhow!("category {code} has no complexity")))?;
+        Ok((category, complexity))
+    }
+
+    pub async fn create(&self, who: &Principal, new: NewConsultation) -> Result<row::Model> {
+        if who.role != Role::Requester {
+            return Err(Error::PermissionDenied(
+                "only requesters (drivers) file consultations".into(),
+            ));
+        }
+        let account = who
+            .account
+            .clone()
+            .ok_or_else(|| Error::Unauthenticated("requester token has no account claim".into()))?;
+        let (category, complexity) = self.classify(&new.category)?;
+        let title = category.name.clone();
+        let fingerprint = new.fingerprint();
+        let txn = self.store.begin_write().await?;
+        if let Some(key) = &new.idempotency_key
+            && let Some(existing) = rows::find_by_idempotency_key(&txn, &account, key).await?
+        {
+            drop(txn);
+            return same_request(existing, &fingerprint);
+        }
+        let now = to_micros(self.clock.now());
+        let number = match complexity.creates_ticket() {
+            true => Some(store::next_value(&txn, CONSULTATION_NUMBER).await?),
+            false => None,
+        };
+        let mut model = row::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            number,
+            account,
+            category_code: new.category,
+            complexity: complexity.as_str().to_owned(),
+            status: ConsultationStatus::Received.as_str().to_owned(),
+            title,
+            description: new.description,
+            order_reference: new.order_reference,
+            requester_id: who.sub.clone(),
+            requester_name: who.name.clone(),
+            assignee_id: None,
+            assignee_name: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            due_at: self.due_at(now, complexity),
+            solved_at: None,
+            search_text: String::new(),
+            idempotency_key: new.idempotency_key.clone(),
+            request_hash: new.idempotency_key.as_ref().map(|_| fingerprint.clone()),
+        };
+        model.search_text = search_text(&model);
+        if let Err(err) = rows::insert(&txn, model.clone()).await {
+            if store::is_unique_violation(&err)
+                && let Some(key) = &new.idempotency_key
+            {
+                drop(txn);
+                if let Some(existing) =
+                    rows::find_by_idempotency_key(self.store.conn(), &model.account, key).await?
+                {
+                    return same_request(existing, &fingerprint);
+                }
+            }
+            return Err(db_error(err));
+        }
+        let payload = EventPayload::Created {
+            status: model.status.clone(),
+        };
+        events::append(
+            &txn,
+            &ticket_ref(&model).context(ActorRef::of(who), now),
+            &payload,
+        )
+        .await?;
+        self.store.commit(txn).await?;
+        Ok(model)
+    }
+
+    pub async fn get(&self, who: &Principal, lookup: &Lookup) -> Result<row::Model> {
+        self.load(self.store.conn(), who, lookup).await
+    }
+
+    pub async fn list(
+        &self,
+        who: &Principal,
+        statuses: Vec<ConsultationStatus>,
+        mut filter: ConsultationFilter,
+        cursor: Option<(i64, String)>,
+        page_size: u64,
+    ) -> Result<ListPage> {
+        let conn = self.store.conn();
+        filter.account = who.scope().map(str::to_owned);
+        let counts = rows::count_by_status(conn, &filter).await?;
+        let mut status_counts = [0i64; 4];
+        for (status, n) in &counts {
+            status_counts[0] += n;
+            match ConsultationStatus::parse(status) {
+                Some(ConsultationStatus::Received) => status_counts[1] += n,
+                Some(ConsultationStatus::InProgress) => status_counts[2] += n,
+                Some(ConsultationStatus::Solved) => status_counts[3] += n,
+                None => {}
+            }
+        }
+        let total_size = if statuses.is_empty() {
+            status_counts[0]
+        } else {
+            counts
+                .iter()
+                .filter(|(s, _)| statuses.iter().any(|x| x.as_str() == s))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
+        let mut consultations = rows::list(conn, &filter, cursor, page_size + 1).await?;
+        let next = if consultations.len() as u64 > page_size {
+            consultations.truncate(page_size as usize);
+            consultations.last().map(|m| (m.created_at, m.id.clone()))
+        } else {
+            None
+        };
+        Ok(ListPage {
+            consultations,
+            next,
+            total_size,
+            status_counts,
+        })
+    }
+
+    pub async fn change_status(
+        &self,
+        who: &Principal,
+        id: &str,
+        to: ConsultationStatus,
+        expected_version: i64,
+        comment: Option<String>,
+    ) -> Result<row::Model> {
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        check_version(&current, expected_version)?;
+        let from = status_of(&current)?;
+        consultation::transition(from, to, who.role)?;
+        let now = to_micros(self.clock.now());
+        let mut next = current.clone();
+        next.status = to.as_str().to_owned();
+        next.solved_at = to.is_terminal().then_some(now);
+        next.version += 1;
+        next.updated_at = now;
+        persist(&txn, &next, current.version).await?;
+        let actor = ActorRef::of(who);
+        if let Some(body) = &comment {
+            thread::insert_comment(&txn, ticket_ref(&next), actor, body, false, now).await?;
+        }
+        let payload = EventPayload::StatusChanged {
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            reason: None,
+            comment,
+        };
+        events::append(&txn, &ticket_ref(&next).context(actor, now), &payload).await?;
+        self.store.commit(txn).await?;
+        Ok(next)
+    }
+
+    /// Changes the complexity and recomputes the due time from creation. A
+    /// SIMPLE consultation moved up gets its ticket number now.
+    pub async fn reclassify(
+        &self,
+        who: &Principal,
+        id: &str,
+        to: Complexity,
+        expected_version: i64,
+    ) -> Result<row::Model> {
+        if !who.is_agent() {
+            return Err(Error::PermissionDenied(
+                "only agents reclassify consultations".into(),
+            ));
+        }
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        check_version(&current, expected_version)?;
+        if status_of(&current)?.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "consultation {} is SOLVED; it cannot be reclassified",
+                current.id
+            )));
+        }
+        let from = Complexity::parse(&current.complexity).ok_or_else(|| {
+            Error::Internal(anyhow!("consultation {} has a bad complexity", current.id))
+        })?;
+        if from == to {
+            return Err(Error::FailedPrecondition(format!(
+                "consultation is already {}",
+                to.as_str()
+            )));
+        }
+        let now = to_micros(self.clock.now());
+        let mut next = current.clone();
+        let new_number = match (current.number, to.creates_ticket()) {
+            (None, true) => Some(store::next_value(&txn, CONSULTATION_NUMBER).await?),
+            _ => None,
+        };
+        next.number = current.number.or(new_number);
+        next.complexity = to.as_str().to_owned();
+        next.due_at = self.due_at(current.created_at, to);
+        next.version += 1;
+        next.updated_at = now;
+        next.search_text = search_text(&next);
+        persist(&txn, &next, current.version).await?;
+        let payload = EventPayload::Reclassified {
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            due_at: Some(next.due_at),
+            number: new_number,
+        };
+        events::append(
+            &txn,
+            &ticket_ref(&next).context(ActorRef::of(who), now),
+            &payload,
+        )
+        .await?;
+        self.store.commit(txn).await?;
+        Ok(next)
+    }
+
+    pub async fn assign(
+        &self,
+        who: &Principal,
+        id: &str,
+        assignee: Option<(String, String)>,
+        expected_version: i64,
+    ) -> Result<row::Model> {
+        if !who.is_agent() {
+            return Err(Error::PermissionDenied(
+                "only agents assign consultations".into(),
+            ));
+        }
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        check_version(&current, expected_version)?;
+        let now = to_micros(self.clock.now());
+        let mut next = current.clone();
+        next.assignee_id = assignee.as_ref().map(|(id, _)| id.clone());
+        next.assignee_name = assignee.map(|(_, name)| name);
+        next.version += 1;
+        next.updated_at = now;
+        next.search_text = search_text(&next);
+        persist(&txn, &next, current.version).await?;
+        let payload = EventPayload::Assigned {
+            assignee_id: next.assignee_id.clone(),
+            assignee_name: next.assignee_name.clone(),
+            previous_assignee_id: current.assignee_id.clone(),
+        };
+        events::append(
+            &txn,
+            &ticket_ref(&next).context(ActorRef::of(who), now),
+            &payload,
+        )
+        .await?;
+        self.store.commit(txn).await?;
+        Ok(next)
+    }
+
+    pub async fn add_comment(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: String,
+        internal: bool,
+    ) -> Result<comment::Model> {
+        if internal && !who.is_agent() {
+            return Err(Error::PermissionDenied(
+                "requesters cannot write internal comments".into(),
+            ));
+        }
+        let txn = self.store.begin_write().await?;
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        let now = to_micros(self.clock.now());
+        let comment = thread::insert_comment(
+            &txn,
+            ticket_ref(&current),
+            ActorRef::of(who),
+            &body,
+            internal,
+            now,
+        )
+        .await?;
+        self.store.commit(txn).await?;
+        Ok(comment)
+    }
+
+    pub async fn list_comments(
+        &self,
+        who: &Principal,
+        id: &str,
+        after: Option<(i64, String)>,
+        limit: u64,
+    ) -> Result<(Vec<comment::Model>, bool)> {
+        let conn = self.store.conn();
+        let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
+        thread::list_comments(conn, ticket_ref(&ticket), who, after, limit).await
+    }
+
+    pub async fn list_events(
+        &self,
+        who: &Principal,
+        id: &str,
+        after_sequence: i64,
+        limit: u64,
+    ) -> Result<(Vec<ticket_event::Model>, bool)> {
+        let conn = self.store.conn();
+        let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
+        thread::list_events(conn, ticket_ref(&ticket), who, after_sequence, limit).await
+    }
+
+    fn due_at(&self, created_at: i64, complexity: Complexity) -> i64 {
+        let after = complexity.due_after(&self.targets);
+        created_at + i64::try_from(after.as_micros()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Loads a consultation the caller may see; another account's is NOT_FOUND.
+    async fn load(
+        &self,
+        conn: &impl ConnectionTrait,
+        who: &Principal,
+        lookup: &Lookup,
+    ) -> Result<row::Model> {
+        let found = match lookup {
+            Lookup::Id(id) => rows::find_by_id(conn, id).await?,
+            Lookup::Number(n) => rows::find_by_number(conn, *n).await?,
+        };
+        match found {
+            Some(m) if who.scope().is_none_or(|account| account == m.account) => Ok(m),
+            _ => Err(Error::NotFound(match lookup {
+                Lookup::Id(id) => format!("consultation {id}"),
+                Lookup::Number(n) => format!("consultation number {n}"),
+            })),
+        }
+    }
+}
+
+fn search_text(m: &row::Model) -> String {
+    fold(
+        &[
+            m.number.map(|n| n.to_string()).unwrap_or_default().as_str(),
+            &m.title,
+            &m.category_code,
+            &m.description,
+            m.order_reference.as_deref().unwrap_or(""),
+            m.assignee_name.as_deref().unwrap_or(""),
+            m.assignee_id.as_deref().unwrap_or(""),
+        ]
+        .join("\n"),
+    )
+}
+
+fn same_request(existing: row::Model, fingerprint: &str) -> Result<row::Model> {
+    if existing.request_hash.as_deref() == Some(fingerprint) {
+        Ok(existing)
+    } else {
+        Err(Error::invalid(
+            "idempotency_key",
+            "this key was already used with a different request; use a new key for a new consultation",
+        ))
+    }
+}
+
+fn check_version(current: &row::Model, expected: i64) -> Result<()> {
+    if expected != current.version {
+        return Err(Error::Aborted(format!(
+            "consultation {} is at version {}, not {expected}; read it again and retry",
+            current.id, current.version
+        )));
+    }
+    Ok(())
+}
+
+fn status_of(m: &row::Model) -> Result<ConsultationStatus> {
+    ConsultationStatus::parse(&m.status).ok_or_else(|| {
+        Error::Internal(anyhow!(
+            "consultation {} has unknown status {:?}",
+            m.id,
+            m.status
+        ))
+    })
+}
+
+async fn persist(
+    txn: &DatabaseTransaction,
+    next: &row::Model,
+    expected_version: i64,
+) -> Result<()> {
+    if rows::update_versioned(txn, next, expected_version).await? {
+        Ok(())
+    } else {
+        Err(Error::Aborted(format!(
+            "consultation {} changed meanwhile; read it again and retry",
+            next.id
+        )))
+    }
+}
+
+fn ticket_ref(m: &row::Model) -> TicketRef<'_> {
+    TicketRef {
+        id: &m.id,
+        ticket_type: TICKET_TYPE,
+        number: m.number.unwrap_or(0),
+        account: &m.account,
+    }
+}

@@ -1,0 +1,161 @@
+//! Consultation rows: insert, optimistic updates, filtered keyset listing.
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, Select,
+};
+
+use super::db_error;
+use super::entity::consultation::{self, Column, Entity};
+use crate::domain::Error;
+
+/// The filters of ListConsultations, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct ConsultationFilter {
+    /// A requester's account; `None` for agents.
+    pub account: Option<String>,
+    pub statuses: Vec<&'static str>,
+    pub complexities: Vec<&'static str>,
+    pub category: Option<String>,
+    pub assignee_id: Option<String>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// A LIKE pattern over `search_text`.
+    pub search_pattern: Option<String>,
+}
+
+impl ConsultationFilter {
+    fn apply(&self, mut query: Select<Entity>) -> Select<Entity> {
+        if let Some(account) = &self.account {
+            query = query.filter(Column::Account.eq(account.as_str()));
+        }
+        if !self.statuses.is_empty() {
+            query = query.filter(Column::Status.is_in(self.statuses.iter().copied()));
+        }
+        if !self.complexities.is_empty() {
+            query = query.filter(Column::Complexity.is_in(self.complexities.iter().copied()));
+        }
+        if let Some(category) = &self.category {
+            query = query.filter(Column::CategoryCode.eq(category.as_str()));
+        }
+        if let Some(assignee) = &self.assignee_id {
+            query = query.filter(Column::AssigneeId.eq(assignee.as_str()));
+        }
+        if let Some(from) = self.created_from {
+            query = query.filter(Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = self.created_to {
+            query = query.filter(Column::CreatedAt.lt(to));
+        }
+        if let Some(pattern) = &self.search_pattern {
+            query = query.filter(
+                Expr::col((Entity, Column::SearchText))
+                    .like(LikeExpr::new(pattern.as_str()).escape('\\')),
+            );
+        }
+        query
+    }
+}
+
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    model: consultation::Model,
+) -> Result<(), sea_orm::DbErr> {
+    Entity::insert(model.into_active_model())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_by_id(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<consultation::Model>, Error> {
+    Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await
+        .map_err(db_error)
+}
+
+pub async fn find_by_number(
+    conn: &impl ConnectionTrait,
+    number: i64,
+) -> Result<Option<consultation::Model>, Error> {
+    Entity::find()
+        .filter(Column::Number.eq(number))
+        .one(conn)
+        .await
+        .map_err(db_error)
+}
+
+pub async fn find_by_idempotency_key(
+    conn: &impl ConnectionTrait,
+    account: &str,
+    key: &str,
+) -> Result<Option<consultation::Model>, Error> {
+    Entity::find()
+        .filter(Column::Account.eq(account))
+        .filter(Column::IdempotencyKey.eq(key))
+        .one(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Writes `model` if the stored version is still `expected_version`.
+pub async fn update_versioned(
+    conn: &impl ConnectionTrait,
+    model: &consultation::Model,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    let mut active = model.clone().into_active_model().reset_all();
+    active.id = sea_orm::ActiveValue::Unchanged(model.id.clone());
+    let result = Entity::update_many()
+        .set(active)
+        .filter(Column::Id.eq(model.id.as_str()))
+        .filter(Column::Version.eq(expected_version))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(result.rows_affected == 1)
+}
+
+/// One page, newest first, after the (created_at, id) cursor.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    filter: &ConsultationFilter,
+    cursor: Option<(i64, String)>,
+    limit: u64,
+) -> Result<Vec<consultation::Model>, Error> {
+    let mut query = filter.apply(Entity::find());
+    if let Some((at, id)) = cursor {
+        query = query.filter(
+            Condition::any()
+                .add(Column::CreatedAt.lt(at))
+                .add(Column::CreatedAt.eq(at).and(Column::Id.lt(id))),
+        );
+    }
+    query
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// How many consultations per status match `filter`.
+pub async fn count_by_status(
+    conn: &impl ConnectionTrait,
+    filter: &ConsultationFilter,
+) -> Result<Vec<(String, i64)>, Error> {
+    filter
+        .apply(Entity::find())
+        .select_only()
+        .column(Column::Status)
+        .column_as(Expr::col(Column::Id).count(), "n")
+        .group_by(Column::Status)
+        .into_tuple::<(String, i64)>()
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
