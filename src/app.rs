@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -12,10 +13,12 @@ use tonic::transport::server::TcpIncoming;
 use crate::auth::Verifier;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::Targets;
+use crate::events::Hub;
 use crate::grpc::Authenticate;
 use crate::grpc::consultation_api::ConsultationApi;
 use crate::grpc::incident_api::IncidentApi;
 use crate::grpc::notification_api::NotificationApi;
+use crate::grpc::watch::{WatchSettings, Watcher};
 use crate::pb::consultation_service_server::ConsultationServiceServer;
 use crate::pb::incident_service_server::IncidentServiceServer;
 use crate::pb::notification_service_server::NotificationServiceServer;
@@ -33,6 +36,12 @@ pub struct Settings {
     pub verifier: Verifier,
     pub clock: Arc<dyn Clock>,
     pub consultation_targets: Targets,
+    /// An idle watch stream gets a progress message this often.
+    pub progress_interval: Duration,
+    /// Events kept in memory for streams that fall behind.
+    pub event_buffer: usize,
+    /// How long open streams and requests get to finish at shutdown.
+    pub drain_timeout: Duration,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -57,6 +66,16 @@ pub async fn serve(
         settings.consultation_targets,
     );
     let auth = Authenticate::new(Arc::new(settings.verifier));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let hub = Hub::start(store.clone(), settings.event_buffer, stop_rx.clone())
+        .await
+        .context("cannot start the event hub")?;
+    let watcher = Watcher::new(
+        hub,
+        WatchSettings {
+            progress_interval: settings.progress_interval,
+        },
+    );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -79,24 +98,31 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let incident_api = InterceptedService::new(
-        IncidentServiceServer::new(IncidentApi::new(incidents))
+        IncidentServiceServer::new(IncidentApi::new(incidents, watcher.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),
     );
     let consultation_api = InterceptedService::new(
-        ConsultationServiceServer::new(ConsultationApi::new(consultations))
+        ConsultationServiceServer::new(ConsultationApi::new(consultations, watcher.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),
     );
     let notification_api = InterceptedService::new(
-        NotificationServiceServer::new(NotificationApi)
+        NotificationServiceServer::new(NotificationApi::new(watcher))
             .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth,
     );
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ticketd listening");
-    Server::builder()
+    // On the shutdown signal, open streams are told to end (UNAVAILABLE, so
+    // clients resume elsewhere) and tonic stops accepting; whatever is still
+    // open after the drain timeout is dropped.
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health)
@@ -105,9 +131,17 @@ pub async fn serve(
         .add_service(incident_api)
         .add_service(consultation_api)
         .add_service(notification_api)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await
-        .context("gRPC server failed")?;
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
+    let mut stopping = stop_rx;
+    let drain_timeout = settings.drain_timeout;
+    let drained = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    tokio::select! {
+        result = server => result.context("gRPC server failed")?,
+        _ = drained => tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining connections"),
+    }
     store.close().await;
     tracing::info!("ticketd stopped");
     Ok(())

@@ -78,6 +78,16 @@ pub struct ServeArgs {
     /// Due time of TECHNOLOGY consultations, counted from filing.
     #[arg(long, env = "TICKETD_TECHNOLOGY_DUE", default_value = "48h", value_parser = parse_duration)]
     pub technology_due: Duration,
+    /// An idle watch stream gets a progress message (with its resume point) this often.
+    #[arg(long, env = "TICKETD_PROGRESS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+    /// Events kept in memory for streams that fall behind; a stream further
+    /// behind catches up from the database.
+    #[arg(long, env = "TICKETD_EVENT_BUFFER", default_value_t = 4096)]
+    pub event_buffer: usize,
+    /// At shutdown, how long open streams and requests get before connections are closed.
+    #[arg(long, env = "TICKETD_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -23,6 +23,9 @@ async fn main() -> anyhow::Result<()> {
                 consultation_targets: Targets {
                     technology_due: args.technology_due,
                 },
+                progress_interval: args.progress_interval,
+                event_buffer: args.event_buffer,
+                drain_timeout: args.drain_timeout,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

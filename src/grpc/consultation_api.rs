@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, micros};
 use super::validate::{enum_list, expected_version, ticket_id};
+use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
 use crate::domain::error::Violations;
 use crate::domain::principal::Locale;
@@ -13,17 +14,22 @@ use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
 use crate::service::consultations::{self, Consultations, Lookup, NewConsultation};
 use crate::store::consultations::ConsultationFilter;
+use crate::store::events::LogFilter;
 
 const MAX_DESCRIPTION: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ConsultationApi {
     consultations: Consultations,
+    watcher: Watcher,
 }
 
 impl ConsultationApi {
-    pub fn new(consultations: Consultations) -> Self {
-        Self { consultations }
+    pub fn new(consultations: Consultations, watcher: Watcher) -> Self {
+        Self {
+            consultations,
+            watcher,
+        }
     }
 
     fn reply(
@@ -334,15 +340,27 @@ impl ConsultationService for ConsultationApi {
         .await
     }
 
-    type WatchTicketStream = Stream<WatchResponse>;
+    type WatchTicketStream = WatchStream;
 
     async fn watch_ticket(
         &self,
-        _: Request<WatchTicketRequest>,
+        request: Request<WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        Err(Status::unimplemented(
-            "ConsultationService.WatchTicket is not implemented yet: live event streams are being built; \
-             ListTicketEvents serves the same events by polling",
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let id = ticket_id("ticket_id", &r.ticket_id)?;
+        // NOT_FOUND for a ticket the caller may not see.
+        self.consultations
+            .get(&who, &Lookup::Id(id.clone()))
+            .await?;
+        let filter = LogFilter {
+            ticket_id: Some(id),
+            account: who.scope().map(str::to_owned),
+            include_internal: who.is_agent(),
+            only_numbered: false,
+        };
+        Ok(Response::new(
+            self.watcher.open(filter, r.after_sequence, locale).await?,
         ))
     }
 

@@ -7,6 +7,7 @@ use super::convert::{self, micros};
 use super::page_token;
 use super::thread;
 use super::validate::{enum_list, expected_version, ticket_id};
+use super::watch::{WatchStream, Watcher};
 use crate::domain::error::Violations;
 use crate::domain::incident::IncidentStatus;
 use crate::domain::text::{self, like_contains};
@@ -14,6 +15,7 @@ use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
 use crate::service::incidents::{Incidents, ListQuery, Lookup, NewIncident, StatusChange};
+use crate::store::events::LogFilter;
 use crate::store::incidents::{Cursor, IncidentFilter};
 
 const MAX_DESCRIPTION: usize = 10_000;
@@ -25,11 +27,12 @@ const MAX_QUERY: usize = 200;
 #[derive(Clone)]
 pub struct IncidentApi {
     incidents: Incidents,
+    watcher: Watcher,
 }
 
 impl IncidentApi {
-    pub fn new(incidents: Incidents) -> Self {
-        Self { incidents }
+    pub fn new(incidents: Incidents, watcher: Watcher) -> Self {
+        Self { incidents, watcher }
     }
 }
 
@@ -243,15 +246,25 @@ impl IncidentService for IncidentApi {
         .await
     }
 
-    type WatchTicketStream = Stream<WatchResponse>;
+    type WatchTicketStream = WatchStream;
 
     async fn watch_ticket(
         &self,
-        _: Request<WatchTicketRequest>,
+        request: Request<WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        Err(Status::unimplemented(
-            "IncidentService.WatchTicket is not implemented yet: live event streams are being built; \
-             ListTicketEvents serves the same events by polling",
+        let (who, locale) = caller(&request)?;
+        let r = request.into_inner();
+        let id = ticket_id("ticket_id", &r.ticket_id)?;
+        // NOT_FOUND for a ticket the caller may not see.
+        self.incidents.get(&who, &Lookup::Id(id.clone())).await?;
+        let filter = LogFilter {
+            ticket_id: Some(id),
+            account: who.scope().map(str::to_owned),
+            include_internal: who.is_agent(),
+            only_numbered: false,
+        };
+        Ok(Response::new(
+            self.watcher.open(filter, r.after_sequence, locale).await?,
         ))
     }
 

@@ -8,6 +8,7 @@ pub mod page_token;
 pub mod status;
 pub mod thread;
 pub mod validate;
+pub mod watch;
 
 use std::sync::Arc;
 

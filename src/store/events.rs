@@ -119,3 +119,60 @@ pub fn payload(model: &ticket_event::Model) -> Result<EventPayload, Error> {
         ))
     })
 }
+
+/// Which events a reader of the whole log may see.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only this ticket's events.
+    pub ticket_id: Option<String>,
+    /// Only this account's tickets (requesters).
+    pub account: Option<String>,
+    /// Agent notes are for agents only.
+    pub include_internal: bool,
+    /// SIMPLE consultations (no number) trigger no notifications.
+    pub only_numbered: bool,
+}
+
+impl LogFilter {
+    /// The same decision as the SQL filter, for events already in memory.
+    pub fn matches(&self, e: &ticket_event::Model) -> bool {
+        self.ticket_id.as_ref().is_none_or(|id| *id == e.ticket_id)
+            && self.account.as_ref().is_none_or(|a| *a == e.account)
+            && (self.include_internal || !e.internal)
+            && (!self.only_numbered || e.ticket_number != 0)
+    }
+}
+
+/// Events after `after_sequence` that `filter` lets through, oldest first.
+pub async fn list_after(
+    conn: &impl ConnectionTrait,
+    filter: &LogFilter,
+    after_sequence: i64,
+    limit: u64,
+) -> Result<Vec<ticket_event::Model>, Error> {
+    let mut query =
+        ticket_event::Entity::find().filter(ticket_event::Column::Sequence.gt(after_sequence));
+    if let Some(id) = &filter.ticket_id {
+        query = query.filter(ticket_event::Column::TicketId.eq(id.as_str()));
+    }
+    if let Some(account) = &filter.account {
+        query = query.filter(ticket_event::Column::Account.eq(account.as_str()));
+    }
+    if !filter.include_internal {
+        query = query.filter(ticket_event::Column::Internal.eq(false));
+    }
+    if filter.only_numbered {
+        query = query.filter(ticket_event::Column::TicketNumber.ne(0));
+    }
+    query
+        .order_by_asc(ticket_event::Column::Sequence)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// The last committed sequence (0 for an empty log).
+pub async fn head(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    super::current_value(conn, EVENT_SEQUENCE).await
+}

@@ -28,6 +28,7 @@ pub struct Store {
     /// Signalled after every commit that appended to the event log, so that
     /// the log follower reads the new events at once instead of at its next poll.
     committed: Arc<Notify>,
+    url: Arc<str>,
 }
 
 impl Store {
@@ -53,18 +54,47 @@ impl Store {
         Ok(Self {
             db,
             committed: Arc::new(Notify::new()),
+            url: url.into(),
         })
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations, in one transaction, so that replicas
+    /// starting together neither race nor leave a half-applied schema: on
+    /// PostgreSQL they queue on an advisory lock; on SQLite the loser of the
+    /// write lock retries and finds nothing left to do.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        Migrator::up(&self.db, None)
-            .await
-            .map_err(|e| anyhow!("migrations failed: {e}"))
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let txn = self.db.begin().await?;
+                if self.backend() == DbBackend::Postgres {
+                    txn.execute_unprepared("SELECT pg_advisory_xact_lock(7426511)")
+                        .await?;
+                }
+                Migrator::up(&txn, None).await?;
+                txn.commit().await
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "migration attempt failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(anyhow!("migrations failed: {e}")),
+            }
+        }
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The URL the store was opened with (for LISTEN connections).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -133,6 +163,21 @@ pub(crate) async fn next_value(conn: &impl ConnectionTrait, name: &str) -> Resul
         .value(Counters::Value, Expr::col(Counters::Value).add(1))
         .and_where(Expr::col(Counters::Name).eq(name))
         .returning_col(Counters::Value)
+        .to_owned();
+    let row = conn
+        .query_one(&stmt)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal(anyhow!("counter {name} is missing")))?;
+    row.try_get::<i64>("", "value").map_err(db_error)
+}
+
+/// Reads a counter's current value.
+pub(crate) async fn current_value(conn: &impl ConnectionTrait, name: &str) -> Result<i64, Error> {
+    let stmt = Query::select()
+        .column(Counters::Value)
+        .from(Counters::Table)
+        .and_where(Expr::col(Counters::Name).eq(name))
         .to_owned();
     let row = conn
         .query_one(&stmt)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, Database};
+use ticketd::app::Settings;
 use ticketd::auth::{Claims, Verifier, sign_hs256};
 use ticketd::domain::clock::SystemClock;
 use ticketd::pb::consultation_service_client::ConsultationServiceClient;
@@ -18,8 +19,9 @@ pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
 pub struct TestApp {
     pub channel: Channel,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The database this app's servers use.
+    pub database_url: String,
+    server: Server,
     database: TestDatabase,
 }
 
@@ -28,55 +30,58 @@ enum TestDatabase {
     Postgres { admin_url: String, name: String },
 }
 
+/// One running server: its shutdown trigger and its task.
+struct Server {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A second server on the same database (another replica).
+pub struct Replica {
+    pub channel: Channel,
+    #[allow(dead_code)]
+    server: Server,
+}
+
+/// The settings every test server starts from.
+pub fn settings(database_url: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_owned(),
+        verifier: Verifier::hs256(SECRET),
+        clock: Arc::new(SystemClock),
+        consultation_targets: Default::default(),
+        progress_interval: std::time::Duration::from_millis(300),
+        event_buffer: 4096,
+        drain_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns a server whose settings `configure` adjusts.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             ticketd::telemetry::init();
         }
-        let (database, url) = match std::env::var("TICKETD_TEST_POSTGRES_URL") {
-            Ok(admin_url) if !admin_url.is_empty() => {
-                let name = format!("ticketd_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&admin_url)
-                    .await
-                    .expect("connect to TICKETD_TEST_POSTGRES_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                admin.close().await.ok();
-                let url = replace_database(&admin_url, &name);
-                (TestDatabase::Postgres { admin_url, name }, url)
-            }
-            _ => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("ticketd.db").display()
-                );
-                (TestDatabase::Sqlite(dir), url)
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel();
-        let settings = ticketd::app::Settings {
-            database_url: url,
-            verifier: Verifier::hs256(SECRET),
-            clock: Arc::new(SystemClock),
-            consultation_targets: Default::default(),
-        };
-        let server = tokio::spawn(ticketd::app::serve(settings, listener, async {
-            let _ = rx.await;
-        }));
-        let channel = connect(addr).await;
+        let (database, database_url) = fresh_database().await;
+        let mut settings = settings(&database_url);
+        configure(&mut settings);
+        let (channel, server) = start(settings).await;
         Self {
             channel,
-            shutdown: Some(tx),
-            server: Some(server),
+            database_url,
+            server,
             database,
         }
+    }
+
+    /// Starts another server on this app's database.
+    pub async fn replica(&self) -> Replica {
+        let (channel, server) = start(settings(&self.database_url)).await;
+        Replica { channel, server }
     }
 
     pub fn incidents(&self) -> IncidentServiceClient<Channel> {
@@ -89,18 +94,90 @@ impl TestApp {
 
     /// Stops the server and waits for it.
     pub async fn stop(&mut self) {
+        self.server.stop().await;
+    }
+}
+
+impl Server {
+    async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server result");
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
         }
     }
 }
 
-impl Drop for TestApp {
+impl Drop for Server {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn start(settings: Settings) -> (Channel, Server) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let result = ticketd::app::serve(settings, listener, async {
+            let _ = rx.await;
+        })
+        .await;
+        if let Err(e) = &result {
+            eprintln!("test server failed: {e:#}");
+        }
+        result
+    });
+    (
+        connect(addr).await,
+        Server {
+            shutdown: Some(tx),
+            task: Some(task),
+        },
+    )
+}
+
+/// A SQLite file in a temporary directory, or a new PostgreSQL database.
+async fn fresh_database() -> (TestDatabase, String) {
+    match std::env::var("TICKETD_TEST_POSTGRES_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("ticketd_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect to TICKETD_TEST_POSTGRES_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let url = replace_database(&admin_url, &name);
+            (TestDatabase::Postgres { admin_url, name }, url)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("ticketd.db").display()
+            );
+            (TestDatabase::Sqlite(dir), url)
+        }
+    }
+}
+
+/// Whether the tests run on PostgreSQL.
+#[allow(dead_code)]
+pub fn on_postgres() -> bool {
+    std::env::var("TICKETD_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty())
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.server.shutdown.take() {
             let _ = tx.send(());
         }
         if let TestDatabase::Postgres { admin_url, name } = &self.database {
@@ -128,12 +205,21 @@ impl Drop for TestApp {
     }
 }
 
+/// Connects once the server answers health checks (it migrates first).
 async fn connect(addr: std::net::SocketAddr) -> Channel {
     let endpoint =
         tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
-    for _ in 0..200 {
+    for _ in 0..400 {
         if let Ok(channel) = endpoint.connect().await {
-            return channel;
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            let check = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if check.is_ok() {
+                return channel;
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }

@@ -8,4 +8,6 @@ mod helpers;
 mod incidents;
 mod isolation;
 mod pagination;
+mod process;
 mod transitions;
+mod watch;

@@ -1,0 +1,105 @@
+//! ticketd as a separate process, for what only a process can show: SIGKILL
+//! mid-stream, SIGTERM with open streams.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::helpers::SECRET;
+
+pub struct ServerProcess {
+    child: Child,
+    pub channel: Channel,
+    _data_dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `ticketd serve` on 127.0.0.1:0 against `database_url`.
+    pub async fn start(database_url: &str) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--drain-timeout",
+                "2s",
+                "--progress-interval",
+                "300ms",
+            ])
+            .env("TICKETD_DATABASE_URL", database_url)
+            .env("TICKETD_JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
+            .env("TICKETD_DATA_DIR", data_dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ticketd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Read the log until the address shows up, then keep draining it.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("ticketd listening")
+                    && let Some(at) = line.find("127.0.0.1:")
+                {
+                    let addr: String = line[at..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("ticketd printed its address");
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            child,
+            channel,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; None if it is still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
