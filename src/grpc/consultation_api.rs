@@ -2,8 +2,10 @@
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, micros};
-use super::validate::{enum_list, expected_version, ticket_id};
+use super::convert;
+use super::validate::{
+    Assignment, assignment, created_range, enum_list, expected_version, incomplete, ticket_id,
+};
 use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
 use crate::domain::error::Violations;
@@ -87,7 +89,7 @@ impl ConsultationService for ConsultationApi {
             .flatten();
         v.into_result()?;
         let (Some(category), Some(description)) = (category, description) else {
-            return Err(Error::invalid("category", "invalid request").into());
+            return Err(incomplete("category").into());
         };
         let new = NewConsultation {
             category,
@@ -155,27 +157,8 @@ impl ConsultationService for ConsultationApi {
         let assignee_id = v
             .check(text::optional("assignee_id", &r.assignee_id, 128))?
             .flatten();
-        let created_from = v
-            .check(
-                r.created_from
-                    .as_ref()
-                    .map(|t| micros("created_from", t))
-                    .transpose(),
-            )?
-            .flatten();
-        let created_to = v
-            .check(
-                r.created_to
-                    .as_ref()
-                    .map(|t| micros("created_to", t))
-                    .transpose(),
-            )?
-            .flatten();
-        if let (Some(from), Some(to)) = (created_from, created_to)
-            && from > to
-        {
-            v.push("created_from", "must not be after created_to");
-        }
+        let (created_from, created_to) =
+            created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
         let query = v.check(text::optional("query", &r.query, 200))?.flatten();
         let page_size = v
             .check(page_token::page_size(r.page_size, 50, 500))?
@@ -239,7 +222,7 @@ impl ConsultationService for ConsultationApi {
             .flatten();
         v.into_result()?;
         let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
-            return Err(Error::invalid("id", "invalid request").into());
+            return Err(incomplete("id").into());
         };
         let model = self
             .consultations
@@ -262,7 +245,7 @@ impl ConsultationService for ConsultationApi {
             .flatten();
         v.into_result()?;
         let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
-            return Err(Error::invalid("id", "invalid request").into());
+            return Err(incomplete("id").into());
         };
         let model = self
             .consultations
@@ -277,25 +260,11 @@ impl ConsultationService for ConsultationApi {
     ) -> Result<Response<Consultation>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("id", &r.id))?;
-        let assignee = v
-            .check(text::optional("assignee_id", &r.assignee_id, 128))?
-            .flatten();
-        let name = v
-            .check(text::optional("assignee_name", &r.assignee_name, 256))?
-            .flatten();
-        let expected = v
-            .check(expected_version(r.expected_version, true))?
-            .flatten();
-        v.into_result()?;
-        let (Some(id), Some(expected)) = (id, expected) else {
-            return Err(Error::invalid("id", "invalid request").into());
-        };
-        let assignee = assignee.map(|a| {
-            let name = name.unwrap_or_else(|| a.clone());
-            (a, name)
-        });
+        let Assignment {
+            id,
+            assignee,
+            expected_version: expected,
+        } = assignment(&r.id, &r.assignee_id, &r.assignee_name, r.expected_version)?;
         let model = self
             .consultations
             .assign(&who, &id, assignee, expected)

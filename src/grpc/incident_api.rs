@@ -6,7 +6,9 @@ use super::caller;
 use super::convert::{self, micros};
 use super::page_token;
 use super::thread;
-use super::validate::{enum_list, expected_version, ticket_id};
+use super::validate::{
+    Assignment, assignment, created_range, enum_list, expected_version, incomplete, ticket_id,
+};
 use super::watch::{WatchStream, Watcher};
 use crate::domain::error::Violations;
 use crate::domain::incident::IncidentStatus;
@@ -132,7 +134,7 @@ impl IncidentService for IncidentApi {
             .flatten();
         v.into_result()?;
         let (Some(id), Some(to)) = (id, to) else {
-            unreachable!("violations were reported")
+            return Err(incomplete("id").into());
         };
         let change = StatusChange {
             to,
@@ -155,25 +157,11 @@ impl IncidentService for IncidentApi {
     ) -> Result<Response<Incident>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("id", &r.id))?;
-        let assignee = v
-            .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
-            .flatten();
-        let name = v
-            .check(text::optional("assignee_name", &r.assignee_name, 256))?
-            .flatten();
-        let expected = v
-            .check(expected_version(r.expected_version, true))?
-            .flatten();
-        v.into_result()?;
-        let (Some(id), Some(expected)) = (id, expected) else {
-            unreachable!("violations were reported")
-        };
-        let assignee = assignee.map(|a| {
-            let name = name.unwrap_or_else(|| a.clone());
-            (a, name)
-        });
+        let Assignment {
+            id,
+            assignee,
+            expected_version: expected,
+        } = assignment(&r.id, &r.assignee_id, &r.assignee_name, r.expected_version)?;
         let model = self.incidents.assign(&who, &id, assignee, expected).await?;
         Ok(Response::new(convert::incident(
             &model,
@@ -196,7 +184,7 @@ impl IncidentService for IncidentApi {
             .flatten();
         v.into_result()?;
         let (Some(id), Some(reason)) = (id, reason) else {
-            unreachable!("violations were reported")
+            return Err(incomplete("id").into());
         };
         let change = StatusChange {
             to: IncidentStatus::Cancelled,
@@ -353,27 +341,8 @@ impl IncidentApi {
         let assignee_id = v
             .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
             .flatten();
-        let created_from = v
-            .check(
-                r.created_from
-                    .as_ref()
-                    .map(|t| micros("created_from", t))
-                    .transpose(),
-            )?
-            .flatten();
-        let created_to = v
-            .check(
-                r.created_to
-                    .as_ref()
-                    .map(|t| micros("created_to", t))
-                    .transpose(),
-            )?
-            .flatten();
-        if let (Some(from), Some(to)) = (created_from, created_to)
-            && from > to
-        {
-            v.push("created_from", "must not be after created_to");
-        }
+        let (created_from, created_to) =
+            created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
         let query = v
             .check(text::optional("query", &r.query, MAX_QUERY))?
             .flatten();
@@ -471,7 +440,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
     let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =
         (kind, tracking_number, carrier, category, description)
     else {
-        unreachable!("violations were reported")
+        return Err(incomplete("kind"));
     };
     Ok(NewIncident {
         kind,

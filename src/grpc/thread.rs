@@ -27,7 +27,7 @@ pub fn parse_add_comment(r: AddCommentRequest) -> Result<(String, String, bool)>
     v.into_result()?;
     match (id, body) {
         (Some(id), Some(body)) => Ok((id, body, r.internal)),
-        _ => Err(Error::invalid("ticket_id", "invalid request")),
+        _ => Err(super::validate::incomplete("ticket_id")),
     }
 }
 

@@ -1,4 +1,9 @@
 //! Field validation shared by the services: ids, versions, enum lists.
+use prost_types::Timestamp;
+
+use super::convert::micros;
+use crate::domain::error::Violations;
+use crate::domain::text;
 use crate::domain::{Error, Result};
 
 /// At most this many values in a repeated filter.
@@ -47,4 +52,68 @@ pub fn enum_list<T>(
         .enumerate()
         .map(|(i, value)| parse(&format!("{field}[{i}]"), *value))
         .collect()
+}
+
+/// What Violations::into_result already refused; never reached in practice.
+pub fn incomplete(field: &str) -> Error {
+    Error::invalid(field, "is invalid")
+}
+
+/// A validated Assign… request.
+pub struct Assignment {
+    pub id: String,
+    /// (id, display name); None unassigns.
+    pub assignee: Option<(String, String)>,
+    pub expected_version: i64,
+}
+
+/// Validates an Assign… request; the display name defaults to the id.
+pub fn assignment(
+    id: &str,
+    assignee_id: &str,
+    assignee_name: &str,
+    expected: i64,
+) -> Result<Assignment> {
+    let mut v = Violations::default();
+    let id = v.check(ticket_id("id", id))?;
+    let assignee = v
+        .check(text::optional("assignee_id", assignee_id, 128))?
+        .flatten();
+    let name = v
+        .check(text::optional("assignee_name", assignee_name, 256))?
+        .flatten();
+    let expected = v.check(expected_version(expected, true))?.flatten();
+    v.into_result()?;
+    let (Some(id), Some(expected_version)) = (id, expected) else {
+        return Err(incomplete("id"));
+    };
+    let assignee = assignee.map(|a| {
+        let name = name.unwrap_or_else(|| a.clone());
+        (a, name)
+    });
+    Ok(Assignment {
+        id,
+        assignee,
+        expected_version,
+    })
+}
+
+/// A created_at filter range in microseconds; `from` must not be after `to`.
+pub fn created_range(
+    v: &mut Violations,
+    from: Option<&Timestamp>,
+    to: Option<&Timestamp>,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let from = v
+        .check(from.map(|t| micros("created_from", t)).transpose())?
+        .flatten();
+    let to = v
+        .check(to.map(|t| micros("created_to", t)).transpose())?
+        .flatten();
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        v.push("created_from", "must not be after created_to");
+    }
+    Ok((from, to))
 }
