@@ -42,6 +42,8 @@ pub struct Settings {
     pub event_buffer: usize,
     /// How long open streams and requests get to finish at shutdown.
     pub drain_timeout: Duration,
+    /// The calendar's time zone: report dates and date ranges are in it.
+    pub time_zone: chrono_tz::Tz,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -98,13 +100,21 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let incident_api = InterceptedService::new(
-        IncidentServiceServer::new(IncidentApi::new(incidents, watcher.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        IncidentServiceServer::new(IncidentApi::new(
+            incidents,
+            watcher.clone(),
+            settings.time_zone,
+        ))
+        .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),
     );
     let consultation_api = InterceptedService::new(
-        ConsultationServiceServer::new(ConsultationApi::new(consultations, watcher.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        ConsultationServiceServer::new(ConsultationApi::new(
+            consultations,
+            watcher.clone(),
+            settings.time_zone,
+        ))
+        .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),
     );
     let notification_api = InterceptedService::new(

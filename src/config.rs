@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// At shutdown, how long open streams and requests get before connections are closed.
     #[arg(long, env = "TICKETD_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// The calendar's time zone (IANA name): reports show dates in it and
+    /// read their date ranges in it.
+    #[arg(long, env = "TICKETD_TIMEZONE", default_value = "America/Mexico_City")]
+    pub time_zone: chrono_tz::Tz,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
                 progress_interval: args.progress_interval,
                 event_buffer: args.event_buffer,
                 drain_timeout: args.drain_timeout,
+                time_zone: args.time_zone,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

@@ -89,6 +89,25 @@ impl IncidentStatus {
     }
 }
 
+impl ResolutionReason {
+    pub fn label(self, locale: Locale) -> &'static str {
+        match (self, locale) {
+            (Self::Resolved, Locale::Es) => "Resuelto",
+            (Self::Resolved, Locale::En) => "Resolved",
+            (Self::Indemnified, Locale::Es) => "Indemnizado",
+            (Self::Indemnified, Locale::En) => "Indemnified",
+            (Self::NoCustomerResponse, Locale::Es) => "Sin respuesta del cliente",
+            (Self::NoCustomerResponse, Locale::En) => "No customer response",
+            (Self::OutOfClaimWindow, Locale::Es) => "Fuera del plazo de reclamación",
+            (Self::OutOfClaimWindow, Locale::En) => "Out of claim window",
+            (Self::CarrierRejected, Locale::Es) => "Rechazado por la paquetería",
+            (Self::CarrierRejected, Locale::En) => "Rejected by the carrier",
+            (Self::Cancelled, Locale::Es) => "Cancelado",
+            (Self::Cancelled, Locale::En) => "Cancelled",
+        }
+    }
+}
+
 impl Stage {
     pub fn label(self, locale: Locale) -> &'static str {
         match (self, locale) {

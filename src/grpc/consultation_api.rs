@@ -6,14 +6,19 @@ use super::convert;
 use super::validate::{
     Assignment, assignment, created_range, enum_list, expected_version, incomplete, ticket_id,
 };
+use chrono_tz::Tz;
+
+use super::export::{self, ExportStream};
 use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
+use crate::domain::consultation::ConsultationStatus;
 use crate::domain::error::Violations;
 use crate::domain::principal::Locale;
 use crate::domain::text::{self, like_contains};
 use crate::domain::{Error, Result};
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
+use crate::report::columns::{self, CONSULTATION_COLUMNS};
 use crate::service::consultations::{self, Consultations, Lookup, NewConsultation};
 use crate::store::consultations::ConsultationFilter;
 use crate::store::events::LogFilter;
@@ -24,13 +29,19 @@ const MAX_DESCRIPTION: usize = 10_000;
 pub struct ConsultationApi {
     consultations: Consultations,
     watcher: Watcher,
+    /// Reports show dates, and read date ranges, in this time zone.
+    time_zone: Tz,
 }
 
+/// No. … Solución.
+const DEFAULT_CONSULTATION_COLUMNS: usize = 9;
+
 impl ConsultationApi {
-    pub fn new(consultations: Consultations, watcher: Watcher) -> Self {
+    pub fn new(consultations: Consultations, watcher: Watcher, time_zone: Tz) -> Self {
         Self {
             consultations,
             watcher,
+            time_zone,
         }
     }
 
@@ -42,8 +53,6 @@ impl ConsultationApi {
         Response::new(convert::consultation(model, locale))
     }
 }
-
-type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ConsultationService for ConsultationApi {
@@ -124,62 +133,13 @@ impl ConsultationService for ConsultationApi {
     ) -> Result<Response<ListConsultationsResponse>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut stable = r.clone();
-        stable.page_token.clear();
-        stable.page_size = 0;
-        let fingerprint = page_token::fingerprint(&stable.encode_to_vec());
-        let mut v = Violations::default();
-        let statuses = v
-            .check(enum_list(
-                "statuses",
-                &r.statuses,
-                convert::parse_consultation_status,
-            ))?
-            .unwrap_or_default();
-        let complexities = v
-            .check(enum_list(
-                "complexities",
-                &r.complexities,
-                convert::parse_complexity,
-            ))?
-            .unwrap_or_default();
-        let category = v
-            .check(text::optional("category", &r.category, 64))?
-            .flatten();
-        if let Some(c) = &category
-            && self.consultations.classify(c).is_err()
-        {
-            v.push(
-                "category",
-                format!("unknown consultation category {c:?}; see ListCategories"),
-            );
-        }
-        let assignee_id = v
-            .check(text::optional("assignee_id", &r.assignee_id, 128))?
-            .flatten();
-        let (created_from, created_to) =
-            created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
-        let query = v.check(text::optional("query", &r.query, 200))?.flatten();
-        let page_size = v
-            .check(page_token::page_size(r.page_size, 50, 500))?
-            .unwrap_or(50);
-        let cursor = v
-            .check(page_token::decode::<(i64, String)>(
-                &r.page_token,
-                &fingerprint,
-            ))?
-            .flatten();
-        v.into_result()?;
-        let filter = ConsultationFilter {
-            account: None,
-            statuses: vec![],
-            complexities: complexities.iter().map(|c| c.as_str()).collect(),
-            category,
-            assignee_id,
-            created_from,
-            created_to,
-            search_pattern: query.map(|q| like_contains(&q)),
-        };
+        let fingerprint = list_fingerprint(&r);
+        let ListParams {
+            statuses,
+            filter,
+            cursor,
+            page_size,
+        } = self.parse_list(&r, &fingerprint)?;
         let page = self
             .consultations
             .list(&who, statuses, filter, cursor, page_size)
@@ -333,15 +293,41 @@ impl ConsultationService for ConsultationApi {
         ))
     }
 
-    type ExportReportStream = Stream<ExportReportResponse>;
+    type ExportReportStream = ExportStream;
 
     async fn export_report(
         &self,
-        _: Request<ExportConsultationsRequest>,
+        request: Request<ExportConsultationsRequest>,
     ) -> Result<Response<Self::ExportReportStream>, Status> {
-        Err(Status::unimplemented(
-            "ConsultationService.ExportReport is not implemented yet: xlsx reports are being built",
-        ))
+        let (who, _) = caller(&request)?;
+        let r = request.into_inner();
+        let (range, locale) = export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
+        let columns = columns::select(
+            CONSULTATION_COLUMNS,
+            DEFAULT_CONSULTATION_COLUMNS,
+            &r.columns,
+        )?;
+        let list = r.filter.unwrap_or_default();
+        let ListParams {
+            statuses,
+            mut filter,
+            ..
+        } = self.parse_list(&list, &list_fingerprint(&list))?;
+        let (from, to) = range.clamp(filter.created_from, filter.created_to);
+        (filter.created_from, filter.created_to) = (Some(from), Some(to));
+        let (count, chunks) = self
+            .consultations
+            .export(&who, statuses, filter, columns, locale, self.time_zone)
+            .await?;
+        let stem = match locale {
+            Locale::Es => "consultas",
+            Locale::En => "consultations",
+        };
+        Ok(Response::new(export::stream(
+            range.file_name(stem),
+            count,
+            chunks,
+        )))
     }
 
     async fn list_categories(
@@ -364,6 +350,85 @@ impl ConsultationService for ConsultationApi {
             })
             .collect();
         Ok(Response::new(ListCategoriesResponse { categories }))
+    }
+}
+
+/// A validated ListConsultations request.
+struct ListParams {
+    statuses: Vec<ConsultationStatus>,
+    filter: ConsultationFilter,
+    cursor: Option<(i64, String)>,
+    page_size: u64,
+}
+
+/// The parts of a list request that must stay the same across its pages.
+fn list_fingerprint(r: &ListConsultationsRequest) -> String {
+    let mut stable = r.clone();
+    stable.page_token.clear();
+    stable.page_size = 0;
+    page_token::fingerprint(&stable.encode_to_vec())
+}
+
+impl ConsultationApi {
+    fn parse_list(&self, r: &ListConsultationsRequest, fingerprint: &str) -> Result<ListParams> {
+        let mut v = Violations::default();
+        let statuses = v
+            .check(enum_list(
+                "statuses",
+                &r.statuses,
+                convert::parse_consultation_status,
+            ))?
+            .unwrap_or_default();
+        let complexities = v
+            .check(enum_list(
+                "complexities",
+                &r.complexities,
+                convert::parse_complexity,
+            ))?
+            .unwrap_or_default();
+        let category = v
+            .check(text::optional("category", &r.category, 64))?
+            .flatten();
+        if let Some(c) = &category
+            && self.consultations.classify(c).is_err()
+        {
+            v.push(
+                "category",
+                format!("unknown consultation category {c:?}; see ListCategories"),
+            );
+        }
+        let assignee_id = v
+            .check(text::optional("assignee_id", &r.assignee_id, 128))?
+            .flatten();
+        let (created_from, created_to) =
+            created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
+        let query = v.check(text::optional("query", &r.query, 200))?.flatten();
+        let page_size = v
+            .check(page_token::page_size(r.page_size, 50, 500))?
+            .unwrap_or(50);
+        let cursor = v
+            .check(page_token::decode::<(i64, String)>(
+                &r.page_token,
+                fingerprint,
+            ))?
+            .flatten();
+        v.into_result()?;
+        let filter = ConsultationFilter {
+            account: None,
+            statuses: vec![],
+            complexities: complexities.iter().map(|c| c.as_str()).collect(),
+            category,
+            assignee_id,
+            created_from,
+            created_to,
+            search_pattern: query.map(|q| like_contains(&q)),
+        };
+        Ok(ListParams {
+            statuses,
+            filter,
+            cursor,
+            page_size,
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! single Error → Status mapping. Nothing here runs SQL.
 pub mod consultation_api;
 pub mod convert;
+pub mod export;
 pub mod incident_api;
 pub mod notification_api;
 pub mod page_token;

@@ -5,14 +5,19 @@ use anyhow::anyhow;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+
+use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets};
 use crate::domain::event::EventPayload;
-use crate::domain::principal::{Principal, Role};
+use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
 use crate::domain::{Error, Result};
+use crate::report::columns::Column;
 use crate::store::catalog::Catalog;
 use crate::store::consultations::{self as rows, ConsultationFilter};
 use crate::store::entity::{category, comment, consultation as row, ticket_event};
@@ -222,7 +227,7 @@ impl Consultations {
                 .sum()
         };
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
-        let mut consultations = rows::list(conn, &filter, cursor, page_size + 1).await?;
+        let mut consultations = rows::list(conn, &filter, true, cursor, page_size + 1).await?;
         let next = if consultations.len() as u64 > page_size {
             consultations.truncate(page_size as usize);
             consultations.last().map(|m| (m.created_at, m.id.clone()))
@@ -235,6 +240,35 @@ impl Consultations {
             total_size,
             status_counts,
         })
+    }
+
+    /// Starts an export of the consultations `statuses` and `filter` select,
+    /// oldest first; returns the row count and the file's chunks.
+    pub async fn export(
+        &self,
+        who: &Principal,
+        statuses: Vec<ConsultationStatus>,
+        mut filter: ConsultationFilter,
+        columns: Vec<&'static Column<row::Model>>,
+        locale: Locale,
+        time_zone: Tz,
+    ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
+        filter.account = who.scope().map(str::to_owned);
+        filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
+        let count = rows::count(self.store.conn(), &filter).await?;
+        let source = ConsultationRows {
+            store: self.store.clone(),
+            filter,
+            cursor: None,
+        };
+        let export = Export {
+            source,
+            columns,
+            catalog: self.catalog.clone(),
+            locale,
+            time_zone,
+        };
+        Ok((count, export::start(export)))
     }
 
     pub async fn change_status(
@@ -446,6 +480,30 @@ impl Consultations {
                 Lookup::Number(n) => format!("consultation number {n}"),
             })),
         }
+    }
+}
+
+/// Consultations in creation order, for exports.
+struct ConsultationRows {
+    store: Store,
+    filter: ConsultationFilter,
+    cursor: Option<(i64, String)>,
+}
+
+impl RowSource for ConsultationRows {
+    type Row = row::Model;
+
+    async fn next_page(&mut self, limit: u64) -> Result<Vec<row::Model>> {
+        let page = rows::list(
+            self.store.conn(),
+            &self.filter,
+            false,
+            self.cursor.take(),
+            limit,
+        )
+        .await?;
+        self.cursor = page.last().map(|m| (m.created_at, m.id.clone()));
+        Ok(page)
     }
 }
 

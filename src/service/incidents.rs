@@ -5,14 +5,19 @@ use anyhow::anyhow;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+
+use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::clock::Clock;
 use crate::domain::event::EventPayload;
 use crate::domain::incident::{self, IncidentKind, IncidentStatus, ResolutionReason, Stage};
-use crate::domain::principal::{Principal, Role};
+use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
 use crate::domain::{Error, Result};
+use crate::report::columns::Column;
 use crate::store::catalog::Catalog;
 use crate::store::entity::{comment, incident as row, ticket_event};
 use crate::store::events::{self, ActorRef, EventContext};
@@ -244,15 +249,9 @@ impl Incidents {
                 None => {}
             }
         }
-        // Stage and statuses narrow each other; an empty intersection matches nothing.
-        let mut statuses: Vec<IncidentStatus> = match query.stage {
-            Some(stage) => IncidentStatus::of_stage(stage),
-            None => IncidentStatus::ALL.to_vec(),
-        };
-        if !query.statuses.is_empty() {
-            statuses.retain(|s| query.statuses.contains(s));
-        }
-        let narrowed = query.stage.is_some() || !query.statuses.is_empty();
+        let narrowing = narrowed_statuses(query.stage, &query.statuses);
+        let narrowed = narrowing.is_some();
+        let statuses = narrowing.unwrap_or_default();
         let total_size = if narrowed {
             counts
                 .iter()
@@ -297,6 +296,46 @@ impl Incidents {
             total_size,
             stage_counts,
         })
+    }
+
+    /// Starts an export of the incidents `query` selects (its paging is
+    /// ignored), oldest first; returns the row count and the file's chunks.
+    pub async fn export(
+        &self,
+        who: &Principal,
+        query: ListQuery,
+        columns: Vec<&'static Column<row::Model>>,
+        locale: Locale,
+        time_zone: Tz,
+    ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
+        let mut filter = query.filter;
+        filter.account = who.scope().map(str::to_owned);
+        let narrowed = narrowed_statuses(query.stage, &query.statuses);
+        let empty = narrowed.as_ref().is_some_and(Vec::is_empty);
+        filter.statuses = narrowed
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let count = if empty {
+            0
+        } else {
+            rows::count(self.store.conn(), &filter).await?
+        };
+        let source = IncidentRows {
+            store: self.store.clone(),
+            filter,
+            cursor: None,
+            empty,
+        };
+        let export = Export {
+            source,
+            columns,
+            catalog: self.catalog.clone(),
+            locale,
+            time_zone,
+        };
+        Ok((count, export::start(export)))
     }
 
     pub async fn change_status(
@@ -522,6 +561,50 @@ impl Incidents {
             ]
             .join("\n"),
         )
+    }
+}
+
+/// The statuses a stage and a status list leave (they narrow each other; an
+/// empty result matches nothing), or None when neither narrows.
+fn narrowed_statuses(
+    stage: Option<Stage>,
+    statuses: &[IncidentStatus],
+) -> Option<Vec<IncidentStatus>> {
+    if stage.is_none() && statuses.is_empty() {
+        return None;
+    }
+    let mut allowed = match stage {
+        Some(stage) => IncidentStatus::of_stage(stage),
+        None => IncidentStatus::ALL.to_vec(),
+    };
+    if !statuses.is_empty() {
+        allowed.retain(|s| statuses.contains(s));
+    }
+    Some(allowed)
+}
+
+/// Incidents in creation order, for exports.
+struct IncidentRows {
+    store: Store,
+    filter: IncidentFilter,
+    cursor: Option<Cursor>,
+    /// Stage and statuses left nothing to match.
+    empty: bool,
+}
+
+impl RowSource for IncidentRows {
+    type Row = row::Model;
+
+    async fn next_page(&mut self, limit: u64) -> Result<Vec<row::Model>> {
+        if self.empty {
+            return Ok(vec![]);
+        }
+        let page = rows::list(self.store.conn(), &self.filter, false, self.cursor, limit).await?;
+        self.cursor = page.last().map(|m| Cursor {
+            created_at: m.created_at,
+            number: m.number,
+        });
+        Ok(page)
     }
 }
 

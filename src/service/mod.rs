@@ -1,6 +1,7 @@
 //! Use cases: load, apply the domain rule, persist with its event in one
 //! transaction.
 pub mod consultations;
+pub mod export;
 pub mod incidents;
 pub mod thread;
 

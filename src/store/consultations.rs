@@ -2,7 +2,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use super::db_error;
@@ -119,28 +119,46 @@ pub async fn update_versioned(
     Ok(result.rows_affected == 1)
 }
 
-/// One page, newest first, after the (created_at, id) cursor.
+/// One page in (created_at, id) order, after `cursor`.
 pub async fn list(
     conn: &impl ConnectionTrait,
     filter: &ConsultationFilter,
+    descending: bool,
     cursor: Option<(i64, String)>,
     limit: u64,
 ) -> Result<Vec<consultation::Model>, Error> {
     let mut query = filter.apply(Entity::find());
     if let Some((at, id)) = cursor {
-        query = query.filter(
+        query = query.filter(if descending {
             Condition::any()
                 .add(Column::CreatedAt.lt(at))
-                .add(Column::CreatedAt.eq(at).and(Column::Id.lt(id))),
-        );
+                .add(Column::CreatedAt.eq(at).and(Column::Id.lt(id)))
+        } else {
+            Condition::any()
+                .add(Column::CreatedAt.gt(at))
+                .add(Column::CreatedAt.eq(at).and(Column::Id.gt(id)))
+        });
     }
-    query
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .limit(limit)
-        .all(conn)
+    query = if descending {
+        query
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+    } else {
+        query
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+    };
+    query.limit(limit).all(conn).await.map_err(db_error)
+}
+
+/// How many consultations match `filter`.
+pub async fn count(conn: &impl ConnectionTrait, filter: &ConsultationFilter) -> Result<i64, Error> {
+    let n = filter
+        .apply(Entity::find())
+        .count(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+    i64::try_from(n).map_err(|e| Error::Internal(e.into()))
 }
 
 /// How many consultations per status match `filter`.

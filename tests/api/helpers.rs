@@ -53,6 +53,7 @@ pub fn settings(database_url: &str) -> Settings {
         progress_interval: std::time::Duration::from_millis(300),
         event_buffer: 4096,
         drain_timeout: std::time::Duration::from_secs(5),
+        time_zone: chrono_tz::America::Mexico_City,
     }
 }
 
@@ -392,4 +393,28 @@ pub async fn events(app: &TestApp, token: &str, id: &str) -> Vec<TicketEvent> {
         .unwrap()
         .into_inner()
         .events
+}
+
+/// A clock the test sets by hand.
+pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    pub fn at(rfc3339: &str) -> Arc<Self> {
+        let at = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .expect("rfc3339")
+            .to_utc();
+        Arc::new(Self(std::sync::Mutex::new(at)))
+    }
+
+    pub fn set(&self, rfc3339: &str) {
+        *self.0.lock().unwrap() = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .expect("rfc3339")
+            .to_utc();
+    }
+}
+
+impl ticketd::domain::clock::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
 }

@@ -1,0 +1,131 @@
+//! ExportReport streams: the date range, the locale, and the stream of a
+//! header followed by the file's chunks.
+use std::pin::Pin;
+
+use chrono::{Days, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::domain::error::Violations;
+use crate::domain::principal::Locale;
+use crate::domain::{Error, Result};
+use crate::pb::{ExportHeader, ExportReportResponse, export_report_response};
+
+/// The longest range one report may cover.
+const MAX_DAYS: u64 = 366;
+const CONTENT_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+pub type ExportStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<ExportReportResponse, Status>> + Send>>;
+
+/// A validated report request: the inclusive local date range, as instants.
+pub struct Range {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// The first instant of `from` in the time zone (µs).
+    pub start: i64,
+    /// The first instant after `to` (µs), exclusive.
+    pub end: i64,
+}
+
+impl Range {
+    /// Narrows a list filter's own created_at bounds to the report range.
+    pub fn clamp(&self, created_from: Option<i64>, created_to: Option<i64>) -> (i64, i64) {
+        (
+            created_from.map_or(self.start, |f| f.max(self.start)),
+            created_to.map_or(self.end, |t| t.min(self.end)),
+        )
+    }
+
+    pub fn file_name(&self, stem: &str) -> String {
+        format!("{stem}_{}_{}.xlsx", self.from, self.to)
+    }
+}
+
+/// Parses from_date/to_date ("YYYY-MM-DD", inclusive, in `tz`) and the locale.
+pub fn parse(from: &str, to: &str, locale: &str, tz: Tz) -> Result<(Range, Locale)> {
+    let mut v = Violations::default();
+    let date = |field: &str, value: &str| {
+        NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| {
+            Error::invalid(
+                field,
+                format!("must be a date like 2026-11-30, got {value:?}"),
+            )
+        })
+    };
+    let from = v.check(date("from_date", from))?;
+    let to = v.check(date("to_date", to))?;
+    let locale = match locale.trim().to_ascii_lowercase().as_str() {
+        "" | "es" => Some(Locale::Es),
+        "en" => Some(Locale::En),
+        other => {
+            v.push("locale", format!("must be \"es\" or \"en\", got {other:?}"));
+            None
+        }
+    };
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            v.push("from_date", "must not be after to_date");
+        } else if (t - f).num_days() as u64 >= MAX_DAYS {
+            v.push(
+                "to_date",
+                format!("a report covers at most {MAX_DAYS} days"),
+            );
+        }
+    }
+    v.into_result()?;
+    let (Some(from), Some(to), Some(locale)) = (from, to, locale) else {
+        return Err(super::validate::incomplete("from_date"));
+    };
+    let start =
+        local_midnight(from, tz).ok_or_else(|| Error::invalid("from_date", "is out of range"))?;
+    let end = to
+        .checked_add_days(Days::new(1))
+        .and_then(|next| local_midnight(next, tz))
+        .ok_or_else(|| Error::invalid("to_date", "is out of range"))?;
+    Ok((
+        Range {
+            from,
+            to,
+            start,
+            end,
+        },
+        locale,
+    ))
+}
+
+/// The first instant of a local day (µs); a day starting in a DST gap starts at its first valid minute.
+fn local_midnight(day: NaiveDate, tz: Tz) -> Option<i64> {
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    (0..=180)
+        .find_map(|minutes| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::minutes(minutes)))
+                .earliest()
+        })
+        .map(|t| t.timestamp_micros())
+}
+
+/// The header message, then every chunk; an error ends the stream.
+pub fn stream(
+    file_name: String,
+    row_count: i64,
+    chunks: mpsc::Receiver<Result<Vec<u8>>>,
+) -> ExportStream {
+    let header = ExportReportResponse {
+        kind: Some(export_report_response::Kind::Header(ExportHeader {
+            file_name,
+            content_type: CONTENT_TYPE.to_owned(),
+            row_count,
+        })),
+    };
+    let data = ReceiverStream::new(chunks).map(|chunk| match chunk {
+        Ok(bytes) => Ok(ExportReportResponse {
+            kind: Some(export_report_response::Kind::Data(bytes)),
+        }),
+        Err(e) => Err(Status::from(e)),
+    });
+    Box::pin(tokio_stream::once(Ok(header)).chain(data))
+}

@@ -1,0 +1,412 @@
+//! ExportReport: the streamed bytes are a real .xlsx that calamine opens.
+use std::io::Cursor;
+
+use calamine::{Data, Reader, Xlsx, open_workbook_from_rs};
+use ticketd::pb::*;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::helpers::*;
+
+/// The header and the reassembled file; asserts the stream's shape.
+async fn export_incidents(
+    app: &TestApp,
+    token: &str,
+    request: ExportIncidentsRequest,
+) -> Result<(ExportHeader, Vec<u8>), tonic::Status> {
+    let mut stream = app
+        .incidents()
+        .export_report(req(token, request))
+        .await?
+        .into_inner();
+    collect(&mut stream).await
+}
+
+async fn collect(
+    stream: &mut tonic::Streaming<ExportReportResponse>,
+) -> Result<(ExportHeader, Vec<u8>), tonic::Status> {
+    let header = match stream.next().await.expect("a first message")?.kind {
+        Some(export_report_response::Kind::Header(h)) => h,
+        other => panic!("the first message is the header, got {other:?}"),
+    };
+    let mut bytes = vec![];
+    while let Some(message) = stream.next().await {
+        match message?.kind {
+            Some(export_report_response::Kind::Data(chunk)) => {
+                assert!(
+                    !chunk.is_empty() && chunk.len() <= 64 * 1024,
+                    "chunk of {} bytes",
+                    chunk.len()
+                );
+                bytes.extend(chunk);
+            }
+            other => panic!("only data follows the header, got {other:?}"),
+        }
+    }
+    Ok((header, bytes))
+}
+
+fn sheet(bytes: Vec<u8>) -> calamine::Range<Data> {
+    let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).expect("a valid xlsx");
+    book.worksheet_range("Reporte").expect("the Reporte sheet")
+}
+
+fn row_strings(range: &calamine::Range<Data>, row: usize) -> Vec<String> {
+    (0..range.width())
+        .map(|c| {
+            range
+                .get((row, c))
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn range(from: &str, to: &str) -> ExportIncidentsRequest {
+    ExportIncidentsRequest {
+        from_date: from.into(),
+        to_date: to.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_incident_report_opens_with_its_header_rows_values_and_real_dates() {
+    // 10:30 in Mexico City (UTC-6).
+    let clock = ManualClock::at("2026-11-10T16:30:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let store = requester("acme");
+    let first = create(&app, &store, "EST-100").await;
+    app.incidents()
+        .assign_incident(req(
+            &agent(),
+            AssignIncidentRequest {
+                id: first.id.clone(),
+                assignee_id: "ana".into(),
+                assignee_name: "Ana López".into(),
+                expected_version: 1,
+            },
+        ))
+        .await
+        .unwrap();
+    let second = create(&app, &store, "EST-200").await;
+    let second = change(&app, &agent(), &second, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    change(&app, &agent(), &second, IncidentStatus::Finalized)
+        .await
+        .unwrap();
+
+    let (header, bytes) = export_incidents(&app, &agent(), range("2026-11-01", "2026-11-30"))
+        .await
+        .unwrap();
+    assert_eq!(header.file_name, "incidencias_2026-11-01_2026-11-30.xlsx");
+    assert_eq!(
+        header.content_type,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    assert_eq!(header.row_count, 2);
+    let sheet = sheet(bytes);
+    assert_eq!(sheet.height(), 3);
+    assert_eq!(
+        row_strings(&sheet, 0),
+        [
+            "No.",
+            "Estatus",
+            "Tipo",
+            "Guía",
+            "Categoría",
+            "Paquetería",
+            "Asesor",
+            "Fecha de ticket",
+            "Fecha estimada",
+            "Resolución"
+        ]
+    );
+    assert_eq!(sheet.get((1, 0)), Some(&Data::Float(1.0)));
+    assert_eq!(
+        row_strings(&sheet, 1)[1..7],
+        [
+            "Nuevo ticket",
+            "Envío",
+            "EST-100",
+            "Paquete dañado",
+            "Estafeta",
+            "Ana López"
+        ]
+    );
+    match sheet.get((1, 7)) {
+        Some(Data::DateTime(d)) => {
+            assert_eq!(
+                d.as_datetime().unwrap().to_string(),
+                "2026-11-10 10:30:00",
+                "local time in Mexico City"
+            );
+        }
+        other => panic!("Fecha de ticket is a date, got {other:?}"),
+    }
+    match sheet.get((1, 8)) {
+        Some(Data::DateTime(d)) => assert_eq!(
+            d.as_datetime().unwrap().to_string(),
+            "2026-12-01 10:30:00",
+            "21 days later"
+        ),
+        other => panic!("Fecha estimada is a date, got {other:?}"),
+    }
+    // No resolution yet: an empty cell, not "null".
+    assert!(matches!(sheet.get((1, 9)), None | Some(Data::Empty)));
+    assert_eq!(row_strings(&sheet, 2)[1], "Finalizado");
+    assert_eq!(row_strings(&sheet, 2)[9], "Resuelto");
+    assert!(
+        matches!(sheet.get((2, 6)), None | Some(Data::Empty)),
+        "no assignee: empty cell"
+    );
+}
+
+#[tokio::test]
+async fn the_date_range_is_inclusive_in_the_calendars_time_zone() {
+    let clock = ManualClock::at("2026-10-31T05:59:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let store = requester("acme");
+    // Mexico City is UTC-6: local 23:59 Oct 30, 00:00 Nov 1, 23:59 Nov 30, 00:00 Dec 1.
+    for (at, tracking) in [
+        ("2026-10-31T05:59:00Z", "BEFORE"),
+        ("2026-11-01T06:00:00Z", "FIRST"),
+        ("2026-12-01T05:59:59Z", "LAST"),
+        ("2026-12-01T06:00:00Z", "AFTER"),
+    ] {
+        clock.set(at);
+        create(&app, &store, tracking).await;
+    }
+    let (header, bytes) = export_incidents(&app, &store, range("2026-11-01", "2026-11-30"))
+        .await
+        .unwrap();
+    assert_eq!(header.row_count, 2);
+    let sheet = sheet(bytes);
+    let trackings: Vec<_> = (1..sheet.height())
+        .map(|r| row_strings(&sheet, r)[3].clone())
+        .collect();
+    assert_eq!(trackings, ["FIRST", "LAST"]);
+}
+
+#[tokio::test]
+async fn columns_can_be_chosen_and_labelled_in_english() {
+    let app = TestApp::spawn().await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Mexico_City)
+        .date_naive()
+        .to_string();
+    let mut request = range(&today, &today);
+    request.columns = vec![
+        "tracking_number".into(),
+        "status".into(),
+        "description".into(),
+        "claimed_amount".into(),
+    ];
+    request.locale = "en".into();
+    let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
+    assert_eq!(header.file_name, format!("incidents_{today}_{today}.xlsx"));
+    let sheet = sheet(bytes);
+    assert_eq!(
+        row_strings(&sheet, 0),
+        ["Tracking number", "Status", "Description", "Claimed amount"]
+    );
+    assert_eq!(
+        row_strings(&sheet, 1)[..3],
+        [
+            incident.tracking_number.as_str(),
+            "New ticket",
+            incident.description.as_str()
+        ]
+    );
+    assert_eq!(sheet.get((1, 3)), Some(&Data::Float(1250.5)));
+}
+
+#[tokio::test]
+async fn a_requester_exports_only_its_accounts_incidents_and_filters_apply() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (requester("acme"), requester("globex"));
+    create(&app, &a, "ACME-1").await;
+    let acme_2 = create(&app, &a, "ACME-2").await;
+    create(&app, &b, "GLOBEX-1").await;
+    change(&app, &agent(), &acme_2, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Mexico_City)
+        .date_naive()
+        .to_string();
+    let (header, bytes) = export_incidents(&app, &a, range(&today, &today))
+        .await
+        .unwrap();
+    assert_eq!(header.row_count, 2);
+    let sheet = sheet(bytes);
+    let trackings: Vec<_> = (1..sheet.height())
+        .map(|r| row_strings(&sheet, r)[3].clone())
+        .collect();
+    assert_eq!(trackings, ["ACME-1", "ACME-2"]);
+    let mut filtered = range(&today, &today);
+    filtered.filter = Some(ListIncidentsRequest {
+        stage: IncidentStage::InReview as i32,
+        ..Default::default()
+    });
+    let (header, _) = export_incidents(&app, &agent(), filtered).await.unwrap();
+    assert_eq!(header.row_count, 1);
+}
+
+#[tokio::test]
+async fn large_reports_arrive_in_chunks_of_at_most_64_kib() {
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    for i in 0..25 {
+        let mut request = new_incident(&format!("EST-{i}"));
+        // Varied text, so that compression leaves a file of several chunks.
+        request.description = (0..260)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")[..9_000]
+            .to_owned();
+        app.incidents()
+            .create_incident(req(&store, request))
+            .await
+            .unwrap();
+    }
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Mexico_City)
+        .date_naive()
+        .to_string();
+    let mut request = range(&today, &today);
+    request.columns = vec!["number".into(), "description".into()];
+    let mut stream = app
+        .incidents()
+        .export_report(req(&agent(), request))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chunks = 0;
+    let mut bytes = vec![];
+    let _header = stream.next().await.unwrap().unwrap();
+    while let Some(message) = stream.next().await {
+        if let Some(export_report_response::Kind::Data(chunk)) = message.unwrap().kind {
+            assert!(chunk.len() <= 64 * 1024);
+            chunks += 1;
+            bytes.extend(chunk);
+        }
+    }
+    assert!(chunks >= 2, "{chunks} chunks for {} bytes", bytes.len());
+    assert_eq!(sheet(bytes).height(), 26);
+}
+
+#[tokio::test]
+async fn bad_report_requests_name_the_field() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (range("2026-11-30", "2026-11-01"), "from_date"),
+        (range("30/11/2026", "2026-12-01"), "from_date"),
+        (range("2026-11-01", ""), "to_date"),
+        (range("2020-01-01", "2026-01-01"), "to_date"),
+        (
+            ExportIncidentsRequest {
+                locale: "fr".into(),
+                ..range("2026-11-01", "2026-11-02")
+            },
+            "locale",
+        ),
+        (
+            ExportIncidentsRequest {
+                columns: vec!["number".into(), "salary".into()],
+                ..range("2026-11-01", "2026-11-02")
+            },
+            "columns[1]",
+        ),
+        (
+            ExportIncidentsRequest {
+                filter: Some(ListIncidentsRequest {
+                    page_size: -1,
+                    ..Default::default()
+                }),
+                ..range("2026-11-01", "2026-11-02")
+            },
+            "page_size",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = match app
+            .incidents()
+            .export_report(req(&agent(), request.clone()))
+            .await
+        {
+            Err(status) => status,
+            Ok(response) => response.into_inner().next().await.unwrap().unwrap_err(),
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{request:?}");
+        assert_eq!(violated_fields(&status), [field], "{request:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_consultation_report_has_its_own_columns() {
+    let clock = ManualClock::at("2026-11-10T16:30:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let driver = requester("driver-1");
+    for category in ["order_status", "earnings_difference"] {
+        app.consultations()
+            .create_consultation(req(
+                &driver,
+                CreateConsultationRequest {
+                    category: category.into(),
+                    description: "Ayuda".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let request = ExportConsultationsRequest {
+        from_date: "2026-11-10".into(),
+        to_date: "2026-11-10".into(),
+        ..Default::default()
+    };
+    let mut stream = app
+        .consultations()
+        .export_report(req(&driver, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let (header, bytes) = collect(&mut stream).await.unwrap();
+    assert_eq!(header.file_name, "consultas_2026-11-10_2026-11-10.xlsx");
+    assert_eq!(header.row_count, 2);
+    let sheet = sheet(bytes);
+    assert_eq!(
+        row_strings(&sheet, 0),
+        [
+            "No.",
+            "Estado",
+            "Complejidad",
+            "Título",
+            "Descripción",
+            "Asesor",
+            "Fecha",
+            "Vence",
+            "Solución"
+        ]
+    );
+    assert!(
+        matches!(sheet.get((1, 0)), None | Some(Data::Empty)),
+        "a SIMPLE consultation has no number"
+    );
+    assert_eq!(
+        row_strings(&sheet, 1)[1..4],
+        ["Recepcionado", "Simple", "Consultar el estado de un pedido"]
+    );
+    assert_eq!(sheet.get((2, 0)), Some(&Data::Float(1.0)));
+    match sheet.get((2, 7)) {
+        Some(Data::DateTime(d)) => assert_eq!(
+            d.as_datetime().unwrap().to_string(),
+            "2026-11-12 10:30:00",
+            "due in 48 h"
+        ),
+        other => panic!("Vence is a date, got {other:?}"),
+    }
+}
