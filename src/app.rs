@@ -60,7 +60,12 @@ pub async fn serve(
             .await
             .context("cannot load the catalogs")?,
     );
-    let incidents = Incidents::new(store.clone(), catalog.clone(), settings.clock.clone());
+    let incidents = Incidents::new(
+        store.clone(),
+        catalog.clone(),
+        settings.clock.clone(),
+        settings.time_zone,
+    );
     let consultations = Consultations::new(
         store.clone(),
         catalog,

@@ -22,6 +22,7 @@ macro_rules! string_enum {
     };
 }
 
+pub mod calendar;
 pub mod clock;
 pub mod consultation;
 pub mod error;

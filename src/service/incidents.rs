@@ -108,15 +108,42 @@ pub struct Incidents {
     store: Store,
     catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
+    /// The calendar's time zone, for dates in messages.
+    time_zone: Tz,
 }
 
 impl Incidents {
-    pub fn new(store: Store, catalog: Arc<Catalog>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Store, catalog: Arc<Catalog>, clock: Arc<dyn Clock>, time_zone: Tz) -> Self {
         Self {
             store,
             catalog,
             clock,
+            time_zone,
         }
+    }
+
+    /// Why an incident shipped at `shipped_at` is filed too late, if it is:
+    /// each carrier accepts claims for `claim_window_days` calendar days.
+    fn outside_claim_window(
+        &self,
+        carrier: &str,
+        shipped_at: Option<i64>,
+        now: i64,
+    ) -> Option<String> {
+        let carrier = self.catalog.carrier(carrier)?;
+        let shipped = shipped_at?;
+        let deadline = shipped + i64::from(carrier.claim_window_days) * 86_400_000_000;
+        (now > deadline).then(|| {
+            let day = |us: i64| super::from_micros(us).with_timezone(&self.time_zone).date_naive();
+            format!(
+                "{} acepta reclamaciones hasta {} días después del envío: enviado el {}, plazo hasta el {}, presentado el {}",
+                carrier.name,
+                carrier.claim_window_days,
+                day(shipped),
+                day(deadline),
+                day(now)
+            )
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -204,6 +231,15 @@ impl Incidents {
             request_hash: new.idempotency_key.as_ref().map(|_| fingerprint.clone()),
         };
         model.search_text = self.search_text(&model);
+        // Filed after the carrier's claim window: created already declined, so the store sees why.
+        let late = self.outside_claim_window(&model.carrier_code, model.shipped_at, now);
+        if let Some(note) = &late {
+            model.status = IncidentStatus::Declined.as_str().to_owned();
+            model.resolution_reason = Some(ResolutionReason::OutOfClaimWindow.as_str().to_owned());
+            model.resolution_note = Some(note.clone());
+            model.resolved_at = Some(now);
+            model.version = 2;
+        }
         if let Err(err) = rows::insert(&txn, model.clone()).await {
             if store::is_unique_violation(&err) {
                 // Another replica's transaction with the same key won the race.
@@ -218,15 +254,19 @@ impl Incidents {
             }
             return Err(db_error(err));
         }
-        let ctx = context(&model, ActorRef::of(who), now);
-        events::append(
-            &txn,
-            &ctx,
-            &EventPayload::Created {
-                status: model.status.clone(),
-            },
-        )
-        .await?;
+        let created = EventPayload::Created {
+            status: IncidentStatus::NewTicket.as_str().to_owned(),
+        };
+        events::append(&txn, &context(&model, ActorRef::of(who), now), &created).await?;
+        if let Some(note) = late {
+            let declined = EventPayload::StatusChanged {
+                from: IncidentStatus::NewTicket.as_str().to_owned(),
+                to: IncidentStatus::Declined.as_str().to_owned(),
+                reason: Some(ResolutionReason::OutOfClaimWindow.as_str().to_owned()),
+                comment: Some(note),
+            };
+            events::append(&txn, &context(&model, ActorRef::SYSTEM, now), &declined).await?;
+        }
         self.store.commit(txn).await?;
         Ok(model)
     }

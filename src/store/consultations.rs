@@ -1,8 +1,8 @@
 //! Consultation rows: insert, optimistic updates, filtered keyset listing.
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use super::db_error;
@@ -129,14 +129,13 @@ pub async fn list(
 ) -> Result<Vec<consultation::Model>, Error> {
     let mut query = filter.apply(Entity::find());
     if let Some((at, id)) = cursor {
+        // A row-value comparison, answered from the (created_at, id) index.
+        let key = Expr::tuple([Expr::col(Column::CreatedAt), Expr::col(Column::Id)]);
+        let after = Expr::tuple([Expr::val(at), Expr::val(id)]);
         query = query.filter(if descending {
-            Condition::any()
-                .add(Column::CreatedAt.lt(at))
-                .add(Column::CreatedAt.eq(at).and(Column::Id.lt(id)))
+            key.lt(after)
         } else {
-            Condition::any()
-                .add(Column::CreatedAt.gt(at))
-                .add(Column::CreatedAt.eq(at).and(Column::Id.gt(id)))
+            key.gt(after)
         });
     }
     query = if descending {

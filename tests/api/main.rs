@@ -10,5 +10,6 @@ mod incidents;
 mod isolation;
 mod pagination;
 mod process;
+mod sla;
 mod transitions;
 mod watch;

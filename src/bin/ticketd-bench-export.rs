@@ -1,0 +1,309 @@
+//! Export benchmark: seeds N incidents into a fresh database, runs
+//! `ticketd serve` as a child process, downloads ExportReport over gRPC and
+//! reports wall time and the server's peak memory growth; then times Python
+//! XlsxWriter (constant_memory) writing the same rows, in the same run.
+//!
+//! `cargo run --release --bin ticketd-bench-export -- --rows 100000 --runs 3`
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ticketd::auth::{Claims, sign_hs256};
+use ticketd::domain::incident::IncidentStatus;
+use ticketd::domain::principal::Locale;
+use ticketd::pb::incident_service_client::IncidentServiceClient;
+use ticketd::pb::{ExportIncidentsRequest, export_report_response};
+use ticketd::store::Store;
+use ticketd::store::catalog::Catalog;
+use ticketd::store::entity::incident;
+use tokio_stream::StreamExt;
+
+const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+const CARRIERS: &[&str] = &[
+    "estafeta",
+    "dhl",
+    "fedex",
+    "redpack",
+    "paquetexpress",
+    "99minutos",
+];
+const CATEGORIES: &[&str] = &[
+    "damaged",
+    "lost",
+    "delayed",
+    "delivered_not_received",
+    "returned_to_sender",
+];
+const STATUSES: &[&str] = &[
+    "NEW_TICKET",
+    "IN_PROGRESS",
+    "PRE_APPROVED",
+    "FINALIZED",
+    "DECLINED",
+];
+
+#[derive(Parser)]
+struct Args {
+    /// Incidents to seed and export.
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Measured runs of each side.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Python interpreter with XlsxWriter installed.
+    #[arg(long, default_value = "python3")]
+    python: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
+    let rows_csv = dir.path().join("rows.csv");
+    seed(&url, args.rows, &rows_csv).await?;
+    println!("seeded {} incidents", args.rows);
+
+    let mut ours = vec![];
+    for run in 1..=args.runs {
+        let m = export_once(&url, dir.path(), args.rows).await?;
+        println!(
+            "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MB, {} bytes",
+            m.0, m.1, m.2
+        );
+        ours.push(m);
+    }
+    let mut python = vec![];
+    for run in 1..=args.runs {
+        let seconds = python_once(&args.python, &rows_csv, &dir.path().join("python.xlsx"))?;
+        println!("run {run}: Python XlsxWriter (constant_memory) {seconds:.2} s");
+        python.push(seconds);
+    }
+    let ours_time = median(ours.iter().map(|m| m.0).collect());
+    let ours_mem = median(ours.iter().map(|m| m.1).collect());
+    let py_time = median(python);
+    println!();
+    println!(
+        "| {} rows × 10 columns | median of {} runs |",
+        args.rows, args.runs
+    );
+    println!("|---|---|");
+    println!("| ticketd ExportReport over gRPC (query + xlsx + stream) | {ours_time:.2} s |");
+    println!("| ticketd server peak memory growth | {ours_mem:.1} MB |");
+    println!("| Python XlsxWriter constant_memory, rows already in memory | {py_time:.2} s |");
+    println!("| speed-up vs Python | {:.1}× |", py_time / ours_time);
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Seeds the incidents and writes the same rows, as the report shows them, to a CSV for Python.
+async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
+    let store = Store::connect(url).await?;
+    store.migrate().await?;
+    let catalog = Catalog::load(store.conn()).await?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")?.timestamp_micros();
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..rows {
+        let number = i as i64 + 1;
+        // Spread over the year, in creation order.
+        let created_at = start + (i as i64) * 300_000_000;
+        let model = incident::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            number,
+            account: format!("store-{}", i % 50),
+            kind: "SHIPMENT".into(),
+            status: STATUSES[i % STATUSES.len()].into(),
+            previous_status: None,
+            tracking_number: format!("TRK{number:09}"),
+            carrier_code: CARRIERS[i % CARRIERS.len()].into(),
+            category_code: CATEGORIES[i % CATEGORIES.len()].into(),
+            description: format!("Incidencia de prueba {number}"),
+            shipped_at: None,
+            claimed_amount: None,
+            claimed_currency: None,
+            requester_id: "bench".into(),
+            requester_name: "Bench".into(),
+            assignee_id: (i % 3 == 0).then(|| "ana".into()),
+            assignee_name: (i % 3 == 0).then(|| "Ana López".into()),
+            resolution_reason: None,
+            resolution_note: None,
+            version: 1,
+            created_at,
+            updated_at: created_at,
+            resolved_at: None,
+            search_text: String::new(),
+            idempotency_key: None,
+            request_hash: None,
+        };
+        writeln!(
+            out,
+            "{},{},Envío,{},{},{},{},{},{}",
+            number,
+            IncidentStatus::parse(&model.status).map_or("", |s| s.label(Locale::Es)),
+            model.tracking_number,
+            catalog
+                .category_name(&model.category_code)
+                .replace(',', " "),
+            catalog.carrier_name(&model.carrier_code).replace(',', " "),
+            model.assignee_name.as_deref().unwrap_or(""),
+            created_at,
+            created_at + 21 * 86_400_000_000,
+        )?;
+        batch.push(model);
+        if batch.len() == 1000 {
+            ticketd::store::incidents::insert_many(store.conn(), std::mem::take(&mut batch))
+                .await?;
+        }
+    }
+    ticketd::store::incidents::insert_many(store.conn(), batch).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// One export: (seconds, peak memory growth in MB, bytes).
+async fn export_once(url: &str, dir: &Path, rows: usize) -> anyhow::Result<(f64, f64, usize)> {
+    let mut server = Server::start(url, dir)?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
+        .connect()
+        .await?;
+    let mut client = IncidentServiceClient::new(channel).max_decoding_message_size(1 << 20);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    let claims = Claims {
+        sub: "bench".into(),
+        role: "agent".into(),
+        account: None,
+        name: None,
+        email: None,
+        exp,
+        iat: 0,
+    };
+    let token = sign_hs256(SECRET.as_bytes(), &claims)?;
+    let before = server.rss_kb()?;
+    let mut request = tonic::Request::new(ExportIncidentsRequest {
+        from_date: "2026-01-01".into(),
+        to_date: "2026-12-31".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let started = Instant::now();
+    let mut stream = client.export_report(request).await?.into_inner();
+    let mut bytes = 0;
+    let mut row_count = 0;
+    while let Some(message) = stream.next().await {
+        match message?.kind {
+            Some(export_report_response::Kind::Header(h)) => row_count = h.row_count,
+            Some(export_report_response::Kind::Data(d)) => bytes += d.len(),
+            None => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let peak = server.hwm_kb()?;
+    if row_count as usize != rows {
+        bail!("exported {row_count} rows, expected {rows}");
+    }
+    server.stop();
+    Ok((
+        seconds,
+        (peak.saturating_sub(before)) as f64 / 1024.0,
+        bytes,
+    ))
+}
+
+fn python_once(python: &str, csv: &Path, out: &Path) -> anyhow::Result<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_xlsxwriter.py");
+    let output = Command::new(python)
+        .arg(&script)
+        .arg(csv)
+        .arg(out)
+        .output()
+        .context("run python")?;
+    if !output.status.success() {
+        bail!("python failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(url: &str, dir: &Path) -> anyhow::Result<Self> {
+        let exe: PathBuf = std::env::current_exe()?.with_file_name("ticketd");
+        let mut child = Command::new(&exe)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TICKETD_DATABASE_URL", url)
+            .env("TICKETD_JWT_SECRET", SECRET)
+            .env("TICKETD_DATA_DIR", dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "start {} (build it first: cargo build --release)",
+                    exe.display()
+                )
+            })?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(at) = line
+                    .find("127.0.0.1:")
+                    .filter(|_| line.contains("ticketd listening"))
+                {
+                    let _ = tx.send(
+                        line[at..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("server address")?;
+        Ok(Self { child, addr })
+    }
+
+    fn status_kb(&self, key: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .context("no such /proc field")?;
+        Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+    }
+
+    fn rss_kb(&self) -> anyhow::Result<u64> {
+        self.status_kb("VmRSS:")
+    }
+
+    fn hwm_kb(&self) -> anyhow::Result<u64> {
+        self.status_kb("VmHWM:")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
