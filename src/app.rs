@@ -146,7 +146,8 @@ pub async fn serve(
         .add_service(incident_api)
         .add_service(consultation_api)
         .add_service(notification_api)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
+        // Small gRPC frames must not wait for Nagle.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
     let mut stopping = stop_rx;
     let drain_timeout = settings.drain_timeout;
     let drained = async move {
