@@ -11,6 +11,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::Verifier;
+use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::Targets;
 use crate::events::Hub;
@@ -24,6 +25,7 @@ use crate::pb::incident_service_server::IncidentServiceServer;
 use crate::pb::notification_service_server::NotificationServiceServer;
 use crate::service::consultations::Consultations;
 use crate::service::incidents::Incidents;
+use crate::service::scheduler;
 use crate::store::Store;
 use crate::store::catalog::Catalog;
 
@@ -42,8 +44,10 @@ pub struct Settings {
     pub event_buffer: usize,
     /// How long open streams and requests get to finish at shutdown.
     pub drain_timeout: Duration,
-    /// The calendar's time zone: report dates and date ranges are in it.
-    pub time_zone: chrono_tz::Tz,
+    /// The business calendar; report dates and date ranges are in its time zone.
+    pub calendar: Calendar,
+    /// The deadline scheduler looks for due work at least this often.
+    pub scheduler_poll: Duration,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -60,11 +64,12 @@ pub async fn serve(
             .await
             .context("cannot load the catalogs")?,
     );
+    let time_zone = settings.calendar.time_zone();
     let incidents = Incidents::new(
         store.clone(),
         catalog.clone(),
         settings.clock.clone(),
-        settings.time_zone,
+        Arc::new(settings.calendar),
     );
     let consultations = Consultations::new(
         store.clone(),
@@ -77,6 +82,11 @@ pub async fn serve(
     let hub = Hub::start(store.clone(), settings.event_buffer, stop_rx.clone())
         .await
         .context("cannot start the event hub")?;
+    tokio::spawn(scheduler::run(
+        incidents.clone(),
+        settings.scheduler_poll,
+        stop_rx.clone(),
+    ));
     let watcher = Watcher::new(
         hub,
         WatchSettings {
@@ -105,19 +115,15 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let incident_api = InterceptedService::new(
-        IncidentServiceServer::new(IncidentApi::new(
-            incidents,
-            watcher.clone(),
-            settings.time_zone,
-        ))
-        .max_decoding_message_size(MAX_REQUEST_BYTES),
+        IncidentServiceServer::new(IncidentApi::new(incidents, watcher.clone(), time_zone))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),
     );
     let consultation_api = InterceptedService::new(
         ConsultationServiceServer::new(ConsultationApi::new(
             consultations,
             watcher.clone(),
-            settings.time_zone,
+            time_zone,
         ))
         .max_decoding_message_size(MAX_REQUEST_BYTES),
         auth.clone(),

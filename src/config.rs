@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// read their date ranges in it.
     #[arg(long, env = "TICKETD_TIMEZONE", default_value = "America/Mexico_City")]
     pub time_zone: chrono_tz::Tz,
+    /// The deadline scheduler (auto-close) looks for due work at least this often;
+    /// it also wakes at the next deadline and when a change sets one.
+    #[arg(long, env = "TICKETD_SCHEDULER_POLL", default_value = "30s", value_parser = parse_duration)]
+    pub scheduler_poll: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use ticketd::auth::{self, Claims, Verifier};
 use ticketd::config::{Cli, Command, Common, TokenArgs};
+use ticketd::domain::calendar::Calendar;
 use ticketd::domain::clock::SystemClock;
 use ticketd::domain::consultation::Targets;
 use ticketd::{app, store::Store, telemetry};
@@ -26,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
                 progress_interval: args.progress_interval,
                 event_buffer: args.event_buffer,
                 drain_timeout: args.drain_timeout,
-                time_zone: args.time_zone,
+                calendar: Calendar::mexico_default().with_time_zone(args.time_zone),
+                scheduler_poll: args.scheduler_poll,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

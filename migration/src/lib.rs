@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_catalogs;
 mod m20261125_000002_create_tickets;
 mod m20261125_000003_create_consultations;
+mod m20261125_000004_missing_data_deadline;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_catalogs::Migration),
             Box::new(m20261125_000002_create_tickets::Migration),
             Box::new(m20261125_000003_create_consultations::Migration),
+            Box::new(m20261125_000004_missing_data_deadline::Migration),
         ]
     }
 }

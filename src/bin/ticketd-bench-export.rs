@@ -145,6 +145,7 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
             search_text: String::new(),
             idempotency_key: None,
             request_hash: None,
+            auto_close_at: None,
         };
         writeln!(
             out,

@@ -230,11 +230,12 @@ where
     PF: std::future::Future<Output = Result<(), tonic::Status>>,
 {
     let publish_end = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
+    // Nothing counts before publishing starts (the raw server publishes from its start).
+    let publish_from = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(
         n * (rate as usize) * seconds as usize,
     )));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(n.max(1));
-    let started_at = now_micros();
     let mut tasks = vec![];
     let addr = server.addr.as_str();
     let mut channel = connect(addr).await?;
@@ -243,8 +244,8 @@ where
             channel = connect(addr).await?;
         }
         let mut stream = open(channel.clone()).await?;
-        let (latencies, ready, publish_end) =
-            (latencies.clone(), ready_tx.clone(), publish_end.clone());
+        let (latencies, ready) = (latencies.clone(), ready_tx.clone());
+        let (publish_from, publish_end) = (publish_from.clone(), publish_end.clone());
         tasks.push(tokio::spawn(async move {
             let mut first = true;
             while let Some(Ok(message)) = stream.next().await {
@@ -261,7 +262,8 @@ where
                         matches!(e.payload, Some(ticket_event::Payload::CommentAdded(_)));
                     // Events committed after the publishing window are not counted.
                     let end = publish_end.load(std::sync::atomic::Ordering::Relaxed);
-                    if at > started_at && at <= end && (is_comment || e.payload.is_none()) {
+                    let from = publish_from.load(std::sync::atomic::Ordering::Relaxed);
+                    if at >= from && at <= end && (is_comment || e.payload.is_none()) {
                         latencies
                             .lock()
                             .unwrap()
@@ -282,6 +284,7 @@ where
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut published = 0usize;
     let publish_start = now_micros();
+    publish_from.store(publish_start, std::sync::atomic::Ordering::Relaxed);
     while Instant::now() < deadline {
         tick.tick().await;
         publish().await?;
@@ -526,9 +529,9 @@ impl NotificationService for Raw {
     }
 }
 
-/// What the raw server published since `start`, at `rate`, to `n` streams (it
-/// publishes by itself): the events of the same window.
+/// What the raw server published between `start` and the end of publishing
+/// (2 s ago), at `rate`, to `n` streams: it publishes by itself.
 fn raw_expected(start: i64, rate: u32, n: usize) -> usize {
     let seconds = (now_micros() - start) as f64 / 1e6 - 2.0;
-    (seconds * f64::from(rate)).floor() as usize * n
+    (seconds * f64::from(rate)).round() as usize * n
 }

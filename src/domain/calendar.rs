@@ -94,6 +94,12 @@ impl Calendar {
         }
     }
 
+    /// The same opening hours and holidays in another time zone.
+    pub fn with_time_zone(mut self, time_zone: Tz) -> Self {
+        self.time_zone = time_zone;
+        self
+    }
+
     pub fn time_zone(&self) -> Tz {
         self.time_zone
     }

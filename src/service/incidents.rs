@@ -6,11 +6,13 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 
 use chrono_tz::Tz;
+use tokio::sync::Notify;
 use tokio::sync::mpsc;
 
 use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
 use super::to_micros;
+use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
 use crate::domain::event::EventPayload;
 use crate::domain::incident::{self, IncidentKind, IncidentStatus, ResolutionReason, Stage};
@@ -108,18 +110,83 @@ pub struct Incidents {
     store: Store,
     catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
-    /// The calendar's time zone, for dates in messages.
-    time_zone: Tz,
+    /// The business calendar; dates in messages are in its time zone.
+    calendar: Arc<Calendar>,
+    /// Poked when a deadline is set, so the scheduler re-plans its sleep.
+    deadlines: Arc<Notify>,
 }
 
+/// An incident waiting for the store's data this long, in business time,
+/// without a requester comment, is finalized by the system.
+pub const MISSING_DATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 impl Incidents {
-    pub fn new(store: Store, catalog: Arc<Catalog>, clock: Arc<dyn Clock>, time_zone: Tz) -> Self {
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        clock: Arc<dyn Clock>,
+        calendar: Arc<Calendar>,
+    ) -> Self {
         Self {
             store,
             catalog,
             clock,
-            time_zone,
+            calendar,
+            deadlines: Arc::new(Notify::new()),
         }
+    }
+
+    /// The signal raised when a new deadline is set.
+    pub fn deadlines(&self) -> Arc<Notify> {
+        self.deadlines.clone()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The earliest pending auto-close deadline (µs).
+    pub async fn next_deadline(&self) -> Result<Option<i64>> {
+        rows::next_auto_close(self.store.conn()).await
+    }
+
+    /// Finalizes every MISSING_DATA incident whose deadline has passed, by the
+    /// system actor, with reason NO_CUSTOMER_RESPONSE. Safe with several
+    /// replicas: each incident is re-read under the write lock, and only one
+    /// replica finds it still due. Returns how many it closed.
+    pub async fn auto_close_due(&self) -> Result<usize> {
+        let now = to_micros(self.clock.now());
+        let due = rows::due_auto_close(self.store.conn(), now, 100).await?;
+        let mut closed = 0;
+        for candidate in due {
+            let txn = self.store.begin_write().await?;
+            let Some(current) = rows::find_by_id(&txn, &candidate.id).await? else {
+                continue;
+            };
+            let still_due = current.auto_close_at.is_some_and(|at| at <= now);
+            if !still_due || status_of(&current)? != IncidentStatus::MissingData {
+                continue;
+            }
+            let mut next = current.clone();
+            next.status = IncidentStatus::Finalized.as_str().to_owned();
+            next.previous_status = None;
+            next.auto_close_at = None;
+            next.resolution_reason = Some(ResolutionReason::NoCustomerResponse.as_str().to_owned());
+            next.resolved_at = Some(now);
+            next.version += 1;
+            next.updated_at = now;
+            persist(&txn, &next, current.version).await?;
+            let payload = EventPayload::StatusChanged {
+                from: IncidentStatus::MissingData.as_str().to_owned(),
+                to: IncidentStatus::Finalized.as_str().to_owned(),
+                reason: Some(ResolutionReason::NoCustomerResponse.as_str().to_owned()),
+                comment: None,
+            };
+            events::append(&txn, &context(&next, ActorRef::SYSTEM, now), &payload).await?;
+            self.store.commit(txn).await?;
+            closed += 1;
+        }
+        Ok(closed)
     }
 
     /// Why an incident shipped at `shipped_at` is filed too late, if it is:
@@ -134,7 +201,7 @@ impl Incidents {
         let shipped = shipped_at?;
         let deadline = shipped + i64::from(carrier.claim_window_days) * 86_400_000_000;
         (now > deadline).then(|| {
-            let day = |us: i64| super::from_micros(us).with_timezone(&self.time_zone).date_naive();
+            let day = |us: i64| super::from_micros(us).with_timezone(&self.calendar.time_zone()).date_naive();
             format!(
                 "{} acepta reclamaciones hasta {} días después del envío: enviado el {}, plazo hasta el {}, presentado el {}",
                 carrier.name,
@@ -229,6 +296,7 @@ impl Incidents {
             search_text: String::new(),
             idempotency_key: new.idempotency_key.clone(),
             request_hash: new.idempotency_key.as_ref().map(|_| fingerprint.clone()),
+            auto_close_at: None,
         };
         model.search_text = self.search_text(&model);
         // Filed after the carrier's claim window: created already declined, so the store sees why.
@@ -434,6 +502,9 @@ impl Incidents {
         next.status = change.to.as_str().to_owned();
         next.previous_status =
             (change.to == IncidentStatus::MissingData).then(|| from.as_str().to_owned());
+        // Waiting for the store starts the auto-close clock; any other status stops it.
+        next.auto_close_at = (change.to == IncidentStatus::MissingData)
+            .then(|| to_micros(self.calendar.add(self.clock.now(), MISSING_DATA_TIMEOUT)));
         if change.to.is_terminal() {
             next.resolved_at = Some(now);
             next.resolution_reason = reason.map(|r| r.as_str().to_owned());
@@ -455,6 +526,9 @@ impl Incidents {
         };
         events::append(&txn, &ctx, &payload).await?;
         self.store.commit(txn).await?;
+        if next.auto_close_at.is_some() {
+            self.deadlines.notify_one();
+        }
         Ok(next)
     }
 
@@ -526,6 +600,7 @@ impl Incidents {
             let mut next = current.clone();
             next.status = back.as_str().to_owned();
             next.previous_status = None;
+            next.auto_close_at = None;
             next.version += 1;
             next.updated_at = now;
             persist(&txn, &next, current.version).await?;

@@ -3,6 +3,7 @@
 pub mod consultations;
 pub mod export;
 pub mod incidents;
+pub mod scheduler;
 pub mod thread;
 
 use chrono::{DateTime, Utc};

@@ -34,6 +34,8 @@ pub mod incident {
         pub search_text: String,
         pub idempotency_key: Option<String>,
         pub request_hash: Option<String>,
+        /// While MISSING_DATA: when the system finalizes it for want of an answer.
+        pub auto_close_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -203,3 +203,30 @@ pub async fn insert_many(
         .map_err(db_error)?;
     Ok(())
 }
+
+/// The earliest auto-close deadline, if any incident has one.
+pub async fn next_auto_close(conn: &impl ConnectionTrait) -> Result<Option<i64>, Error> {
+    let next: Option<Option<i64>> = Entity::find()
+        .select_only()
+        .column_as(Expr::col(Column::AutoCloseAt).min(), "next")
+        .into_tuple()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(next.flatten())
+}
+
+/// Incidents whose auto-close deadline has passed at `now`, oldest deadline first.
+pub async fn due_auto_close(
+    conn: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<incident::Model>, Error> {
+    Entity::find()
+        .filter(Column::AutoCloseAt.lte(now))
+        .order_by_asc(Column::AutoCloseAt)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}

@@ -53,7 +53,8 @@ pub fn settings(database_url: &str) -> Settings {
         progress_interval: std::time::Duration::from_millis(300),
         event_buffer: 4096,
         drain_timeout: std::time::Duration::from_secs(5),
-        time_zone: chrono_tz::America::Mexico_City,
+        calendar: ticketd::domain::calendar::Calendar::mexico_default(),
+        scheduler_poll: std::time::Duration::from_millis(100),
     }
 }
 
@@ -81,7 +82,14 @@ impl TestApp {
 
     /// Starts another server on this app's database.
     pub async fn replica(&self) -> Replica {
-        let (channel, server) = start(settings(&self.database_url)).await;
+        self.replica_with(|_| {}).await
+    }
+
+    /// Starts another server on this app's database, with adjusted settings.
+    pub async fn replica_with(&self, configure: impl FnOnce(&mut Settings)) -> Replica {
+        let mut settings = settings(&self.database_url);
+        configure(&mut settings);
+        let (channel, server) = start(settings).await;
         Replica { channel, server }
     }
 

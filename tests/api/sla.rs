@@ -1,4 +1,4 @@
-//! SLA rules that are built: claim windows.
+//! SLA rules: claim windows and the auto-close of unanswered MISSING_DATA incidents.
 use ticketd::pb::*;
 
 use crate::helpers::*;
@@ -81,4 +81,118 @@ async fn an_incident_filed_after_the_claim_window_is_created_declined_with_the_r
         events[1].actor.as_ref().unwrap().role,
         ActorRole::System as i32
     );
+}
+
+/// Polls until the incident reaches `status`, or fails after 10 s.
+async fn wait_for_status(app: &TestApp, id: &str, status: IncidentStatus) -> Incident {
+    for _ in 0..100 {
+        let incident = get(app, &agent(), id).await;
+        if incident.status == status as i32 {
+            return incident;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("incident {id} never reached {status:?}");
+}
+
+/// Files an incident on Friday 2026-11-06 17:00 in Mexico City and asks the
+/// store for missing data at once: 12 business hours later is Monday 15:00.
+async fn waiting_for_data(app: &TestApp) -> Incident {
+    let incident = create(app, &requester("acme"), "EST-1").await;
+    change(app, &agent(), &incident, IncidentStatus::MissingData)
+        .await
+        .unwrap()
+}
+
+const FRIDAY_17_00: &str = "2026-11-06T23:00:00Z";
+const MONDAY_14_59: &str = "2026-11-09T20:59:00Z";
+const MONDAY_15_00: &str = "2026-11-09T21:00:00Z";
+
+#[tokio::test]
+async fn an_unanswered_missing_data_incident_is_finalized_after_12_business_hours() {
+    let clock = ManualClock::at(FRIDAY_17_00);
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let incident = waiting_for_data(&app).await;
+    clock.set(MONDAY_14_59);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        get(&app, &agent(), &incident.id).await.status,
+        IncidentStatus::MissingData as i32,
+        "not yet due"
+    );
+    clock.set(MONDAY_15_00);
+    let closed = wait_for_status(&app, &incident.id, IncidentStatus::Finalized).await;
+    assert_eq!(
+        closed.resolution_reason,
+        ResolutionReason::NoCustomerResponse as i32
+    );
+    assert_eq!(
+        closed.resolved_at.unwrap().seconds,
+        chrono::DateTime::parse_from_rfc3339(MONDAY_15_00)
+            .unwrap()
+            .timestamp()
+    );
+    let events = events(&app, &agent(), &incident.id).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.actor.as_ref().unwrap().role, ActorRole::System as i32);
+    match &last.payload {
+        Some(ticket_event::Payload::StatusChanged(s)) => {
+            assert_eq!(
+                (s.from_status.as_str(), s.to_status.as_str()),
+                ("INCIDENT_STATUS_MISSING_DATA", "INCIDENT_STATUS_FINALIZED")
+            );
+            assert_eq!(s.reason, ResolutionReason::NoCustomerResponse as i32);
+        }
+        other => panic!("expected the auto-close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_requester_comment_before_the_deadline_cancels_the_auto_close() {
+    let clock = ManualClock::at(FRIDAY_17_00);
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let incident = waiting_for_data(&app).await;
+    clock.set(MONDAY_14_59);
+    app.incidents()
+        .add_comment(req(
+            &requester("acme"),
+            AddCommentRequest {
+                ticket_id: incident.id.clone(),
+                body: "Aquí está la foto".into(),
+                internal: false,
+            },
+        ))
+        .await
+        .unwrap();
+    clock.set("2026-11-20T21:00:00Z");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        get(&app, &agent(), &incident.id).await.status,
+        IncidentStatus::NewTicket as i32
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_finalize_an_incident_exactly_once() {
+    let clock = ManualClock::at(FRIDAY_17_00);
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let _replica = app.replica_with(|s| s.clock = clock.clone()).await;
+    let mut ids = vec![];
+    for _ in 0..5 {
+        ids.push(waiting_for_data(&app).await.id);
+    }
+    clock.set(MONDAY_15_00);
+    for id in &ids {
+        wait_for_status(&app, id, IncidentStatus::Finalized).await;
+    }
+    // Give both schedulers more rounds to do it again, if they would.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for id in &ids {
+        let closes = events(&app, &agent(), id)
+            .await
+            .into_iter()
+            .filter(|e| matches!(&e.payload, Some(ticket_event::Payload::StatusChanged(s)) if s.to_status == "INCIDENT_STATUS_FINALIZED"))
+            .count();
+        assert_eq!(closes, 1, "incident {id}");
+    }
 }
