@@ -84,6 +84,7 @@ pub async fn serve(
         .context("cannot start the event hub")?;
     tokio::spawn(scheduler::run(
         incidents.clone(),
+        consultations.clone(),
         settings.scheduler_poll,
         stop_rx.clone(),
     ));

@@ -6,6 +6,7 @@ mod m20261125_000001_create_catalogs;
 mod m20261125_000002_create_tickets;
 mod m20261125_000003_create_consultations;
 mod m20261125_000004_missing_data_deadline;
+mod m20261125_000005_sla;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_tickets::Migration),
             Box::new(m20261125_000003_create_consultations::Migration),
             Box::new(m20261125_000004_missing_data_deadline::Migration),
+            Box::new(m20261125_000005_sla::Migration),
         ]
     }
 }

@@ -146,6 +146,9 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
             idempotency_key: None,
             request_hash: None,
             auto_close_at: None,
+            estimated_resolution_at: Some(created_at + 21 * 86_400_000_000),
+            paused_since: None,
+            breached_at: None,
         };
         writeln!(
             out,

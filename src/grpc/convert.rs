@@ -155,7 +155,8 @@ fn reason(text: Option<&str>) -> pb::ResolutionReason {
     }
 }
 
-pub fn incident(m: &incident::Model, catalog: &Catalog, locale: Locale) -> pb::Incident {
+/// An incident as read at `now` (µs), which sets its remaining SLA time.
+pub fn incident(m: &incident::Model, catalog: &Catalog, locale: Locale, now: i64) -> pb::Incident {
     let status = IncidentStatus::parse(&m.status).unwrap_or(IncidentStatus::NewTicket);
     let kind = IncidentKind::parse(&m.kind).unwrap_or(IncidentKind::Shipment);
     pb::Incident {
@@ -188,7 +189,20 @@ pub fn incident(m: &incident::Model, catalog: &Catalog, locale: Locale) -> pb::I
         created_at: Some(timestamp(m.created_at)),
         updated_at: Some(timestamp(m.updated_at)),
         resolved_at: opt_timestamp(m.resolved_at),
+        estimated_resolution_at: opt_timestamp(estimate_at(m, now)),
+        sla_remaining_seconds: match (m.resolved_at, estimate_at(m, now)) {
+            (None, Some(at)) => (at - now).div_euclid(1_000_000),
+            _ => 0,
+        },
+        sla_breached: m.breached_at.is_some(),
+        sla_paused: m.paused_since.is_some(),
     }
+}
+
+/// The estimate as of `now`: while paused it moves on with the clock.
+fn estimate_at(m: &incident::Model, now: i64) -> Option<i64> {
+    let paused = m.paused_since.map_or(0, |since| (now - since).max(0));
+    m.estimated_resolution_at.map(|at| at + paused)
 }
 
 /// The Incident fields a read_mask may name.
@@ -256,7 +270,11 @@ pub fn mask_incident(full: pb::Incident, paths: &[String]) -> pb::Incident {
         version,
         created_at,
         updated_at,
-        resolved_at
+        resolved_at,
+        estimated_resolution_at,
+        sla_remaining_seconds,
+        sla_breached,
+        sla_paused
     );
     out
 }
@@ -458,5 +476,6 @@ pub fn consultation(m: &consultation::Model, locale: Locale) -> pb::Consultation
         updated_at: Some(timestamp(m.updated_at)),
         due_at: Some(timestamp(m.due_at)),
         solved_at: opt_timestamp(m.solved_at),
+        sla_breached: m.breached_at.is_some(),
     }
 }

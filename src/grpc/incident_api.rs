@@ -40,6 +40,20 @@ pub struct IncidentApi {
 }
 
 impl IncidentApi {
+    fn reply(
+        &self,
+        model: &crate::store::entity::incident::Model,
+        locale: Locale,
+    ) -> Response<Incident> {
+        let now = self.incidents.clock().now().timestamp_micros();
+        Response::new(convert::incident(
+            model,
+            self.incidents.catalog(),
+            locale,
+            now,
+        ))
+    }
+
     pub fn new(incidents: Incidents, watcher: Watcher, time_zone: Tz) -> Self {
         Self {
             incidents,
@@ -61,11 +75,7 @@ impl IncidentService for IncidentApi {
         let (who, locale) = caller(&request)?;
         let new = parse_create(request.into_inner())?;
         let model = self.incidents.create(&who, new).await?;
-        Ok(Response::new(convert::incident(
-            &model,
-            self.incidents.catalog(),
-            locale,
-        )))
+        Ok(self.reply(&model, locale))
     }
 
     async fn get_incident(
@@ -82,11 +92,7 @@ impl IncidentService for IncidentApi {
             None => return Err(Error::invalid("lookup", "give an id or a number").into()),
         };
         let model = self.incidents.get(&who, &lookup).await?;
-        Ok(Response::new(convert::incident(
-            &model,
-            self.incidents.catalog(),
-            locale,
-        )))
+        Ok(self.reply(&model, locale))
     }
 
     async fn list_incidents(
@@ -100,11 +106,12 @@ impl IncidentService for IncidentApi {
         let query = self.parse_list(request)?;
         let page = self.incidents.list(&who, query).await?;
         let catalog = self.incidents.catalog();
+        let now = self.incidents.clock().now().timestamp_micros();
         let incidents = page
             .incidents
             .iter()
             .map(|m| {
-                let full = convert::incident(m, catalog, locale);
+                let full = convert::incident(m, catalog, locale, now);
                 match &mask {
                     Some(paths) => convert::mask_incident(full, paths),
                     None => full,
@@ -156,11 +163,7 @@ impl IncidentService for IncidentApi {
             note: None,
         };
         let model = self.incidents.change_status(&who, &id, change).await?;
-        Ok(Response::new(convert::incident(
-            &model,
-            self.incidents.catalog(),
-            locale,
-        )))
+        Ok(self.reply(&model, locale))
     }
 
     async fn assign_incident(
@@ -175,11 +178,7 @@ impl IncidentService for IncidentApi {
             expected_version: expected,
         } = assignment(&r.id, &r.assignee_id, &r.assignee_name, r.expected_version)?;
         let model = self.incidents.assign(&who, &id, assignee, expected).await?;
-        Ok(Response::new(convert::incident(
-            &model,
-            self.incidents.catalog(),
-            locale,
-        )))
+        Ok(self.reply(&model, locale))
     }
 
     async fn cancel_incident(
@@ -206,11 +205,7 @@ impl IncidentService for IncidentApi {
             note: Some(reason),
         };
         let model = self.incidents.change_status(&who, &id, change).await?;
-        Ok(Response::new(convert::incident(
-            &model,
-            self.incidents.catalog(),
-            locale,
-        )))
+        Ok(self.reply(&model, locale))
     }
 
     async fn add_comment(

@@ -125,15 +125,8 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
         es: "Fecha estimada",
         en: "Estimated resolution",
         width: 18.0,
-        // created_at + the category's resolution target, in calendar days.
-        value: |m, c| {
-            let days = c
-                .catalog
-                .category(&m.category_code)
-                .and_then(|cat| cat.resolution_target_days)
-                .unwrap_or(21);
-            c.date(Some(m.created_at + i64::from(days) * 86_400_000_000))
-        },
+        // created + the category's target, moved on by time spent waiting for data.
+        value: |m, c| c.date(m.estimated_resolution_at),
     },
     Column {
         code: "resolution",

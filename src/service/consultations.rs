@@ -161,6 +161,7 @@ impl Consultations {
             updated_at: now,
             due_at: self.due_at(now, complexity),
             solved_at: None,
+            breached_at: None,
             search_text: String::new(),
             idempotency_key: new.idempotency_key.clone(),
             request_hash: new.idempotency_key.as_ref().map(|_| fingerprint.clone()),
@@ -269,6 +270,46 @@ impl Consultations {
             time_zone,
         };
         Ok((count, export::start(export)))
+    }
+
+    /// Records one sla_breached event for every unsolved consultation past
+    /// its due time; exactly once, also with several replicas.
+    pub async fn breach_due(&self) -> Result<usize> {
+        let now = to_micros(self.clock.now());
+        let due = rows::due_breach(self.store.conn(), now, 100).await?;
+        let mut marked = 0;
+        for candidate in due {
+            let txn = self.store.begin_write().await?;
+            let Some(current) = rows::find_by_id(&txn, &candidate.id).await? else {
+                continue;
+            };
+            if current.breached_at.is_some()
+                || current.due_at > now
+                || status_of(&current)?.is_terminal()
+            {
+                continue;
+            }
+            if !rows::mark_breached(&txn, &current.id, now).await? {
+                continue;
+            }
+            let payload = EventPayload::SlaBreached {
+                due_at: current.due_at,
+            };
+            events::append(
+                &txn,
+                &ticket_ref(&current).context(ActorRef::SYSTEM, now),
+                &payload,
+            )
+            .await?;
+            self.store.commit(txn).await?;
+            marked += 1;
+        }
+        Ok(marked)
+    }
+
+    /// The earliest due time still to be watched (µs).
+    pub async fn next_deadline(&self) -> Result<Option<i64>> {
+        rows::next_breach(self.store.conn()).await
     }
 
     pub async fn change_status(

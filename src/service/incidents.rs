@@ -145,9 +145,14 @@ impl Incidents {
         &self.clock
     }
 
-    /// The earliest pending auto-close deadline (µs).
+    /// The earliest pending deadline (µs): an auto-close or an estimate to breach.
     pub async fn next_deadline(&self) -> Result<Option<i64>> {
-        rows::next_auto_close(self.store.conn()).await
+        let conn = self.store.conn();
+        let (close, breach) = (
+            rows::next_auto_close(conn).await?,
+            rows::next_breach(conn).await?,
+        );
+        Ok(close.into_iter().chain(breach).min())
     }
 
     /// Finalizes every MISSING_DATA incident whose deadline has passed, by the
@@ -171,6 +176,7 @@ impl Incidents {
             next.status = IncidentStatus::Finalized.as_str().to_owned();
             next.previous_status = None;
             next.auto_close_at = None;
+            resume(&mut next, now);
             next.resolution_reason = Some(ResolutionReason::NoCustomerResponse.as_str().to_owned());
             next.resolved_at = Some(now);
             next.version += 1;
@@ -187,6 +193,43 @@ impl Incidents {
             closed += 1;
         }
         Ok(closed)
+    }
+
+    /// Records one sla_breached event for every open incident whose estimate
+    /// has passed (paused ones wait). Exactly once, also with several replicas:
+    /// the mark is set under the write lock only where it is still unset.
+    pub async fn breach_due(&self) -> Result<usize> {
+        let now = to_micros(self.clock.now());
+        let due = rows::due_breach(self.store.conn(), now, 100).await?;
+        let mut marked = 0;
+        for candidate in due {
+            let txn = self.store.begin_write().await?;
+            let Some(current) = rows::find_by_id(&txn, &candidate.id).await? else {
+                continue;
+            };
+            let Some(due_at) = current.estimated_resolution_at else {
+                continue;
+            };
+            if current.breached_at.is_some()
+                || current.paused_since.is_some()
+                || due_at > now
+                || status_of(&current)?.is_terminal()
+            {
+                continue;
+            }
+            if !rows::mark_breached(&txn, &current.id, now).await? {
+                continue;
+            }
+            events::append(
+                &txn,
+                &context(&current, ActorRef::SYSTEM, now),
+                &EventPayload::SlaBreached { due_at },
+            )
+            .await?;
+            self.store.commit(txn).await?;
+            marked += 1;
+        }
+        Ok(marked)
     }
 
     /// Why an incident shipped at `shipped_at` is filed too late, if it is:
@@ -297,7 +340,16 @@ impl Incidents {
             idempotency_key: new.idempotency_key.clone(),
             request_hash: new.idempotency_key.as_ref().map(|_| fingerprint.clone()),
             auto_close_at: None,
+            estimated_resolution_at: None,
+            paused_since: None,
+            breached_at: None,
         };
+        let target_days = self
+            .catalog
+            .category(&model.category_code)
+            .and_then(|c| c.resolution_target_days)
+            .unwrap_or(21);
+        model.estimated_resolution_at = Some(now + i64::from(target_days) * DAY);
         model.search_text = self.search_text(&model);
         // Filed after the carrier's claim window: created already declined, so the store sees why.
         let late = self.outside_claim_window(&model.carrier_code, model.shipped_at, now);
@@ -502,6 +554,12 @@ impl Incidents {
         next.status = change.to.as_str().to_owned();
         next.previous_status =
             (change.to == IncidentStatus::MissingData).then(|| from.as_str().to_owned());
+        // Waiting for the store pauses the estimate; leaving that status moves it on.
+        if change.to == IncidentStatus::MissingData {
+            next.paused_since = Some(now);
+        } else {
+            resume(&mut next, now);
+        }
         // Waiting for the store starts the auto-close clock; any other status stops it.
         next.auto_close_at = (change.to == IncidentStatus::MissingData)
             .then(|| to_micros(self.calendar.add(self.clock.now(), MISSING_DATA_TIMEOUT)));
@@ -601,6 +659,7 @@ impl Incidents {
             next.status = back.as_str().to_owned();
             next.previous_status = None;
             next.auto_close_at = None;
+            resume(&mut next, now);
             next.version += 1;
             next.updated_at = now;
             persist(&txn, &next, current.version).await?;
@@ -720,6 +779,17 @@ impl RowSource for IncidentRows {
             number: m.number,
         });
         Ok(page)
+    }
+}
+
+const DAY: i64 = 86_400_000_000;
+
+/// Ends a pause of the estimate: it moves on by the time spent paused.
+fn resume(m: &mut row::Model, now: i64) {
+    if let Some(since) = m.paused_since.take() {
+        m.estimated_resolution_at = m
+            .estimated_resolution_at
+            .map(|at| at + (now - since).max(0));
     }
 }
 

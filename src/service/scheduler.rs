@@ -1,22 +1,44 @@
-//! The deadline scheduler: sleeps until the next auto-close deadline (or a
-//! poll interval, whichever comes first), wakes early when a change sets a
-//! new deadline, and finalizes what is due. Its state is the database's, so
+//! The deadline scheduler: sleeps until the next deadline (an auto-close, an
+//! estimate or a due time to breach) or a poll interval, whichever comes
+//! first, wakes early when a change sets a new deadline, and does what is due. Its state is the database's, so
 //! it survives restarts, and several replicas may run it at once.
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::consultations::Consultations;
 use super::incidents::Incidents;
 use super::to_micros;
 
-pub async fn run(incidents: Incidents, poll: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    incidents: Incidents,
+    consultations: Consultations,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let wake = incidents.deadlines();
     loop {
         if let Err(e) = incidents.auto_close_due().await {
             tracing::warn!(error = %e, "auto-close failed; retrying");
         }
+        if let Err(e) = incidents.breach_due().await {
+            tracing::warn!(error = %e, "incident SLA breach check failed; retrying");
+        }
+        if let Err(e) = consultations.breach_due().await {
+            tracing::warn!(error = %e, "consultation SLA breach check failed; retrying");
+        }
         let now = to_micros(incidents.clock().now());
-        let sleep = match incidents.next_deadline().await {
+        let next = async {
+            Ok::<_, crate::domain::Error>(
+                incidents
+                    .next_deadline()
+                    .await?
+                    .into_iter()
+                    .chain(consultations.next_deadline().await?)
+                    .min(),
+            )
+        };
+        let sleep = match next.await {
             Ok(Some(at)) => Duration::from_micros(u64::try_from(at - now).unwrap_or(0)).min(poll),
             Ok(None) => poll,
             Err(e) => {

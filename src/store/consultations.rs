@@ -176,3 +176,48 @@ pub async fn count_by_status(
         .await
         .map_err(db_error)
 }
+
+fn breach_candidates() -> Select<Entity> {
+    Entity::find()
+        .filter(Column::BreachedAt.is_null())
+        .filter(Column::Status.ne("SOLVED"))
+}
+
+/// The earliest due time an unsolved consultation may still breach.
+pub async fn next_breach(conn: &impl ConnectionTrait) -> Result<Option<i64>, Error> {
+    let next: Option<Option<i64>> = breach_candidates()
+        .select_only()
+        .column_as(Expr::col(Column::DueAt).min(), "next")
+        .into_tuple()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(next.flatten())
+}
+
+/// Unsolved consultations past their due time without a breach mark.
+pub async fn due_breach(
+    conn: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<consultation::Model>, Error> {
+    breach_candidates()
+        .filter(Column::DueAt.lte(now))
+        .order_by_asc(Column::DueAt)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Sets the breach mark if it is still unset; false when it was already set.
+pub async fn mark_breached(conn: &impl ConnectionTrait, id: &str, at: i64) -> Result<bool, Error> {
+    let result = Entity::update_many()
+        .col_expr(Column::BreachedAt, Expr::val(at))
+        .filter(Column::Id.eq(id))
+        .filter(Column::BreachedAt.is_null())
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(result.rows_affected == 1)
+}

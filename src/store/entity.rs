@@ -36,6 +36,12 @@ pub mod incident {
         pub request_hash: Option<String>,
         /// While MISSING_DATA: when the system finalizes it for want of an answer.
         pub auto_close_at: Option<i64>,
+        /// Fecha estimada: created + the category's target, moved by time spent waiting for data.
+        pub estimated_resolution_at: Option<i64>,
+        /// While MISSING_DATA: since when the estimate is paused.
+        pub paused_since: Option<i64>,
+        /// When the estimate was passed unresolved (its sla_breached event).
+        pub breached_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -161,6 +167,8 @@ pub mod consultation {
         pub updated_at: i64,
         pub due_at: i64,
         pub solved_at: Option<i64>,
+        /// When the due time was passed unsolved (its sla_breached event).
+        pub breached_at: Option<i64>,
         pub search_text: String,
         pub idempotency_key: Option<String>,
         pub request_hash: Option<String>,

@@ -230,3 +230,52 @@ pub async fn due_auto_close(
         .await
         .map_err(db_error)
 }
+
+/// Statuses whose estimate can still be breached (MISSING_DATA is paused).
+const OPEN_UNPAUSED: [&str; 3] = ["NEW_TICKET", "IN_PROGRESS", "PRE_APPROVED"];
+
+fn breach_candidates() -> Select<Entity> {
+    Entity::find()
+        .filter(Column::BreachedAt.is_null())
+        .filter(Column::PausedSince.is_null())
+        .filter(Column::Status.is_in(OPEN_UNPAUSED))
+}
+
+/// The earliest estimate an open incident may still breach.
+pub async fn next_breach(conn: &impl ConnectionTrait) -> Result<Option<i64>, Error> {
+    let next: Option<Option<i64>> = breach_candidates()
+        .select_only()
+        .column_as(Expr::col(Column::EstimatedResolutionAt).min(), "next")
+        .into_tuple()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(next.flatten())
+}
+
+/// Open incidents whose estimate has passed at `now` without a breach mark.
+pub async fn due_breach(
+    conn: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<incident::Model>, Error> {
+    breach_candidates()
+        .filter(Column::EstimatedResolutionAt.lte(now))
+        .order_by_asc(Column::EstimatedResolutionAt)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Sets the breach mark if it is still unset; false when it was already set.
+pub async fn mark_breached(conn: &impl ConnectionTrait, id: &str, at: i64) -> Result<bool, Error> {
+    let result = Entity::update_many()
+        .col_expr(Column::BreachedAt, Expr::val(at))
+        .filter(Column::Id.eq(id))
+        .filter(Column::BreachedAt.is_null())
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(result.rows_affected == 1)
+}

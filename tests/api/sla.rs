@@ -196,3 +196,153 @@ async fn two_replicas_finalize_an_incident_exactly_once() {
         assert_eq!(closes, 1, "incident {id}");
     }
 }
+
+fn seconds(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp()
+}
+
+#[tokio::test]
+async fn the_estimated_resolution_pauses_while_waiting_for_the_stores_data() {
+    let clock = ManualClock::at(FRIDAY_17_00);
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let store = requester("acme");
+    let incident = create(&app, &store, "EST-1").await;
+    // "Paquete dañado" has a 21-day target.
+    let estimate = seconds("2026-11-27T23:00:00Z");
+    assert_eq!(incident.estimated_resolution_at.unwrap().seconds, estimate);
+    assert_eq!(incident.sla_remaining_seconds, 21 * 86_400);
+    let waiting = change(&app, &agent(), &incident, IncidentStatus::MissingData)
+        .await
+        .unwrap();
+    assert!(waiting.sla_paused);
+    // Saturday 10:00 local: still within the 12 business hours; the store answers.
+    clock.set("2026-11-07T16:00:00Z");
+    app.incidents()
+        .add_comment(req(
+            &store,
+            AddCommentRequest {
+                ticket_id: incident.id.clone(),
+                body: "Foto adjunta".into(),
+                internal: false,
+            },
+        ))
+        .await
+        .unwrap();
+    let back = get(&app, &store, &incident.id).await;
+    assert!(!back.sla_paused);
+    assert_eq!(
+        back.estimated_resolution_at.unwrap().seconds,
+        estimate + 17 * 3600,
+        "moved by the 17 h spent waiting"
+    );
+}
+
+/// The sla_breached events of a ticket.
+fn breaches(events: &[TicketEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e.payload, Some(ticket_event::Payload::SlaBreached(_))))
+        .count()
+}
+
+#[tokio::test]
+async fn a_consultation_past_its_due_time_gets_exactly_one_breach_event_even_with_two_replicas() {
+    let clock = ManualClock::at("2026-11-10T16:00:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let _replica = app.replica_with(|s| s.clock = clock.clone()).await;
+    let driver = requester("driver-1");
+    let consultation = app
+        .consultations()
+        .create_consultation(req(
+            &driver,
+            CreateConsultationRequest {
+                category: "delivery_not_acknowledged".into(),
+                description: "Ayuda".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let list = |id: String| {
+        let mut client = app.consultations();
+        async move {
+            client
+                .list_ticket_events(req(
+                    &agent(),
+                    ListTicketEventsRequest {
+                        ticket_id: id,
+                        after_sequence: 0,
+                        page_size: 0,
+                        page_token: String::new(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .events
+        }
+    };
+    clock.set("2026-11-10T21:59:00Z");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        breaches(&list(consultation.id.clone()).await),
+        0,
+        "due at 22:00"
+    );
+    clock.set("2026-11-10T22:00:01Z");
+    for _ in 0..100 {
+        if breaches(&list(consultation.id.clone()).await) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let events = list(consultation.id.clone()).await;
+    assert_eq!(breaches(&events), 1);
+    match &events.last().unwrap().payload {
+        Some(ticket_event::Payload::SlaBreached(b)) => assert_eq!(b.due_at, consultation.due_at),
+        other => panic!("{other:?}"),
+    }
+    let read = app
+        .consultations()
+        .get_consultation(req(
+            &driver,
+            GetConsultationRequest {
+                lookup: Some(get_consultation_request::Lookup::Id(consultation.id)),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(read.sla_breached);
+}
+
+#[tokio::test]
+async fn an_incident_past_its_estimate_gets_one_breach_event_and_a_resolved_one_none() {
+    let clock = ManualClock::at(FRIDAY_17_00);
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let store = requester("acme");
+    let open = create(&app, &store, "EST-1").await;
+    let resolved = create(&app, &store, "EST-2").await;
+    let resolved = change(&app, &agent(), &resolved, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    change(&app, &agent(), &resolved, IncidentStatus::Finalized)
+        .await
+        .unwrap();
+    clock.set("2026-11-28T00:00:00Z");
+    let breached = loop {
+        let read = get(&app, &agent(), &open.id).await;
+        if read.sla_breached {
+            break read;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(breached.sla_remaining_seconds < 0);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(breaches(&events(&app, &agent(), &open.id).await), 1);
+    assert_eq!(breaches(&events(&app, &agent(), &resolved.id).await), 0);
+}
