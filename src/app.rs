@@ -65,17 +65,19 @@ pub async fn serve(
             .context("cannot load the catalogs")?,
     );
     let time_zone = settings.calendar.time_zone();
+    let calendar = Arc::new(settings.calendar);
     let incidents = Incidents::new(
         store.clone(),
         catalog.clone(),
         settings.clock.clone(),
-        Arc::new(settings.calendar),
+        calendar.clone(),
     );
     let consultations = Consultations::new(
         store.clone(),
         catalog,
         settings.clock,
         settings.consultation_targets,
+        calendar,
     );
     let auth = Authenticate::new(Arc::new(settings.verifier));
     let (stop_tx, stop_rx) = watch::channel(false);

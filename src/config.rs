@@ -92,6 +92,14 @@ pub struct ServeArgs {
     /// read their date ranges in it.
     #[arg(long, env = "TICKETD_TIMEZONE", default_value = "America/Mexico_City")]
     pub time_zone: chrono_tz::Tz,
+    /// A JSON file with the business calendar (opening hours per day, holidays,
+    /// closed dates, time zone); see the README. Default: Mon–Fri 09:00–18:00,
+    /// Sat 09:00–14:00, Mexican federal holidays.
+    #[arg(long, env = "TICKETD_CALENDAR_FILE")]
+    pub calendar_file: Option<PathBuf>,
+    /// Count consultation due times in business hours on the calendar instead of wall-clock time.
+    #[arg(long, env = "TICKETD_CONSULTATION_BUSINESS_HOURS")]
+    pub consultation_business_hours: bool,
     /// The deadline scheduler (auto-close) looks for due work at least this often;
     /// it also wakes at the next deadline and when a change sets one.
     #[arg(long, env = "TICKETD_SCHEDULER_POLL", default_value = "30s", value_parser = parse_duration)]
@@ -143,4 +151,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_secs(secs))
+}
+
+impl ServeArgs {
+    /// The business calendar: the file's, or the default, in `--time-zone`
+    /// unless the file names its own. Errors say what is wrong in the file.
+    pub fn calendar(&self) -> anyhow::Result<crate::domain::calendar::Calendar> {
+        use crate::domain::calendar::{Calendar, CalendarFile};
+        use anyhow::Context;
+        let Some(path) = &self.calendar_file else {
+            return Ok(Calendar::mexico_default().with_time_zone(self.time_zone));
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read calendar file {}", path.display()))?;
+        let file: CalendarFile = serde_json::from_str(&text)
+            .with_context(|| format!("calendar file {} is not valid", path.display()))?;
+        file.into_calendar(self.time_zone)
+            .map_err(|e| anyhow::anyhow!("calendar file {}: {e}", path.display()))
+    }
 }

@@ -5,7 +5,6 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use ticketd::auth::{self, Claims, Verifier};
 use ticketd::config::{Cli, Command, Common, TokenArgs};
-use ticketd::domain::calendar::Calendar;
 use ticketd::domain::clock::SystemClock;
 use ticketd::domain::consultation::Targets;
 use ticketd::{app, store::Store, telemetry};
@@ -23,11 +22,12 @@ async fn main() -> anyhow::Result<()> {
                 clock: Arc::new(SystemClock),
                 consultation_targets: Targets {
                     technology_due: args.technology_due,
+                    business_hours: args.consultation_business_hours,
                 },
                 progress_interval: args.progress_interval,
                 event_buffer: args.event_buffer,
                 drain_timeout: args.drain_timeout,
-                calendar: Calendar::mexico_default().with_time_zone(args.time_zone),
+                calendar: args.calendar()?,
                 scheduler_poll: args.scheduler_poll,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)

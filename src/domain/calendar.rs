@@ -198,6 +198,74 @@ impl Calendar {
     }
 }
 
+/// A calendar as written in a configuration file (JSON):
+///
+/// ```json
+/// {"time_zone": "America/Mexico_City",
+///  "hours": {"mon": ["09:00-13:00", "14:00-18:00"], "sat": ["09:00-14:00"]},
+///  "holidays": "mexico", "closed_dates": ["2026-12-24"]}
+/// ```
+/// Days left out of `hours` are closed; `holidays` is `mexico` (default) or `none`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarFile {
+    pub time_zone: Option<String>,
+    pub hours: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub holidays: Option<String>,
+    #[serde(default)]
+    pub closed_dates: Vec<String>,
+}
+
+impl CalendarFile {
+    /// Validates the file into a calendar; `default_zone` applies when it names none.
+    pub fn into_calendar(self, default_zone: Tz) -> Result<Calendar, String> {
+        let time_zone = match self.time_zone {
+            Some(name) => name
+                .parse::<Tz>()
+                .map_err(|_| format!("unknown time zone {name:?}"))?,
+            None => default_zone,
+        };
+        let mut week: [Vec<(NaiveTime, NaiveTime)>; 7] = Default::default();
+        for (day, intervals) in self.hours {
+            let index = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .iter()
+                .position(|d| day.eq_ignore_ascii_case(d))
+                .ok_or_else(|| {
+                    format!("unknown day {day:?}: use mon, tue, wed, thu, fri, sat, sun")
+                })?;
+            for interval in intervals {
+                let (start, end) = interval.split_once('-').ok_or_else(|| {
+                    format!("{day}: {interval:?} is not an interval like 09:00-18:00")
+                })?;
+                let time = |t: &str| {
+                    NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                        .map_err(|_| format!("{day}: {t:?} is not a time like 09:00"))
+                };
+                week[index].push((time(start)?, time(end)?));
+            }
+        }
+        let holidays = match self.holidays.as_deref().unwrap_or("mexico") {
+            "mexico" => Holidays::MexicoFederal,
+            "none" => Holidays::None,
+            other => {
+                return Err(format!(
+                    "holidays must be \"mexico\" or \"none\", not {other:?}"
+                ));
+            }
+        };
+        let closed = self
+            .closed_dates
+            .iter()
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| format!("closed date {d:?} is not like 2026-12-24"))
+            })
+            .collect::<Result<_, _>>()?;
+        Calendar::new(time_zone, week, holidays, closed)
+    }
+}
+
 fn weekday_name(index: usize) -> &'static str {
     [
         "Monday",
@@ -383,6 +451,47 @@ mod tests {
         ];
         assert!(Calendar::new(chrono_tz::UTC, backwards, Holidays::None, vec![]).is_err());
         assert!(Calendar::new(chrono_tz::UTC, Default::default(), Holidays::None, vec![]).is_err());
+    }
+
+    #[test]
+    fn calendar_files_are_validated_with_clear_errors() {
+        let parse = |json: &str| {
+            serde_json::from_str::<CalendarFile>(json)
+                .map_err(|e| e.to_string())
+                .and_then(|f| f.into_calendar(chrono_tz::UTC))
+        };
+        let cal =
+            parse(r#"{"hours": {"mon": ["09:00-13:00", "14:00-18:00"]}, "holidays": "none"}"#)
+                .unwrap();
+        assert_eq!(cal.time_zone(), chrono_tz::UTC);
+        for (json, error) in [
+            (r#"{"hours": {"monday": ["09:00-18:00"]}}"#, "unknown day"),
+            (r#"{"hours": {"mon": ["9-18"]}}"#, "not a time"),
+            (
+                r#"{"hours": {"mon": ["18:00-09:00"]}}"#,
+                "ends before it starts",
+            ),
+            (
+                r#"{"hours": {"mon": ["09:00-13:00", "12:00-18:00"]}}"#,
+                "overlap",
+            ),
+            (r#"{"hours": {}}"#, "no opening hours"),
+            (
+                r#"{"time_zone": "Mars/Olympus", "hours": {"mon": ["09:00-18:00"]}}"#,
+                "unknown time zone",
+            ),
+            (
+                r#"{"hours": {"mon": ["09:00-18:00"]}, "holidays": "usa"}"#,
+                "holidays must be",
+            ),
+            (
+                r#"{"hours": {"mon": ["09:00-18:00"]}, "bogus": 1}"#,
+                "unknown field",
+            ),
+        ] {
+            let err = parse(json).unwrap_err();
+            assert!(err.contains(error), "{json}: {err}");
+        }
     }
 
     mod properties {

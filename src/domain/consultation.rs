@@ -17,12 +17,15 @@ string_enum!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Targets {
     pub technology_due: Duration,
+    /// Count due times in business hours on the calendar, not wall-clock time.
+    pub business_hours: bool,
 }
 
 impl Default for Targets {
     fn default() -> Self {
         Self {
             technology_due: Duration::from_secs(48 * 3600),
+            business_hours: false,
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
 use super::to_micros;
+use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets};
 use crate::domain::event::EventPayload;
@@ -72,6 +73,8 @@ pub struct Consultations {
     catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
     targets: Targets,
+    /// Due times count business hours on it when `targets.business_hours`.
+    calendar: Arc<Calendar>,
 }
 
 impl Consultations {
@@ -80,12 +83,14 @@ impl Consultations {
         catalog: Arc<Catalog>,
         clock: Arc<dyn Clock>,
         targets: Targets,
+        calendar: Arc<Calendar>,
     ) -> Self {
         Self {
             store,
             catalog,
             clock,
             targets,
+            calendar,
         }
     }
 
@@ -498,8 +503,13 @@ impl Consultations {
         thread::list_events(conn, ticket_ref(&ticket), who, after_sequence, limit).await
     }
 
+    /// Created + the complexity's target: wall-clock time, or business hours
+    /// on the calendar when so configured.
     fn due_at(&self, created_at: i64, complexity: Complexity) -> i64 {
         let after = complexity.due_after(&self.targets);
+        if self.targets.business_hours {
+            return super::to_micros(self.calendar.add(super::from_micros(created_at), after));
+        }
         created_at + i64::try_from(after.as_micros()).unwrap_or(i64::MAX / 2)
     }
 

@@ -346,3 +346,55 @@ async fn an_incident_past_its_estimate_gets_one_breach_event_and_a_resolved_one_
     assert_eq!(breaches(&events(&app, &agent(), &open.id).await), 1);
     assert_eq!(breaches(&events(&app, &agent(), &resolved.id).await), 0);
 }
+
+#[tokio::test]
+async fn consultation_due_times_can_count_business_hours() {
+    let clock = ManualClock::at(FRIDAY_17_00);
+    let app = TestApp::spawn_with(|s| {
+        s.clock = clock.clone();
+        s.consultation_targets.business_hours = true;
+    })
+    .await;
+    let consultation = app
+        .consultations()
+        .create_consultation(req(
+            &requester("driver-1"),
+            CreateConsultationRequest {
+                category: "delivery_not_acknowledged".into(),
+                description: "Ayuda".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // 6 business hours from Friday 17:00: Friday 17–18, Saturday 09–14.
+    assert_eq!(
+        consultation.due_at.unwrap().seconds,
+        seconds("2026-11-07T20:00:00Z")
+    );
+}
+
+#[test]
+fn a_bad_calendar_file_stops_the_server_at_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calendar.json");
+    std::fs::write(
+        &file,
+        r#"{"hours": {"mon": ["09:00-13:00", "12:00-18:00"]}}"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--calendar-file")
+        .arg(&file)
+        .env("TICKETD_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("calendar.json") && stderr.contains("overlap"),
+        "{stderr}"
+    );
+}
