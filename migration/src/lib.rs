@@ -7,6 +7,7 @@ mod m20261125_000002_create_tickets;
 mod m20261125_000003_create_consultations;
 mod m20261125_000004_missing_data_deadline;
 mod m20261125_000005_sla;
+mod m20261125_000006_category_claim_windows;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_consultations::Migration),
             Box::new(m20261125_000004_missing_data_deadline::Migration),
             Box::new(m20261125_000005_sla::Migration),
+            Box::new(m20261125_000006_category_claim_windows::Migration),
         ]
     }
 }

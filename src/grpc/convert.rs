@@ -402,6 +402,7 @@ pub fn category(m: &category::Model) -> pb::Category {
         complexity: complexity_from_name(m.complexity.as_deref().unwrap_or("")) as i32,
         resolution_target_days: m.resolution_target_days.unwrap_or_default(),
         target_minutes: 0,
+        claim_window_days: m.claim_window_days.unwrap_or_default(),
     }
 }
 

@@ -233,22 +233,29 @@ impl Incidents {
     }
 
     /// Why an incident shipped at `shipped_at` is filed too late, if it is:
-    /// each carrier accepts claims for `claim_window_days` calendar days.
+    /// each carrier accepts claims for `claim_window_days` calendar days, unless
+    /// the category sets its own window.
     fn outside_claim_window(
         &self,
         carrier: &str,
+        category: &str,
         shipped_at: Option<i64>,
         now: i64,
     ) -> Option<String> {
         let carrier = self.catalog.carrier(carrier)?;
         let shipped = shipped_at?;
-        let deadline = shipped + i64::from(carrier.claim_window_days) * 86_400_000_000;
+        let days = self
+            .catalog
+            .category(category)
+            .and_then(|c| c.claim_window_days)
+            .unwrap_or(carrier.claim_window_days);
+        let deadline = shipped + i64::from(days) * DAY;
         (now > deadline).then(|| {
             let day = |us: i64| super::from_micros(us).with_timezone(&self.calendar.time_zone()).date_naive();
             format!(
                 "{} acepta reclamaciones hasta {} días después del envío: enviado el {}, plazo hasta el {}, presentado el {}",
                 carrier.name,
-                carrier.claim_window_days,
+                days,
                 day(shipped),
                 day(deadline),
                 day(now)
@@ -352,7 +359,12 @@ impl Incidents {
         model.estimated_resolution_at = Some(now + i64::from(target_days) * DAY);
         model.search_text = self.search_text(&model);
         // Filed after the carrier's claim window: created already declined, so the store sees why.
-        let late = self.outside_claim_window(&model.carrier_code, model.shipped_at, now);
+        let late = self.outside_claim_window(
+            &model.carrier_code,
+            &model.category_code,
+            model.shipped_at,
+            now,
+        );
         if let Some(note) = &late {
             model.status = IncidentStatus::Declined.as_str().to_owned();
             model.resolution_reason = Some(ResolutionReason::OutOfClaimWindow.as_str().to_owned());

@@ -134,6 +134,8 @@ pub mod category {
         pub complexity: Option<String>,
         pub resolution_target_days: Option<i32>,
         pub position: i32,
+        /// Overrides the carrier's claim window for this category.
+        pub claim_window_days: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -398,3 +398,39 @@ fn a_bad_calendar_file_stops_the_server_at_start_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_categorys_own_claim_window_overrides_the_carriers() {
+    let clock = ManualClock::at("2026-11-25T18:00:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let mut request = new_incident("EST-1");
+    // Estafeta allows 30 days, but overweight disputes only 15.
+    request.kind = IncidentKind::AdditionalCharge as i32;
+    request.category = "overweight".into();
+    request.shipped_at = shipped("2026-11-05T18:00:00Z");
+    let incident = app
+        .incidents()
+        .create_incident(req(&requester("acme"), request))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(incident.status, IncidentStatus::Declined as i32);
+    assert!(
+        incident.resolution_note.contains("15 días"),
+        "{}",
+        incident.resolution_note
+    );
+    let categories = app
+        .incidents()
+        .list_categories(req(
+            &agent(),
+            ListCategoriesRequest {
+                incident_kind: IncidentKind::AdditionalCharge as i32,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .categories;
+    assert!(categories.iter().all(|c| c.claim_window_days == 15));
+}
