@@ -1,12 +1,12 @@
 //! Consultation rows: insert, optimistic updates, filtered keyset listing.
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
 };
 
-use super::db_error;
 use super::entity::consultation::{self, Column, Entity};
+use super::{db_error, tickets};
 use crate::domain::Error;
 
 /// The filters of ListConsultations, already validated.
@@ -61,31 +61,21 @@ pub async fn insert(
     conn: &impl ConnectionTrait,
     model: consultation::Model,
 ) -> Result<(), sea_orm::DbErr> {
-    Entity::insert(model.into_active_model())
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    tickets::insert::<Entity>(conn, model).await
 }
 
 pub async fn find_by_id(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<consultation::Model>, Error> {
-    Entity::find_by_id(id.to_owned())
-        .one(conn)
-        .await
-        .map_err(db_error)
+    tickets::find_by_id::<Entity>(conn, id).await
 }
 
 pub async fn find_by_number(
     conn: &impl ConnectionTrait,
     number: i64,
 ) -> Result<Option<consultation::Model>, Error> {
-    Entity::find()
-        .filter(Column::Number.eq(number))
-        .one(conn)
-        .await
-        .map_err(db_error)
+    tickets::find_by_number::<Entity>(conn, number).await
 }
 
 pub async fn find_by_idempotency_key(
@@ -93,12 +83,7 @@ pub async fn find_by_idempotency_key(
     account: &str,
     key: &str,
 ) -> Result<Option<consultation::Model>, Error> {
-    Entity::find()
-        .filter(Column::Account.eq(account))
-        .filter(Column::IdempotencyKey.eq(key))
-        .one(conn)
-        .await
-        .map_err(db_error)
+    tickets::find_by_idempotency_key::<Entity>(conn, account, key).await
 }
 
 /// Writes `model` if the stored version is still `expected_version`.
@@ -107,16 +92,7 @@ pub async fn update_versioned(
     model: &consultation::Model,
     expected_version: i64,
 ) -> Result<bool, Error> {
-    let mut active = model.clone().into_active_model().reset_all();
-    active.id = sea_orm::ActiveValue::Unchanged(model.id.clone());
-    let result = Entity::update_many()
-        .set(active)
-        .filter(Column::Id.eq(model.id.as_str()))
-        .filter(Column::Version.eq(expected_version))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(result.rows_affected == 1)
+    tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
 }
 
 /// One page in (created_at, id) order, after `cursor`.
@@ -212,12 +188,5 @@ pub async fn due_breach(
 
 /// Sets the breach mark if it is still unset; false when it was already set.
 pub async fn mark_breached(conn: &impl ConnectionTrait, id: &str, at: i64) -> Result<bool, Error> {
-    let result = Entity::update_many()
-        .col_expr(Column::BreachedAt, Expr::val(at))
-        .filter(Column::Id.eq(id))
-        .filter(Column::BreachedAt.is_null())
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(result.rows_affected == 1)
+    tickets::mark_breached::<Entity>(conn, id, at).await
 }

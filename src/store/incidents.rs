@@ -1,12 +1,12 @@
 //! Incident rows: insert, optimistic updates, filtered keyset listing.
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 
-use super::db_error;
 use super::entity::incident::{self, Column, Entity};
+use super::{db_error, tickets};
 use crate::domain::Error;
 
 /// The filters of ListIncidents, already validated.
@@ -73,31 +73,21 @@ pub async fn insert(
     conn: &impl ConnectionTrait,
     model: incident::Model,
 ) -> Result<(), sea_orm::DbErr> {
-    Entity::insert(model.into_active_model())
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    tickets::insert::<Entity>(conn, model).await
 }
 
 pub async fn find_by_id(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<incident::Model>, Error> {
-    Entity::find_by_id(id.to_owned())
-        .one(conn)
-        .await
-        .map_err(db_error)
+    tickets::find_by_id::<Entity>(conn, id).await
 }
 
 pub async fn find_by_number(
     conn: &impl ConnectionTrait,
     number: i64,
 ) -> Result<Option<incident::Model>, Error> {
-    Entity::find()
-        .filter(Column::Number.eq(number))
-        .one(conn)
-        .await
-        .map_err(db_error)
+    tickets::find_by_number::<Entity>(conn, number).await
 }
 
 pub async fn find_by_idempotency_key(
@@ -105,32 +95,16 @@ pub async fn find_by_idempotency_key(
     account: &str,
     key: &str,
 ) -> Result<Option<incident::Model>, Error> {
-    Entity::find()
-        .filter(Column::Account.eq(account))
-        .filter(Column::IdempotencyKey.eq(key))
-        .one(conn)
-        .await
-        .map_err(db_error)
+    tickets::find_by_idempotency_key::<Entity>(conn, account, key).await
 }
 
-/// Writes `model` (whose version is already bumped) if the stored version is
-/// still `expected_version`. Returns false when someone else got there first.
+/// Writes `model` if the stored version is still `expected_version`.
 pub async fn update_versioned(
     conn: &impl ConnectionTrait,
     model: &incident::Model,
     expected_version: i64,
 ) -> Result<bool, Error> {
-    // Every column but the key is written: reset_all() marks them all as set.
-    let mut active = model.clone().into_active_model().reset_all();
-    active.id = sea_orm::ActiveValue::Unchanged(model.id.clone());
-    let result = Entity::update_many()
-        .set(active)
-        .filter(Column::Id.eq(model.id.as_str()))
-        .filter(Column::Version.eq(expected_version))
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(result.rows_affected == 1)
+    tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
 }
 
 /// One page in (created_at, number) order, after `cursor`.
@@ -270,12 +244,5 @@ pub async fn due_breach(
 
 /// Sets the breach mark if it is still unset; false when it was already set.
 pub async fn mark_breached(conn: &impl ConnectionTrait, id: &str, at: i64) -> Result<bool, Error> {
-    let result = Entity::update_many()
-        .col_expr(Column::BreachedAt, Expr::val(at))
-        .filter(Column::Id.eq(id))
-        .filter(Column::BreachedAt.is_null())
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(result.rows_affected == 1)
+    tickets::mark_breached::<Entity>(conn, id, at).await
 }

@@ -5,6 +5,7 @@ pub mod consultations;
 pub mod entity;
 pub mod events;
 pub mod incidents;
+pub mod tickets;
 
 use std::sync::Arc;
 use std::time::Duration;
