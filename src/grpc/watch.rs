@@ -5,11 +5,18 @@
 //! streaming pattern). `cursor` is the last global sequence the stream has
 //! dealt with — sent, or filtered out — so events are never sent twice, and
 //! progress messages carry it as a safe point to resume from.
+//!
+//! A server holds thousands of idle streams, so what each one keeps is small:
+//! the channel carries boxed messages (tokio allocates a channel's slots 32 at
+//! a time, so inline ones would cost 32 `WatchResponse`s, about 9 KiB, per
+//! stream), and the replay is boxed, so that the task's future does not carry
+//! the size of its database futures while the stream is live.
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -83,7 +90,9 @@ async fn open(
         settings,
     };
     tokio::spawn(stream.run());
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(Box::pin(
+        ReceiverStream::new(rx).map(|message| message.map(|boxed| *boxed)),
+    ))
 }
 
 struct Subscriber {
@@ -91,7 +100,7 @@ struct Subscriber {
     filter: LogFilter,
     cursor: i64,
     locale: Locale,
-    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+    tx: mpsc::Sender<Result<Box<WatchResponse>, Status>>,
     settings: WatchSettings,
 }
 
@@ -108,7 +117,7 @@ impl Subscriber {
         // the replay or in the receiver, and the cursor drops the overlap.
         let mut live = self.hub.subscribe();
         let result: Result<(), End> = async {
-            self.replay().await?;
+            Box::pin(self.replay()).await?;
             let mut idle = tokio::time::interval(self.settings.progress_interval);
             idle.reset();
             loop {
@@ -132,7 +141,7 @@ impl Subscriber {
                         }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::debug!(missed, "slow stream fell behind; catching up from the log");
-                            self.replay().await?;
+                            Box::pin(self.replay()).await?;
                         }
                         Err(broadcast::error::RecvError::Closed) => {
                             return Err(End::Failed(Status::unavailable("event hub stopped; reconnect and resume")));
@@ -189,6 +198,9 @@ impl Subscriber {
     }
 
     async fn send(&self, message: WatchResponse) -> Result<(), End> {
-        self.tx.send(Ok(message)).await.map_err(|_| End::ClientGone)
+        self.tx
+            .send(Ok(Box::new(message)))
+            .await
+            .map_err(|_| End::ClientGone)
     }
 }
