@@ -63,7 +63,7 @@ impl<M> Column<M> {
 }
 
 /// Incident columns; the first ten are the module's default report.
-pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
+pub static INCIDENT_COLUMNS: &[Column<incident::ExportRow>] = &[
     Column {
         code: "number",
         es: "No.",
@@ -203,7 +203,7 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
 ];
 
 /// Consultation columns; the first nine are the default report.
-pub static CONSULTATION_COLUMNS: &[Column<consultation::Model>] = &[
+pub static CONSULTATION_COLUMNS: &[Column<consultation::ExportRow>] = &[
     Column {
         code: "number",
         es: "No.",

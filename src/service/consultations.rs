@@ -23,6 +23,7 @@ use crate::store::catalog::Catalog;
 use crate::store::consultations::{self as rows, ConsultationFilter};
 use crate::store::entity::{category, comment, consultation as row, ticket_event};
 use crate::store::events::{self, ActorRef};
+use crate::store::tickets::RowStream;
 use crate::store::{self, CONSULTATION_NUMBER, Store, db_error};
 
 pub const TICKET_TYPE: &str = "CONSULTATION";
@@ -255,18 +256,15 @@ impl Consultations {
         who: &Principal,
         statuses: Vec<ConsultationStatus>,
         mut filter: ConsultationFilter,
-        columns: Vec<&'static Column<row::Model>>,
+        columns: Vec<&'static Column<row::ExportRow>>,
         locale: Locale,
         time_zone: Tz,
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
         filter.account = who.scope().map(str::to_owned);
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
-        let count = rows::count(self.store.conn(), &filter).await?;
-        let source = ConsultationRows {
-            store: self.store.clone(),
-            filter,
-            cursor: None,
-        };
+        let txn = self.store.begin_snapshot().await?;
+        let count = rows::count(&txn, &filter).await?;
+        let source = ConsultationRows { txn, filter };
         let export = Export {
             source,
             columns,
@@ -536,25 +534,16 @@ impl Consultations {
 
 /// Consultations in creation order, for exports.
 struct ConsultationRows {
-    store: Store,
+    /// The export's snapshot: the count and the rows read the same data.
+    txn: DatabaseTransaction,
     filter: ConsultationFilter,
-    cursor: Option<(i64, String)>,
 }
 
 impl RowSource for ConsultationRows {
-    type Row = row::Model;
+    type Row = row::ExportRow;
 
-    async fn next_page(&mut self, limit: u64) -> Result<Vec<row::Model>> {
-        let page = rows::list(
-            self.store.conn(),
-            &self.filter,
-            false,
-            self.cursor.take(),
-            limit,
-        )
-        .await?;
-        self.cursor = page.last().map(|m| (m.created_at, m.id.clone()));
-        Ok(page)
+    async fn rows(&self) -> Result<RowStream<'_, row::ExportRow>> {
+        rows::stream(&self.txn, &self.filter).await
     }
 }
 

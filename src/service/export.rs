@@ -1,28 +1,31 @@
 //! Export plumbing shared by the ticket types: page rows out of the database,
-//! write them on a blocking thread, stream the file back in chunks.
+//! write them on a blocking thread, stream the file's bytes back in chunks as
+//! the zip writer produces them (no temporary copy of the file).
 use std::future::Future;
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use anyhow::anyhow;
 use chrono_tz::Tz;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::report::columns::{Column, Context};
 use crate::report::{self, Cell};
 use crate::store::catalog::Catalog;
+use crate::store::tickets::RowStream;
 
-/// Rows read from the database per query.
-const PAGE: u64 = 1000;
+/// Rows handed to the writer at a time.
+const BATCH: usize = 1000;
 /// The largest data chunk sent to the client.
 pub const CHUNK: usize = 64 * 1024;
 
-/// Where rows come from: pages in a stable order, each after the previous one.
-pub trait RowSource: Send + 'static {
+/// Where rows come from: one snapshot, read in a stable order.
+pub trait RowSource: Send + Sync + 'static {
     type Row: Send + Sync + 'static;
-    fn next_page(&mut self, limit: u64) -> impl Future<Output = Result<Vec<Self::Row>>> + Send;
+    fn rows(&self) -> impl Future<Output = Result<RowStream<'_, Self::Row>>> + Send;
 }
 
 /// An export about to run.
@@ -51,75 +54,98 @@ async fn run<S: RowSource>(
     chunks: &mpsc::Sender<Result<Vec<u8>>>,
 ) -> Result<()> {
     let Export {
-        mut source,
+        source,
         columns,
         catalog,
         locale,
         time_zone,
     } = export;
-    let dir = tempfile::tempdir()
-        .map_err(|e| Error::Internal(anyhow!("cannot create a temporary directory: {e}")))?;
-    let path = dir.path().join("report.xlsx");
     let headers: Vec<_> = columns.iter().map(|c| c.header(locale)).collect();
     let (rows, rows_rx) = mpsc::channel::<Vec<Vec<Cell>>>(4);
     let writer = {
-        let (path, temp, chunks) = (path.clone(), dir.path().to_owned(), chunks.clone());
+        let chunks = chunks.clone();
         tokio::task::spawn_blocking(move || {
-            report::write_xlsx(&path, &temp, &headers, rows_rx, || chunks.is_closed())
+            let cancelled = chunks.clone();
+            let mut sink = ChunkWriter::new(chunks);
+            report::write_xlsx(&mut sink, &headers, rows_rx, || cancelled.is_closed())?;
+            sink.flush()?;
+            Ok::<_, rust_xlsxwriter::XlsxError>(())
         })
     };
-    // Page rows in while the writer works; a closed channel means it stopped.
+    // Read rows while the writer works; a closed channel means it stopped
+    // (the client cancelled, or writing failed).
     let context = Context {
         catalog: &catalog,
         locale,
         time_zone,
     };
-    loop {
-        let page = source.next_page(PAGE).await?;
-        if page.is_empty() || chunks.is_closed() {
-            break;
-        }
-        let batch = page
-            .iter()
-            .map(|row| columns.iter().map(|c| (c.value)(row, &context)).collect())
-            .collect();
-        if rows.send(batch).await.is_err() {
-            break;
+    let mut stream = source.rows().await?;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(row) = stream.next().await {
+        let row = row?;
+        batch.push(columns.iter().map(|c| (c.value)(&row, &context)).collect());
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if rows.send(full).await.is_err() {
+                break;
+            }
         }
     }
+    if !batch.is_empty() {
+        let _ = rows.send(batch).await;
+    }
+    drop(stream);
     drop(rows);
-    writer
+    let written = writer
         .await
-        .map_err(|e| Error::Internal(anyhow!("report writer panicked: {e}")))?
-        .map_err(|e| Error::Internal(anyhow!("cannot write the report: {e}")))?;
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    loop {
-        let mut buffer = vec![0u8; CHUNK];
-        let n = read_full(&mut file, &mut buffer)
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
-        if n == 0 {
-            break;
-        }
-        buffer.truncate(n);
-        if chunks.send(Ok(buffer)).await.is_err() {
-            break;
-        }
+        .map_err(|e| Error::Internal(anyhow!("report writer panicked: {e}")))?;
+    match written {
+        Ok(()) => Ok(()),
+        // The client went away: nobody is left to tell.
+        Err(_) if chunks.is_closed() => Ok(()),
+        Err(e) => Err(Error::Internal(anyhow!("cannot write the report: {e}"))),
     }
-    Ok(())
 }
 
-/// Reads until `buffer` is full or the file ends.
-async fn read_full(file: &mut tokio::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let n = file.read(&mut buffer[filled..]).await?;
-        if n == 0 {
-            break;
+/// Cuts the workbook's bytes into chunks of [`CHUNK`] and hands them to the
+/// stream as they are written (blocking, so the zip writer waits for a slow
+/// client instead of buffering the file). A closed stream is a broken pipe.
+struct ChunkWriter {
+    chunks: mpsc::Sender<Result<Vec<u8>>>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn new(chunks: mpsc::Sender<Result<Vec<u8>>>) -> Self {
+        ChunkWriter {
+            chunks,
+            buffer: Vec::with_capacity(CHUNK),
         }
-        filled += n;
     }
-    Ok(filled)
+
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.chunks.blocking_send(Ok(full)).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "export cancelled by the client")
+        })
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = bytes.len().min(CHUNK - self.buffer.len());
+        self.buffer.extend_from_slice(&bytes[..n]);
+        if self.buffer.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            Ok(())
+        } else {
+            self.send()
+        }
+    }
 }

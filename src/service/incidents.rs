@@ -24,6 +24,7 @@ use crate::store::catalog::Catalog;
 use crate::store::entity::{comment, incident as row, ticket_event};
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
+use crate::store::tickets::RowStream;
 use crate::store::{self, INCIDENT_NUMBER, Store, db_error};
 
 pub const TICKET_TYPE: &str = "INCIDENT";
@@ -476,7 +477,7 @@ impl Incidents {
         &self,
         who: &Principal,
         query: ListQuery,
-        columns: Vec<&'static Column<row::Model>>,
+        columns: Vec<&'static Column<row::ExportRow>>,
         locale: Locale,
         time_zone: Tz,
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
@@ -489,17 +490,13 @@ impl Incidents {
             .iter()
             .map(|s| s.as_str())
             .collect();
+        let txn = self.store.begin_snapshot().await?;
         let count = if empty {
             0
         } else {
-            rows::count(self.store.conn(), &filter).await?
+            rows::count(&txn, &filter).await?
         };
-        let source = IncidentRows {
-            store: self.store.clone(),
-            filter,
-            cursor: None,
-            empty,
-        };
+        let source = IncidentRows { txn, filter, empty };
         let export = Export {
             source,
             columns,
@@ -771,26 +768,21 @@ fn narrowed_statuses(
 
 /// Incidents in creation order, for exports.
 struct IncidentRows {
-    store: Store,
+    /// The export's snapshot: the count and the rows read the same data.
+    txn: DatabaseTransaction,
     filter: IncidentFilter,
-    cursor: Option<Cursor>,
     /// Stage and statuses left nothing to match.
     empty: bool,
 }
 
 impl RowSource for IncidentRows {
-    type Row = row::Model;
+    type Row = row::ExportRow;
 
-    async fn next_page(&mut self, limit: u64) -> Result<Vec<row::Model>> {
+    async fn rows(&self) -> Result<RowStream<'_, row::ExportRow>> {
         if self.empty {
-            return Ok(vec![]);
+            return Ok(Box::pin(tokio_stream::empty()));
         }
-        let page = rows::list(self.store.conn(), &self.filter, false, self.cursor, limit).await?;
-        self.cursor = page.last().map(|m| Cursor {
-            created_at: m.created_at,
-            number: m.number,
-        });
-        Ok(page)
+        rows::stream(&self.txn, &self.filter).await
     }
 }
 

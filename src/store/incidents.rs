@@ -1,12 +1,14 @@
 //! Incident rows: insert, optimistic updates, filtered keyset listing.
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
+use tokio_stream::StreamExt;
 
+use super::db_error;
 use super::entity::incident::{self, Column, Entity};
-use super::{db_error, tickets};
+use super::tickets::{self, RowStream};
 use crate::domain::Error;
 
 /// The filters of ListIncidents, already validated.
@@ -107,6 +109,24 @@ pub async fn update_versioned(
     tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
 }
 
+/// The export projection of every row matching `filter`, in (created_at, number) order, as one
+/// query whose rows are decoded as they are consumed (exports: no per-page
+/// round trips, nothing held but the rows in flight).
+pub async fn stream<'a>(
+    txn: &'a DatabaseTransaction,
+    filter: &IncidentFilter,
+) -> Result<RowStream<'a, incident::ExportRow>, Error> {
+    let rows = filter
+        .apply(Entity::find())
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Number)
+        .into_partial_model()
+        .stream(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(Box::pin(rows.map(|row| row.map_err(db_error))))
+}
+
 /// One page in (created_at, number) order, after `cursor`.
 pub async fn list(
     conn: &impl ConnectionTrait,
@@ -115,6 +135,13 @@ pub async fn list(
     cursor: Option<Cursor>,
     limit: u64,
 ) -> Result<Vec<incident::Model>, Error> {
+    let mut filter = filter.clone();
+    (filter.created_from, filter.created_to) = tickets::seek_range(
+        filter.created_from,
+        filter.created_to,
+        cursor.map(|c| c.created_at),
+        descending,
+    );
     let mut query = filter.apply(Entity::find());
     if let Some(c) = cursor {
         // A row-value comparison, which both databases answer from the

@@ -16,8 +16,8 @@ use anyhow::anyhow;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, IsolationLevel, TransactionTrait,
 };
 
 use crate::domain::Error;
@@ -48,6 +48,10 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // Rows cross from SQLite's worker thread through a channel
+                    // this deep; at the default of 50 a streamed export's
+                    // reader and the worker hand off every 50 rows.
+                    .row_buffer_size(1024)
             });
         let db = Database::connect(options)
             .await
@@ -100,6 +104,25 @@ impl Store {
 
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// Starts a read-only transaction that sees one snapshot of the database
+    /// for as long as it lives (PostgreSQL: REPEATABLE READ; SQLite in WAL
+    /// mode: a deferred transaction, whose snapshot is fixed at its first
+    /// read). Exports count and page their rows in one, so the header's row
+    /// count is the number of rows written, whatever commits meanwhile.
+    pub async fn begin_snapshot(&self) -> Result<DatabaseTransaction, Error> {
+        let (isolation, access) = match self.backend() {
+            DbBackend::Postgres => (
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            ),
+            _ => (None, None),
+        };
+        self.db
+            .begin_with_config(isolation, access)
+            .await
+            .map_err(db_error)
     }
 
     /// Starts a write transaction holding the event-log lock: the counter row
