@@ -4,7 +4,6 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Select,
 };
-use tokio_stream::StreamExt;
 
 use super::db_error;
 use super::entity::consultation::{self, Column, Entity};
@@ -97,22 +96,13 @@ pub async fn update_versioned(
     tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
 }
 
-/// The export projection of every row matching `filter`, in (created_at, id) order, as one
-/// query whose rows are decoded as they are consumed (exports: no per-page
-/// round trips, nothing held but the rows in flight).
+/// The export projection of every row matching `filter`, in (created_at,
+/// id) order, streamed.
 pub async fn stream<'a>(
     txn: &'a DatabaseTransaction,
     filter: &ConsultationFilter,
 ) -> Result<RowStream<'a, consultation::ExportRow>, Error> {
-    let rows = filter
-        .apply(Entity::find())
-        .order_by_asc(Column::CreatedAt)
-        .order_by_asc(Column::Id)
-        .into_partial_model()
-        .stream(txn)
-        .await
-        .map_err(db_error)?;
-    Ok(Box::pin(rows.map(|row| row.map_err(db_error))))
+    tickets::stream::<Entity, _>(txn, filter.apply(Entity::find())).await
 }
 
 /// One page in (created_at, id) order, after `cursor`.

@@ -3,9 +3,10 @@ use std::pin::Pin;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, PartialModelTrait, QueryFilter, QueryOrder, Select,
 };
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 
 use super::db_error;
 use super::entity::{consultation, incident};
@@ -22,6 +23,10 @@ pub trait TicketTable: EntityTrait {
     const IDEMPOTENCY_KEY: Self::Column;
     const VERSION: Self::Column;
     const BREACHED_AT: Self::Column;
+    const CREATED_AT: Self::Column;
+    /// Orders tickets created in the same microsecond (with CREATED_AT, the
+    /// order of lists and exports).
+    const TIE: Self::Column;
 }
 
 impl TicketTable for incident::Entity {
@@ -31,6 +36,8 @@ impl TicketTable for incident::Entity {
     const IDEMPOTENCY_KEY: incident::Column = incident::Column::IdempotencyKey;
     const VERSION: incident::Column = incident::Column::Version;
     const BREACHED_AT: incident::Column = incident::Column::BreachedAt;
+    const CREATED_AT: incident::Column = incident::Column::CreatedAt;
+    const TIE: incident::Column = incident::Column::Number;
 }
 
 impl TicketTable for consultation::Entity {
@@ -40,6 +47,8 @@ impl TicketTable for consultation::Entity {
     const IDEMPOTENCY_KEY: consultation::Column = consultation::Column::IdempotencyKey;
     const VERSION: consultation::Column = consultation::Column::Version;
     const BREACHED_AT: consultation::Column = consultation::Column::BreachedAt;
+    const CREATED_AT: consultation::Column = consultation::Column::CreatedAt;
+    const TIE: consultation::Column = consultation::Column::Id;
 }
 
 /// The created_at range of a keyset page: `[from, to)` narrowed so that it
@@ -62,6 +71,27 @@ pub fn seek_range(
             (from, Some(to.map_or(end, |t| t.min(end))))
         }
     }
+}
+
+/// The projection `P` of every row `query` selects, in creation order, as one
+/// query whose rows are decoded as they are consumed (exports: no per-page
+/// round trips, nothing held but the rows in flight).
+pub async fn stream<'a, E, P>(
+    txn: &'a DatabaseTransaction,
+    query: Select<E>,
+) -> Result<RowStream<'a, P>, Error>
+where
+    E: TicketTable,
+    P: PartialModelTrait + Send + 'a,
+{
+    let rows = query
+        .order_by_asc(E::CREATED_AT)
+        .order_by_asc(E::TIE)
+        .into_partial_model::<P>()
+        .stream(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(Box::pin(rows.map(|row| row.map_err(db_error))))
 }
 
 pub async fn insert<E: TicketTable>(

@@ -59,6 +59,54 @@ async fn paging_visits_every_incident_once_while_new_ones_are_created() {
 }
 
 #[tokio::test]
+async fn paging_inside_a_date_range_returns_exactly_the_range_in_both_orders() {
+    let clock = ManualClock::at("2026-11-02T12:00:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let store = requester("acme");
+    // Incident n is created at 12:0n, n = 1..=9.
+    for n in 1..=9 {
+        clock.set(&format!("2026-11-02T12:0{n}:00Z"));
+        create(&app, &store, &format!("EST-{n}")).await;
+    }
+    let at = |minute: i64| prost_types::Timestamp {
+        seconds: chrono::DateTime::parse_from_rfc3339("2026-11-02T12:00:00Z")
+            .unwrap()
+            .timestamp()
+            + minute * 60,
+        nanos: 0,
+    };
+    for (order, expected) in [
+        ("created_at desc", vec![7, 6, 5, 4, 3]),
+        ("created_at asc", vec![3, 4, 5, 6, 7]),
+    ] {
+        let mut seen = vec![];
+        let mut token = String::new();
+        loop {
+            let response = page(
+                &app,
+                &agent(),
+                ListIncidentsRequest {
+                    page_size: 2,
+                    page_token: token,
+                    order_by: order.into(),
+                    // [12:03, 12:08): incidents 3 to 7.
+                    created_from: Some(at(3)),
+                    created_to: Some(at(8)),
+                    ..Default::default()
+                },
+            )
+            .await;
+            seen.extend(response.incidents.iter().map(|i| i.number));
+            if response.next_page_token.is_empty() {
+                break;
+            }
+            token = response.next_page_token;
+        }
+        assert_eq!(seen, expected, "{order}");
+    }
+}
+
+#[tokio::test]
 async fn page_tokens_are_refused_when_garbled_or_reused_with_other_filters() {
     let app = TestApp::spawn().await;
     let store = requester("acme");
