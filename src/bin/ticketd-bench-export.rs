@@ -70,19 +70,22 @@ async fn main() -> anyhow::Result<()> {
     seed(&url, args.rows, &rows_csv).await?;
     println!("seeded {} incidents", args.rows);
 
-    let mut ours = vec![];
+    // Alternate the two, so that a slow spell of this shared machine falls on
+    // both alike; each pair gives a ratio.
+    let (mut ours, mut python, mut ratios) = (vec![], vec![], vec![]);
     for run in 1..=args.runs {
         let m = export_once(&url, dir.path(), args.rows).await?;
-        println!(
-            "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MB, {} bytes",
-            m.0, m.1, m.2
-        );
-        ours.push(m);
-    }
-    let mut python = vec![];
-    for run in 1..=args.runs {
         let seconds = python_once(&args.python, &rows_csv, &dir.path().join("python.xlsx"))?;
-        println!("run {run}: Python XlsxWriter (constant_memory) {seconds:.2} s");
+        println!(
+            "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MB, {} bytes; \
+             Python XlsxWriter (constant_memory) {seconds:.2} s; {:.1}×",
+            m.0,
+            m.1,
+            m.2,
+            seconds / m.0
+        );
+        ratios.push(seconds / m.0);
+        ours.push(m);
         python.push(seconds);
     }
     let ours_time = median(ours.iter().map(|m| m.0).collect());
@@ -97,7 +100,10 @@ async fn main() -> anyhow::Result<()> {
     println!("| ticketd ExportReport over gRPC (query + xlsx + stream) | {ours_time:.2} s |");
     println!("| ticketd server peak memory growth | {ours_mem:.1} MB |");
     println!("| Python XlsxWriter constant_memory, rows already in memory | {py_time:.2} s |");
-    println!("| speed-up vs Python | {:.1}× |", py_time / ours_time);
+    println!(
+        "| speed-up vs Python, median of the runs' ratios | {:.1}× |",
+        median(ratios)
+    );
     Ok(())
 }
 
@@ -113,17 +119,25 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
     let catalog = Catalog::load(store.conn()).await?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")?.timestamp_micros();
+    let now = chrono::Utc::now().timestamp_micros();
     let mut batch = Vec::with_capacity(1000);
     for i in 0..rows {
         let number = i as i64 + 1;
         // Spread over the year, in creation order.
         let created_at = start + (i as i64) * 300_000_000;
+        let status = STATUSES[i % STATUSES.len()];
+        let estimate = created_at + 21 * 86_400_000_000;
+        // As a server that ran all year left them: an open incident past its
+        // estimate was marked breached then. (Unmarked, the server's scheduler
+        // would spend the benchmark writing tens of thousands of breach events.)
+        let open = IncidentStatus::parse(status).is_some_and(|s| !s.is_terminal());
+        let breached_at = (open && estimate < now).then_some(estimate);
         let model = incident::Model {
             id: uuid::Uuid::now_v7().to_string(),
             number,
             account: format!("store-{}", i % 50),
             kind: "SHIPMENT".into(),
-            status: STATUSES[i % STATUSES.len()].into(),
+            status: status.into(),
             previous_status: None,
             tracking_number: format!("TRK{number:09}"),
             carrier_code: CARRIERS[i % CARRIERS.len()].into(),
@@ -146,9 +160,9 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
             idempotency_key: None,
             request_hash: None,
             auto_close_at: None,
-            estimated_resolution_at: Some(created_at + 21 * 86_400_000_000),
+            estimated_resolution_at: Some(estimate),
             paused_since: None,
-            breached_at: None,
+            breached_at,
         };
         writeln!(
             out,
