@@ -35,7 +35,8 @@ const ZIP_LEVEL: u8 = 4;
 
 /// Writes `headers` and every row received on `rows` as an .xlsx file to
 /// `sink`; returns the number of data rows. Stops early (with an error) when
-/// `cancelled` says the client went away. Blocking: run it in `spawn_blocking`.
+/// `cancelled` says so (the client went away, or reading the rows failed):
+/// checked at every batch and once more before the file is finished. Blocking: run it in `spawn_blocking`.
 pub fn write_xlsx(
     sink: impl Write + Send,
     headers: &[Header],
@@ -78,6 +79,10 @@ pub fn write_xlsx(
                 }
             }
         }
+    }
+    // The rows ended: completely, or because reading them failed.
+    if cancelled() {
+        return Err(XlsxError::ParameterError("export stopped".into()));
     }
     let last_col = headers.len().saturating_sub(1) as u16;
     sheet.autofilter(0, 0, row, last_col)?;

@@ -1,9 +1,10 @@
-//! Export plumbing shared by the ticket types: page rows out of the database,
+//! Export plumbing shared by the ticket types: stream rows out of the database,
 //! write them on a blocking thread, stream the file's bytes back in chunks as
 //! the zip writer produces them (no temporary copy of the file).
 use std::future::Future;
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
 use chrono_tz::Tz;
@@ -62,12 +63,17 @@ async fn run<S: RowSource>(
     } = export;
     let headers: Vec<_> = columns.iter().map(|c| c.header(locale)).collect();
     let (rows, rows_rx) = mpsc::channel::<Vec<Vec<Cell>>>(4);
+    // Set when reading fails: the writer must then stop, not finish a file
+    // that would look whole with rows missing.
+    let failed = Arc::new(AtomicBool::new(false));
     let writer = {
-        let chunks = chunks.clone();
+        let (chunks, failed) = (chunks.clone(), failed.clone());
         tokio::task::spawn_blocking(move || {
-            let cancelled = chunks.clone();
+            let stop = chunks.clone();
             let mut sink = ChunkWriter::new(chunks);
-            report::write_xlsx(&mut sink, &headers, rows_rx, || cancelled.is_closed())?;
+            report::write_xlsx(&mut sink, &headers, rows_rx, || {
+                stop.is_closed() || failed.load(Ordering::Acquire)
+            })?;
             sink.flush()?;
             Ok::<_, rust_xlsxwriter::XlsxError>(())
         })
@@ -79,26 +85,33 @@ async fn run<S: RowSource>(
         locale,
         time_zone,
     };
-    let mut stream = source.rows().await?;
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(row) = stream.next().await {
-        let row = row?;
-        batch.push(columns.iter().map(|c| (c.value)(&row, &context)).collect());
-        if batch.len() == BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if rows.send(full).await.is_err() {
-                break;
+    let read = async {
+        let mut stream = source.rows().await?;
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(row) = stream.next().await {
+            let row = row?;
+            batch.push(columns.iter().map(|c| (c.value)(&row, &context)).collect());
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if rows.send(full).await.is_err() {
+                    return Ok(());
+                }
             }
         }
+        if !batch.is_empty() {
+            let _ = rows.send(batch).await;
+        }
+        Ok(())
     }
-    if !batch.is_empty() {
-        let _ = rows.send(batch).await;
+    .await;
+    if read.is_err() {
+        failed.store(true, Ordering::Release);
     }
-    drop(stream);
     drop(rows);
     let written = writer
         .await
         .map_err(|e| Error::Internal(anyhow!("report writer panicked: {e}")))?;
+    read?;
     match written {
         Ok(()) => Ok(()),
         // The client went away: nobody is left to tell.
