@@ -410,3 +410,87 @@ async fn a_consultation_report_has_its_own_columns() {
         other => panic!("Vence is a date, got {other:?}"),
     }
 }
+
+/// Whether an export's read snapshot is still open on the database: on
+/// PostgreSQL a transaction on another connection; on SQLite a reader that
+/// keeps a passive checkpoint from copying the whole WAL back.
+async fn a_snapshot_is_open(db: &sea_orm::DatabaseConnection) -> bool {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND xact_start IS NOT NULL \
+             AND pid <> pg_backend_pid()"
+        }
+        _ => "PRAGMA wal_checkpoint(PASSIVE)",
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    match backend {
+        DbBackend::Postgres => row.try_get::<i64>("", "n").unwrap() > 0,
+        _ => {
+            let (log, copied) = (
+                row.try_get_by_index::<i64>(1).unwrap(),
+                row.try_get_by_index::<i64>(2).unwrap(),
+            );
+            copied < log
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_export_lets_go_of_its_snapshot_and_the_server_goes_on() {
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    // Incompressible descriptions: a file far larger than what the stream,
+    // the chunk channel and HTTP/2 windows can hold for an idle client.
+    for i in 0..300 {
+        let mut request = new_incident(&format!("EST-{i}"));
+        request.description = (0..260)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")[..9_000]
+            .to_owned();
+        app.incidents()
+            .create_incident(req(&store, request))
+            .await
+            .unwrap();
+    }
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Mexico_City)
+        .date_naive()
+        .to_string();
+    let mut request = range(&today, &today);
+    request.columns = vec!["number".into(), "description".into()];
+    let mut stream = app
+        .incidents()
+        .export_report(req(&agent(), request))
+        .await
+        .unwrap()
+        .into_inner();
+    let _header = stream.next().await.unwrap().unwrap();
+    let _first_chunk = stream.next().await.unwrap().unwrap();
+    // A write after the export's snapshot, so that on SQLite its reader holds back the checkpoint.
+    create(&app, &store, "EST-LATE").await;
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        a_snapshot_is_open(&db).await,
+        "the export is still running while its client waits"
+    );
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while a_snapshot_is_open(&db).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the export kept its snapshot 5 s after the client cancelled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The server goes on serving.
+    create(&app, &store, "EST-AFTER").await;
+}
