@@ -50,6 +50,10 @@ pub enum Error {
     /// UNIMPLEMENTED: an RPC whose issue has not landed yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// RESOURCE_EXHAUSTED: a server-wide limit is reached (e.g. reports
+    /// running at once); retrying later may help.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// UNAVAILABLE: the database cannot be reached; retrying may help.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -22,6 +22,7 @@ impl From<Error> for Status {
             Error::Aborted(msg) => Status::aborted(msg),
             Error::OutOfRange(msg) => Status::out_of_range(msg),
             Error::Unimplemented(msg) => Status::unimplemented(msg),
+            Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
             Error::Unavailable(msg) => {
                 tracing::warn!(error = %msg, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")

@@ -24,7 +24,7 @@ use crate::store::consultations::{self as rows, ConsultationFilter};
 use crate::store::entity::{category, comment, consultation as row, ticket_event};
 use crate::store::events::{self, ActorRef};
 use crate::store::tickets::RowStream;
-use crate::store::{self, CONSULTATION_NUMBER, Store, db_error};
+use crate::store::{self, CONSULTATION_NUMBER, Snapshot, Store, db_error};
 
 pub const TICKET_TYPE: &str = "CONSULTATION";
 
@@ -263,7 +263,7 @@ impl Consultations {
         filter.account = who.scope().map(str::to_owned);
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
         let txn = self.store.begin_snapshot().await?;
-        let count = rows::count(&txn, &filter).await?;
+        let count = rows::count(&*txn, &filter).await?;
         let source = ConsultationRows { txn, filter };
         let export = Export {
             source,
@@ -535,7 +535,7 @@ impl Consultations {
 /// Consultations in creation order, for exports.
 struct ConsultationRows {
     /// The export's snapshot: the count and the rows read the same data.
-    txn: DatabaseTransaction,
+    txn: Snapshot,
     filter: ConsultationFilter,
 }
 

@@ -25,7 +25,7 @@ use crate::store::entity::{comment, incident as row, ticket_event};
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
 use crate::store::tickets::RowStream;
-use crate::store::{self, INCIDENT_NUMBER, Store, db_error};
+use crate::store::{self, INCIDENT_NUMBER, Snapshot, Store, db_error};
 
 pub const TICKET_TYPE: &str = "INCIDENT";
 
@@ -494,7 +494,7 @@ impl Incidents {
         let count = if empty {
             0
         } else {
-            rows::count(&txn, &filter).await?
+            rows::count(&*txn, &filter).await?
         };
         let source = IncidentRows { txn, filter, empty };
         let export = Export {
@@ -769,7 +769,7 @@ fn narrowed_statuses(
 /// Incidents in creation order, for exports.
 struct IncidentRows {
     /// The export's snapshot: the count and the rows read the same data.
-    txn: DatabaseTransaction,
+    txn: Snapshot,
     filter: IncidentFilter,
     /// Stage and statuses left nothing to match.
     empty: bool,

@@ -7,10 +7,11 @@ pub mod events;
 pub mod incidents;
 pub mod tickets;
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use anyhow::anyhow;
 use migration::{Migrator, MigratorTrait};
@@ -30,6 +31,30 @@ pub struct Store {
     /// the log follower reads the new events at once instead of at its next poll.
     committed: Arc<Notify>,
     url: Arc<str>,
+    /// Permits for open snapshots (see `begin_snapshot`).
+    snapshots: Arc<Semaphore>,
+}
+
+/// Pooled connections.
+const MAX_CONNECTIONS: u32 = 16;
+/// Snapshots open at once. Each pins a pooled connection for as long as its
+/// reader takes (an export waits for its client), so they get a quarter of
+/// the pool and writers keep the rest.
+pub const MAX_SNAPSHOTS: usize = 4;
+
+/// A read-only transaction over one snapshot, holding one of the store's
+/// snapshot permits until it is dropped.
+pub struct Snapshot {
+    txn: DatabaseTransaction,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deref for Snapshot {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
 }
 
 impl Store {
@@ -41,7 +66,7 @@ impl Store {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
-            .max_connections(16)
+            .max_connections(MAX_CONNECTIONS)
             .map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -60,6 +85,7 @@ impl Store {
             db,
             committed: Arc::new(Notify::new()),
             url: url.into(),
+            snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS)),
         })
     }
 
@@ -109,9 +135,15 @@ impl Store {
     /// Starts a read-only transaction that sees one snapshot of the database
     /// for as long as it lives (PostgreSQL: REPEATABLE READ; SQLite in WAL
     /// mode: a deferred transaction, whose snapshot is fixed at its first
-    /// read). Exports count and page their rows in one, so the header's row
+    /// read). Exports count and read their rows in one, so the header's row
     /// count is the number of rows written, whatever commits meanwhile.
-    pub async fn begin_snapshot(&self) -> Result<DatabaseTransaction, Error> {
+    /// At most [`MAX_SNAPSHOTS`] are open at once; past that RESOURCE_EXHAUSTED.
+    pub async fn begin_snapshot(&self) -> Result<Snapshot, Error> {
+        let permit = self.snapshots.clone().try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "{MAX_SNAPSHOTS} reports are already being exported; retry when one has finished"
+            ))
+        })?;
         let (isolation, access) = match self.backend() {
             DbBackend::Postgres => (
                 Some(IsolationLevel::RepeatableRead),
@@ -119,10 +151,15 @@ impl Store {
             ),
             _ => (None, None),
         };
-        self.db
+        let txn = self
+            .db
             .begin_with_config(isolation, access)
             .await
-            .map_err(db_error)
+            .map_err(db_error)?;
+        Ok(Snapshot {
+            txn,
+            _permit: permit,
+        })
     }
 
     /// Starts a write transaction holding the event-log lock: the counter row

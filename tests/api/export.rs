@@ -442,12 +442,27 @@ async fn a_snapshot_is_open(db: &sea_orm::DatabaseConnection) -> bool {
     }
 }
 
+/// Opens an export and reads its header and first chunk, then leaves it.
+async fn a_stalled_export(
+    client: &mut incident_service_client::IncidentServiceClient<tonic::transport::Channel>,
+    request: &ExportIncidentsRequest,
+) -> tonic::Streaming<ExportReportResponse> {
+    let mut stream = client
+        .export_report(req(&agent(), request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let _header = stream.next().await.unwrap().unwrap();
+    let _first_chunk = stream.next().await.unwrap().unwrap();
+    stream
+}
+
 #[tokio::test]
-async fn a_cancelled_export_lets_go_of_its_snapshot_and_the_server_goes_on() {
+async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     let app = TestApp::spawn().await;
     let store = requester("acme");
-    // Incompressible descriptions: a file far larger than what the stream,
-    // the chunk channel and HTTP/2 windows can hold for an idle client.
+    // Incompressible descriptions: a file (~1.3 MB) far larger than what the
+    // server's buffers and this client's 64 KiB HTTP/2 stream windows hold.
     for i in 0..300 {
         let mut request = new_incident(&format!("EST-{i}"));
         request.description = (0..260)
@@ -466,31 +481,45 @@ async fn a_cancelled_export_lets_go_of_its_snapshot_and_the_server_goes_on() {
         .to_string();
     let mut request = range(&today, &today);
     request.columns = vec!["number".into(), "description".into()];
-    let mut stream = app
-        .incidents()
-        .export_report(req(&agent(), request))
-        .await
+    let slow = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr()))
         .unwrap()
-        .into_inner();
-    let _header = stream.next().await.unwrap().unwrap();
-    let _first_chunk = stream.next().await.unwrap().unwrap();
-    // A write after the export's snapshot, so that on SQLite its reader holds back the checkpoint.
+        .initial_stream_window_size(65_535)
+        // Wide enough for every stalled stream's window: they share it.
+        .initial_connection_window_size(16 << 20)
+        .connect()
+        .await
+        .unwrap();
+    let mut slow = incident_service_client::IncidentServiceClient::new(slow);
+    let mut stalled = vec![];
+    for _ in 0..ticketd::store::MAX_SNAPSHOTS {
+        stalled.push(a_stalled_export(&mut slow, &request).await);
+    }
+    // One more is refused while they wait for their clients.
+    let refused = app
+        .incidents()
+        .export_report(req(&agent(), request.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("retry"), "{refused:?}");
+    // A write after the exports' snapshots, so that on SQLite their readers hold back the checkpoint.
     create(&app, &store, "EST-LATE").await;
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         a_snapshot_is_open(&db).await,
-        "the export is still running while its client waits"
+        "the exports are still running while their clients wait"
     );
-    drop(stream);
+    // Their clients cancel: the snapshots go, and exports run again.
+    drop(stalled);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while a_snapshot_is_open(&db).await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the export kept its snapshot 5 s after the client cancelled"
+            "the exports kept their snapshots 5 s after their clients cancelled"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // The server goes on serving.
-    create(&app, &store, "EST-AFTER").await;
+    let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
+    assert_eq!(header.row_count, 301);
+    assert_eq!(sheet(bytes).height(), 302);
 }

@@ -30,8 +30,9 @@ enum TestDatabase {
     Postgres { admin_url: String, name: String },
 }
 
-/// One running server: its shutdown trigger and its task.
+/// One running server: its address, shutdown trigger and task.
 struct Server {
+    addr: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -59,6 +60,11 @@ pub fn settings(database_url: &str) -> Settings {
 }
 
 impl TestApp {
+    /// The server's address, for a client with settings of its own.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
@@ -145,6 +151,7 @@ async fn start(settings: Settings) -> (Channel, Server) {
     (
         connect(addr).await,
         Server {
+            addr,
             shutdown: Some(tx),
             task: Some(task),
         },
