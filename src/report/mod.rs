@@ -1,6 +1,6 @@
 //! xlsx reports (DESIGN §6): column specs per ticket type and the workbook
 //! writer. The writer runs on a blocking thread, reading rows from a bounded
-//! channel as the database pages them in, with rust_xlsxwriter's
+//! channel as the database streams them in, with rust_xlsxwriter's
 //! constant-memory mode, so a large export never holds all rows in memory;
 //! the zip is written straight to the caller's sink as it is produced.
 pub mod columns;
@@ -36,7 +36,8 @@ const ZIP_LEVEL: u8 = 4;
 /// Writes `headers` and every row received on `rows` as an .xlsx file to
 /// `sink`; returns the number of data rows. Stops early (with an error) when
 /// `cancelled` says so (the client went away, or reading the rows failed):
-/// checked at every batch and once more before the file is finished. Blocking: run it in `spawn_blocking`.
+/// checked at every batch and once more before the file is finished.
+/// Blocking: run it in `spawn_blocking`.
 pub fn write_xlsx(
     sink: impl Write + Send,
     headers: &[Header],
