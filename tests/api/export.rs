@@ -46,6 +46,32 @@ async fn collect(
     Ok((header, bytes))
 }
 
+/// Creates `n` incidents for account acme whose 9,000-character descriptions
+/// are random text, which compression barely shrinks.
+async fn create_with_random_text(app: &TestApp, n: usize) {
+    let store = requester("acme");
+    for i in 0..n {
+        let mut request = new_incident(&format!("EST-{i}"));
+        request.description = (0..260)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")[..9_000]
+            .to_owned();
+        app.incidents()
+            .create_incident(req(&store, request))
+            .await
+            .unwrap();
+    }
+}
+
+/// Today in the calendar's time zone, as a report date.
+fn today() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Mexico_City)
+        .date_naive()
+        .to_string()
+}
+
 fn sheet(bytes: Vec<u8>) -> calamine::Range<Data> {
     let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).expect("a valid xlsx");
     book.worksheet_range("Reporte").expect("the Reporte sheet")
@@ -193,10 +219,7 @@ async fn the_date_range_is_inclusive_in_the_calendars_time_zone() {
 async fn columns_can_be_chosen_and_labelled_in_english() {
     let app = TestApp::spawn().await;
     let incident = create(&app, &requester("acme"), "EST-1").await;
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::America::Mexico_City)
-        .date_naive()
-        .to_string();
+    let today = today();
     let mut request = range(&today, &today);
     request.columns = vec![
         "tracking_number".into(),
@@ -233,10 +256,7 @@ async fn a_requester_exports_only_its_accounts_incidents_and_filters_apply() {
     change(&app, &agent(), &acme_2, IncidentStatus::InProgress)
         .await
         .unwrap();
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::America::Mexico_City)
-        .date_naive()
-        .to_string();
+    let today = today();
     let (header, bytes) = export_incidents(&app, &a, range(&today, &today))
         .await
         .unwrap();
@@ -258,24 +278,9 @@ async fn a_requester_exports_only_its_accounts_incidents_and_filters_apply() {
 #[tokio::test]
 async fn large_reports_arrive_in_chunks_of_at_most_64_kib() {
     let app = TestApp::spawn().await;
-    let store = requester("acme");
-    for i in 0..25 {
-        let mut request = new_incident(&format!("EST-{i}"));
-        // Varied text, so that compression leaves a file of several chunks.
-        request.description = (0..260)
-            .map(|_| uuid::Uuid::new_v4().to_string())
-            .collect::<Vec<_>>()
-            .join(" ")[..9_000]
-            .to_owned();
-        app.incidents()
-            .create_incident(req(&store, request))
-            .await
-            .unwrap();
-    }
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::America::Mexico_City)
-        .date_naive()
-        .to_string();
+    // Compression leaves a file of several chunks.
+    create_with_random_text(&app, 25).await;
+    let today = today();
     let mut request = range(&today, &today);
     request.columns = vec!["number".into(), "description".into()];
     let mut stream = app
@@ -461,24 +466,10 @@ async fn a_stalled_export(
 async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     let app = TestApp::spawn().await;
     let store = requester("acme");
-    // Incompressible descriptions: a file (~1.3 MB) far larger than what the
-    // server's buffers and this client's 64 KiB HTTP/2 stream windows hold.
-    for i in 0..300 {
-        let mut request = new_incident(&format!("EST-{i}"));
-        request.description = (0..260)
-            .map(|_| uuid::Uuid::new_v4().to_string())
-            .collect::<Vec<_>>()
-            .join(" ")[..9_000]
-            .to_owned();
-        app.incidents()
-            .create_incident(req(&store, request))
-            .await
-            .unwrap();
-    }
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::America::Mexico_City)
-        .date_naive()
-        .to_string();
+    // A file (~1.3 MB) far larger than what the server's buffers and this
+    // client's 64 KiB HTTP/2 stream windows hold.
+    create_with_random_text(&app, 300).await;
+    let today = today();
     let mut request = range(&today, &today);
     request.columns = vec!["number".into(), "description".into()];
     let slow = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr()))
