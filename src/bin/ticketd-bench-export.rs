@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         let m = export_once(&url, dir.path(), args.rows).await?;
         let seconds = python_once(&args.python, &rows_csv, &dir.path().join("python.xlsx"))?;
         println!(
-            "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MB, {} bytes; \
+            "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MiB, {} bytes; \
              Python XlsxWriter (constant_memory) {seconds:.2} s; {:.1}×",
             m.0,
             m.1,
@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|");
     println!("| ticketd ExportReport over gRPC (query + xlsx + stream) | {ours_time:.2} s |");
-    println!("| ticketd server peak memory growth | {ours_mem:.1} MB |");
+    println!("| ticketd server peak memory growth | {ours_mem:.1} MiB |");
     println!("| Python XlsxWriter constant_memory, rows already in memory | {py_time:.2} s |");
     println!(
         "| speed-up vs Python, median of the runs' ratios | {:.1}× |",

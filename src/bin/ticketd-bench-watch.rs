@@ -186,13 +186,13 @@ async fn main() -> anyhow::Result<()> {
         ours.max, ceiling.max
     );
     println!(
-        "| server memory per open stream | {:.1} KB | {:.1} KB | {:.1}× |",
+        "| server memory per open stream | {:.1} KiB | {:.1} KiB | {:.1}× |",
         ours_memory,
         raw_memory,
         ours_memory / raw_memory.max(0.01)
     );
     println!(
-        "| server RSS with all streams open | {:.1} MB | {:.1} MB | |",
+        "| server RSS with all streams open | {:.1} MiB | {:.1} MiB | |",
         ours.rss_kb as f64 / 1024.0,
         ceiling.rss_kb as f64 / 1024.0
     );
