@@ -48,6 +48,9 @@ pub struct Settings {
     pub calendar: Calendar,
     /// The deadline scheduler looks for due work at least this often.
     pub scheduler_poll: Duration,
+    /// An export whose client takes nothing for this long is abandoned and
+    /// its read snapshot released.
+    pub export_stall_timeout: Duration,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -71,6 +74,7 @@ pub async fn serve(
         catalog.clone(),
         settings.clock.clone(),
         calendar.clone(),
+        settings.export_stall_timeout,
     );
     let consultations = Consultations::new(
         store.clone(),
@@ -78,6 +82,7 @@ pub async fn serve(
         settings.clock,
         settings.consultation_targets,
         calendar,
+        settings.export_stall_timeout,
     );
     let auth = Authenticate::new(Arc::new(settings.verifier));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// it also wakes at the next deadline and when a change sets one.
     #[arg(long, env = "TICKETD_SCHEDULER_POLL", default_value = "30s", value_parser = parse_duration)]
     pub scheduler_poll: Duration,
+    /// A report download whose client takes no data for this long is abandoned
+    /// (it ends with ABORTED), so that a stalled client does not keep one of
+    /// the server's report slots and its database snapshot.
+    #[arg(long, env = "TICKETD_EXPORT_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub export_stall_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
                 drain_timeout: args.drain_timeout,
                 calendar: args.calendar()?,
                 scheduler_poll: args.scheduler_poll,
+                export_stall_timeout: args.export_stall_timeout,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

@@ -41,7 +41,8 @@ pub enum Error {
     /// FAILED_PRECONDITION: the ticket's state does not allow it.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// ABORTED: expected_version is stale; read again and retry.
+    /// ABORTED: expected_version is stale (read again and retry), or an
+    /// export was abandoned because its client stopped taking data.
     #[error("{0}")]
     Aborted(String),
     /// OUT_OF_RANGE: a cursor beyond what exists.

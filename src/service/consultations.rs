@@ -1,5 +1,6 @@
 //! Consultation use cases.
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -76,6 +77,8 @@ pub struct Consultations {
     targets: Targets,
     /// Due times count business hours on it when `targets.business_hours`.
     calendar: Arc<Calendar>,
+    /// An export whose client takes nothing for this long is abandoned.
+    export_stall: Duration,
 }
 
 impl Consultations {
@@ -85,6 +88,7 @@ impl Consultations {
         clock: Arc<dyn Clock>,
         targets: Targets,
         calendar: Arc<Calendar>,
+        export_stall: Duration,
     ) -> Self {
         Self {
             store,
@@ -92,6 +96,7 @@ impl Consultations {
             clock,
             targets,
             calendar,
+            export_stall,
         }
     }
 
@@ -271,6 +276,7 @@ impl Consultations {
             catalog: self.catalog.clone(),
             locale,
             time_zone,
+            stall_timeout: self.export_stall,
         };
         Ok((count, export::start(export)))
     }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use chrono_tz::Tz;
@@ -36,14 +37,21 @@ pub struct Export<S: RowSource> {
     pub catalog: Arc<Catalog>,
     pub locale: Locale,
     pub time_zone: Tz,
+    /// How long a chunk may wait for the client to take it before the export
+    /// is abandoned (and its snapshot released).
+    pub stall_timeout: Duration,
 }
 
 /// Starts the export and returns the file's chunks as they become ready. The
-/// work stops when the receiver is dropped (the client cancelled).
+/// work stops when the receiver is dropped (the client cancelled) or when a
+/// chunk waits longer than the stall timeout (the client stopped reading);
+/// an export that did not finish ends with its error, never short and clean.
 pub fn start<S: RowSource>(export: Export<S>) -> mpsc::Receiver<Result<Vec<u8>>> {
     let (chunks, receiver) = mpsc::channel(4);
     tokio::spawn(async move {
         if let Err(e) = run(export, &chunks).await {
+            // Everything the export held is released by now; the error waits
+            // behind the chunks already queued, for a client that reads on.
             let _ = chunks.send(Err(e)).await;
         }
     });
@@ -60,6 +68,7 @@ async fn run<S: RowSource>(
         catalog,
         locale,
         time_zone,
+        stall_timeout,
     } = export;
     let headers: Vec<_> = columns.iter().map(|c| c.header(locale)).collect();
     let (rows, rows_rx) = mpsc::channel::<Vec<Vec<Cell>>>(4);
@@ -68,14 +77,28 @@ async fn run<S: RowSource>(
     let failed = Arc::new(AtomicBool::new(false));
     let writer = {
         let (chunks, failed) = (chunks.clone(), failed.clone());
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let stop = chunks.clone();
-            let mut sink = ChunkWriter::new(chunks);
-            report::write_xlsx(&mut sink, &headers, rows_rx, || {
+            let mut sink = ChunkWriter {
+                chunks,
+                buffer: Vec::with_capacity(CHUNK),
+                runtime,
+                stall_timeout,
+                stalled: false,
+            };
+            let written = report::write_xlsx(&mut sink, &headers, rows_rx, || {
                 stop.is_closed() || failed.load(Ordering::Acquire)
-            })?;
-            sink.flush()?;
-            Ok::<_, rust_xlsxwriter::XlsxError>(())
+            })
+            .and_then(|_| Ok(sink.flush()?));
+            match written {
+                Err(_) if sink.stalled => Err(Error::Aborted(format!(
+                    "the export was abandoned: the client took no data for {} s; retry",
+                    stall_timeout.as_secs_f64()
+                ))),
+                Err(e) => Err(Error::Internal(anyhow!("cannot write the report: {e}"))),
+                Ok(()) => Ok(()),
+            }
         })
     };
     // Read rows while the writer works; a closed channel means it stopped
@@ -116,31 +139,44 @@ async fn run<S: RowSource>(
         Ok(()) => Ok(()),
         // The client went away: nobody is left to tell.
         Err(_) if chunks.is_closed() => Ok(()),
-        Err(e) => Err(Error::Internal(anyhow!("cannot write the report: {e}"))),
+        Err(e) => Err(e),
     }
 }
 
 /// Cuts the workbook's bytes into chunks of [`CHUNK`] and hands them to the
 /// stream as they are written (blocking, so the zip writer waits for a slow
-/// client instead of buffering the file). A closed stream is a broken pipe.
+/// client instead of buffering the file). A closed stream is a broken pipe; a
+/// chunk the client does not take within `stall_timeout` is a timeout.
 struct ChunkWriter {
     chunks: mpsc::Sender<Result<Vec<u8>>>,
     buffer: Vec<u8>,
+    /// To wait on the channel with a timer from the blocking thread.
+    runtime: tokio::runtime::Handle,
+    stall_timeout: Duration,
+    /// Set when a chunk timed out.
+    stalled: bool,
 }
 
 impl ChunkWriter {
-    fn new(chunks: mpsc::Sender<Result<Vec<u8>>>) -> Self {
-        ChunkWriter {
-            chunks,
-            buffer: Vec::with_capacity(CHUNK),
-        }
-    }
-
     fn send(&mut self) -> io::Result<()> {
         let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
-        self.chunks.blocking_send(Ok(full)).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "export cancelled by the client")
-        })
+        let sent = self
+            .runtime
+            .block_on(self.chunks.send_timeout(Ok(full), self.stall_timeout));
+        match sent {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                self.stalled = true;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped taking the export",
+                ))
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "export cancelled by the client",
+            )),
+        }
     }
 }
 

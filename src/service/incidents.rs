@@ -1,5 +1,6 @@
 //! Incident use cases.
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -115,11 +116,13 @@ pub struct Incidents {
     calendar: Arc<Calendar>,
     /// Poked when a deadline is set, so the scheduler re-plans its sleep.
     deadlines: Arc<Notify>,
+    /// An export whose client takes nothing for this long is abandoned.
+    export_stall: Duration,
 }
 
 /// An incident waiting for the store's data this long, in business time,
 /// without a requester comment, is finalized by the system.
-pub const MISSING_DATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+pub const MISSING_DATA_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 
 impl Incidents {
     pub fn new(
@@ -127,6 +130,7 @@ impl Incidents {
         catalog: Arc<Catalog>,
         clock: Arc<dyn Clock>,
         calendar: Arc<Calendar>,
+        export_stall: Duration,
     ) -> Self {
         Self {
             store,
@@ -134,6 +138,7 @@ impl Incidents {
             clock,
             calendar,
             deadlines: Arc::new(Notify::new()),
+            export_stall,
         }
     }
 
@@ -503,6 +508,7 @@ impl Incidents {
             catalog: self.catalog.clone(),
             locale,
             time_zone,
+            stall_timeout: self.export_stall,
         };
         Ok((count, export::start(export)))
     }

@@ -447,6 +447,30 @@ async fn a_snapshot_is_open(db: &sea_orm::DatabaseConnection) -> bool {
     }
 }
 
+/// A client whose HTTP/2 stream windows (64 KiB) hold only a little of a file.
+async fn slow_client(
+    app: &TestApp,
+) -> incident_service_client::IncidentServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr()))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        // Wide enough for every stalled stream's window: they share it.
+        .initial_connection_window_size(16 << 20)
+        .connect()
+        .await
+        .unwrap();
+    incident_service_client::IncidentServiceClient::new(channel)
+}
+
+/// Waits (up to 10 s) until no export holds a read snapshot.
+async fn snapshots_released(db: &sea_orm::DatabaseConnection, why: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a_snapshot_is_open(db).await {
+        assert!(tokio::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Opens an export and reads its header and first chunk, then leaves it.
 async fn a_stalled_export(
     client: &mut incident_service_client::IncidentServiceClient<tonic::transport::Channel>,
@@ -472,15 +496,7 @@ async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     let today = today();
     let mut request = range(&today, &today);
     request.columns = vec!["number".into(), "description".into()];
-    let slow = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr()))
-        .unwrap()
-        .initial_stream_window_size(65_535)
-        // Wide enough for every stalled stream's window: they share it.
-        .initial_connection_window_size(16 << 20)
-        .connect()
-        .await
-        .unwrap();
-    let mut slow = incident_service_client::IncidentServiceClient::new(slow);
+    let mut slow = slow_client(&app).await;
     let mut stalled = vec![];
     for _ in 0..ticketd::store::MAX_SNAPSHOTS {
         stalled.push(a_stalled_export(&mut slow, &request).await);
@@ -502,15 +518,83 @@ async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     );
     // Their clients cancel: the snapshots go, and exports run again.
     drop(stalled);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while a_snapshot_is_open(&db).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the exports kept their snapshots 5 s after their clients cancelled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    snapshots_released(
+        &db,
+        "the exports kept their snapshots 10 s after their clients cancelled",
+    )
+    .await;
     let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
     assert_eq!(header.row_count, 301);
     assert_eq!(sheet(bytes).height(), 302);
+}
+
+#[tokio::test]
+async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
+    let app =
+        TestApp::spawn_with(|s| s.export_stall_timeout = std::time::Duration::from_secs(1)).await;
+    let store = requester("acme");
+    create_with_random_text(&app, 300).await;
+    let today = today();
+    let mut request = range(&today, &today);
+    request.columns = vec!["number".into(), "description".into()];
+    let mut slow = slow_client(&app).await;
+
+    // A slow reader that keeps taking data (a pause under the timeout between
+    // chunks) gets the whole file.
+    let mut reading = slow
+        .export_report(req(&agent(), request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let header = match reading.next().await.unwrap().unwrap().kind {
+        Some(export_report_response::Kind::Header(h)) => h,
+        other => panic!("the header first, got {other:?}"),
+    };
+    let mut bytes = vec![];
+    while let Some(message) = reading.next().await {
+        let Some(export_report_response::Kind::Data(chunk)) = message.unwrap().kind else {
+            panic!("only data follows the header");
+        };
+        bytes.extend(chunk);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(header.row_count, 300);
+    assert_eq!(sheet(bytes).height(), 301);
+
+    // Clients that stop reading but stay connected: their exports are
+    // abandoned after the timeout and their snapshots released, while the
+    // streams are still open.
+    let mut stalled = vec![];
+    for _ in 0..ticketd::store::MAX_SNAPSHOTS {
+        stalled.push(a_stalled_export(&mut slow, &request).await);
+    }
+    create(&app, &store, "EST-LATE").await;
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    snapshots_released(
+        &db,
+        "stalled exports kept their snapshots 10 s past a 1 s stall timeout",
+    )
+    .await;
+    // Every report slot is free again.
+    let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
+    assert_eq!(header.row_count, 301);
+    assert_eq!(sheet(bytes).height(), 302);
+    // A stalled client that reads on gets what was queued, then ABORTED:
+    // never a short file that ends as if it were whole.
+    let mut stream = stalled.pop().unwrap();
+    let mut received = 0;
+    let status = loop {
+        match stream.next().await {
+            Some(Ok(message)) => {
+                let Some(export_report_response::Kind::Data(chunk)) = message.kind else {
+                    panic!("only data follows the header");
+                };
+                received += chunk.len();
+            }
+            Some(Err(status)) => break status,
+            None => panic!("the abandoned export ended cleanly after {received} bytes"),
+        }
+    };
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(status.message().contains("took no data"), "{status:?}");
 }

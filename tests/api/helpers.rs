@@ -56,6 +56,7 @@ pub fn settings(database_url: &str) -> Settings {
         drain_timeout: std::time::Duration::from_secs(5),
         calendar: ticketd::domain::calendar::Calendar::mexico_default(),
         scheduler_poll: std::time::Duration::from_millis(100),
+        export_stall_timeout: std::time::Duration::from_secs(60),
     }
 }
 
