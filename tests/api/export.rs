@@ -25,6 +25,14 @@ async fn export_incidents(
 async fn collect(
     stream: &mut tonic::Streaming<ExportReportResponse>,
 ) -> Result<(ExportHeader, Vec<u8>), tonic::Status> {
+    collect_pausing(stream, std::time::Duration::ZERO).await
+}
+
+/// The header and the file's bytes, as a client that waits `pause` after each chunk.
+async fn collect_pausing(
+    stream: &mut tonic::Streaming<ExportReportResponse>,
+    pause: std::time::Duration,
+) -> Result<(ExportHeader, Vec<u8>), tonic::Status> {
     let header = match stream.next().await.expect("a first message")?.kind {
         Some(export_report_response::Kind::Header(h)) => h,
         other => panic!("the first message is the header, got {other:?}"),
@@ -39,6 +47,7 @@ async fn collect(
                     chunk.len()
                 );
                 bytes.extend(chunk);
+                tokio::time::sleep(pause).await;
             }
             other => panic!("only data follows the header, got {other:?}"),
         }
@@ -447,10 +456,19 @@ async fn a_snapshot_is_open(db: &sea_orm::DatabaseConnection) -> bool {
     }
 }
 
-/// A client whose HTTP/2 stream windows (64 KiB) hold only a little of a file.
-async fn slow_client(
+/// 300 incidents with random text, the request of their report (~1.3 MB, far
+/// larger than the server's buffers and the client's windows hold) and a
+/// client whose HTTP/2 stream windows (64 KiB) hold only a little of it.
+async fn a_large_report(
     app: &TestApp,
-) -> incident_service_client::IncidentServiceClient<tonic::transport::Channel> {
+) -> (
+    ExportIncidentsRequest,
+    incident_service_client::IncidentServiceClient<tonic::transport::Channel>,
+) {
+    create_with_random_text(app, 300).await;
+    let today = today();
+    let mut request = range(&today, &today);
+    request.columns = vec!["number".into(), "description".into()];
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr()))
         .unwrap()
         .initial_stream_window_size(65_535)
@@ -459,16 +477,29 @@ async fn slow_client(
         .connect()
         .await
         .unwrap();
-    incident_service_client::IncidentServiceClient::new(channel)
+    (
+        request,
+        incident_service_client::IncidentServiceClient::new(channel),
+    )
 }
 
-/// Waits (up to 10 s) until no export holds a read snapshot.
-async fn snapshots_released(db: &sea_orm::DatabaseConnection, why: &str) {
+/// Waits (up to 10 s) until no export holds a read snapshot, then checks
+/// that a report of `rows` rows runs again (its slot is free).
+async fn exports_let_go(
+    app: &TestApp,
+    db: &sea_orm::DatabaseConnection,
+    request: ExportIncidentsRequest,
+    rows: i64,
+    why: &str,
+) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while a_snapshot_is_open(db).await {
         assert!(tokio::time::Instant::now() < deadline, "{why}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let (header, bytes) = export_incidents(app, &agent(), request).await.unwrap();
+    assert_eq!(header.row_count, rows);
+    assert_eq!(sheet(bytes).height(), rows as usize + 1);
 }
 
 /// Opens an export and reads its header and first chunk, then leaves it.
@@ -490,13 +521,7 @@ async fn a_stalled_export(
 async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     let app = TestApp::spawn().await;
     let store = requester("acme");
-    // A file (~1.3 MB) far larger than what the server's buffers and this
-    // client's 64 KiB HTTP/2 stream windows hold.
-    create_with_random_text(&app, 300).await;
-    let today = today();
-    let mut request = range(&today, &today);
-    request.columns = vec!["number".into(), "description".into()];
-    let mut slow = slow_client(&app).await;
+    let (request, mut slow) = a_large_report(&app).await;
     let mut stalled = vec![];
     for _ in 0..ticketd::store::MAX_SNAPSHOTS {
         stalled.push(a_stalled_export(&mut slow, &request).await);
@@ -518,14 +543,14 @@ async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     );
     // Their clients cancel: the snapshots go, and exports run again.
     drop(stalled);
-    snapshots_released(
+    exports_let_go(
+        &app,
         &db,
+        request,
+        301,
         "the exports kept their snapshots 10 s after their clients cancelled",
     )
     .await;
-    let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
-    assert_eq!(header.row_count, 301);
-    assert_eq!(sheet(bytes).height(), 302);
 }
 
 #[tokio::test]
@@ -533,11 +558,7 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
     let app =
         TestApp::spawn_with(|s| s.export_stall_timeout = std::time::Duration::from_secs(1)).await;
     let store = requester("acme");
-    create_with_random_text(&app, 300).await;
-    let today = today();
-    let mut request = range(&today, &today);
-    request.columns = vec!["number".into(), "description".into()];
-    let mut slow = slow_client(&app).await;
+    let (request, mut slow) = a_large_report(&app).await;
 
     // A slow reader that keeps taking data (a pause under the timeout between
     // chunks) gets the whole file.
@@ -546,18 +567,9 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
         .await
         .unwrap()
         .into_inner();
-    let header = match reading.next().await.unwrap().unwrap().kind {
-        Some(export_report_response::Kind::Header(h)) => h,
-        other => panic!("the header first, got {other:?}"),
-    };
-    let mut bytes = vec![];
-    while let Some(message) = reading.next().await {
-        let Some(export_report_response::Kind::Data(chunk)) = message.unwrap().kind else {
-            panic!("only data follows the header");
-        };
-        bytes.extend(chunk);
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    let (header, bytes) = collect_pausing(&mut reading, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
     assert_eq!(header.row_count, 300);
     assert_eq!(sheet(bytes).height(), 301);
 
@@ -570,15 +582,14 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
     }
     create(&app, &store, "EST-LATE").await;
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    snapshots_released(
+    exports_let_go(
+        &app,
         &db,
+        request,
+        301,
         "stalled exports kept their snapshots 10 s past a 1 s stall timeout",
     )
     .await;
-    // Every report slot is free again.
-    let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
-    assert_eq!(header.row_count, 301);
-    assert_eq!(sheet(bytes).height(), 302);
     // A stalled client that reads on gets what was queued, then ABORTED:
     // never a short file that ends as if it were whole.
     let mut stream = stalled.pop().unwrap();
