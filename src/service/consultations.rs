@@ -24,7 +24,7 @@ use crate::store::catalog::Catalog;
 use crate::store::consultations::{self as rows, ConsultationFilter};
 use crate::store::entity::{category, comment, consultation as row, ticket_event};
 use crate::store::events::{self, ActorRef};
-use crate::store::tickets::RowStream;
+use crate::store::tickets::{self, RowStream};
 use crate::store::{self, CONSULTATION_NUMBER, Snapshot, Store, db_error};
 
 pub const TICKET_TYPE: &str = "CONSULTATION";
@@ -218,7 +218,7 @@ impl Consultations {
     ) -> Result<ListPage> {
         let conn = self.store.conn();
         filter.account = who.scope().map(str::to_owned);
-        let counts = rows::count_by_status(conn, &filter).await?;
+        let counts = tickets::count_by_status(conn, &filter).await?;
         let mut status_counts = [0i64; 4];
         for (status, n) in &counts {
             status_counts[0] += n;
@@ -239,7 +239,7 @@ impl Consultations {
                 .sum()
         };
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
-        let mut consultations = rows::list(conn, &filter, true, cursor, page_size + 1).await?;
+        let mut consultations = tickets::page(conn, &filter, true, cursor, page_size + 1).await?;
         let next = if consultations.len() as u64 > page_size {
             consultations.truncate(page_size as usize);
             consultations.last().map(|m| (m.created_at, m.id.clone()))
@@ -268,7 +268,7 @@ impl Consultations {
         filter.account = who.scope().map(str::to_owned);
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
         let txn = self.store.begin_snapshot().await?;
-        let count = rows::count(&*txn, &filter).await?;
+        let count = tickets::count(&*txn, &filter).await?;
         let source = ConsultationRows { txn, filter };
         let export = Export {
             source,
@@ -549,7 +549,7 @@ impl RowSource for ConsultationRows {
     type Row = row::ExportRow;
 
     async fn rows(&self) -> Result<RowStream<'_, row::ExportRow>> {
-        rows::stream(&self.txn, &self.filter).await
+        tickets::stream(&self.txn, &self.filter).await
     }
 }
 

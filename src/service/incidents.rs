@@ -25,7 +25,7 @@ use crate::store::catalog::Catalog;
 use crate::store::entity::{comment, incident as row, ticket_event};
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
-use crate::store::tickets::RowStream;
+use crate::store::tickets::{self, RowStream};
 use crate::store::{self, INCIDENT_NUMBER, Snapshot, Store, db_error};
 
 pub const TICKET_TYPE: &str = "INCIDENT";
@@ -416,7 +416,7 @@ impl Incidents {
     pub async fn list(&self, who: &Principal, mut query: ListQuery) -> Result<ListPage> {
         let conn = self.store.conn();
         query.filter.account = who.scope().map(str::to_owned);
-        let counts = rows::count_by_status(conn, &query.filter).await?;
+        let counts = tickets::count_by_status(conn, &query.filter).await?;
         let mut stage_counts = [0i64; 4];
         for (status, n) in &counts {
             stage_counts[0] += n;
@@ -451,11 +451,11 @@ impl Incidents {
         if narrowed {
             filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
         }
-        let mut incidents = rows::list(
+        let mut incidents = tickets::page(
             conn,
             &filter,
             query.descending,
-            query.cursor,
+            query.cursor.map(|c| (c.created_at, c.number)),
             query.page_size + 1,
         )
         .await?;
@@ -499,7 +499,7 @@ impl Incidents {
         let count = if empty {
             0
         } else {
-            rows::count(&*txn, &filter).await?
+            tickets::count(&*txn, &filter).await?
         };
         let source = IncidentRows { txn, filter, empty };
         let export = Export {
@@ -788,7 +788,7 @@ impl RowSource for IncidentRows {
         if self.empty {
             return Ok(Box::pin(tokio_stream::empty()));
         }
-        rows::stream(&self.txn, &self.filter).await
+        tickets::stream(&self.txn, &self.filter).await
     }
 }
 

@@ -1,13 +1,12 @@
 //! Consultation rows: insert, optimistic updates, filtered keyset listing.
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use super::db_error;
 use super::entity::consultation::{self, Column, Entity};
-use super::tickets::{self, RowStream};
+use super::tickets::{self, TicketFilter};
 use crate::domain::Error;
 
 /// The filters of ListConsultations, already validated.
@@ -25,7 +24,13 @@ pub struct ConsultationFilter {
     pub search_pattern: Option<String>,
 }
 
-impl ConsultationFilter {
+impl TicketFilter for ConsultationFilter {
+    type Table = Entity;
+
+    fn created_range(&mut self) -> (&mut Option<i64>, &mut Option<i64>) {
+        (&mut self.created_from, &mut self.created_to)
+    }
+
     fn apply(&self, mut query: Select<Entity>) -> Select<Entity> {
         if let Some(account) = &self.account {
             query = query.filter(Column::Account.eq(account.as_str()));
@@ -94,80 +99,6 @@ pub async fn update_versioned(
     expected_version: i64,
 ) -> Result<bool, Error> {
     tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
-}
-
-/// The export projection of every row matching `filter`, in (created_at,
-/// id) order, streamed.
-pub async fn stream<'a>(
-    txn: &'a DatabaseTransaction,
-    filter: &ConsultationFilter,
-) -> Result<RowStream<'a, consultation::ExportRow>, Error> {
-    tickets::stream::<Entity, _>(txn, filter.apply(Entity::find())).await
-}
-
-/// One page in (created_at, id) order, after `cursor`.
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    filter: &ConsultationFilter,
-    descending: bool,
-    cursor: Option<(i64, String)>,
-    limit: u64,
-) -> Result<Vec<consultation::Model>, Error> {
-    let mut filter = filter.clone();
-    (filter.created_from, filter.created_to) = tickets::seek_range(
-        filter.created_from,
-        filter.created_to,
-        cursor.as_ref().map(|(at, _)| *at),
-        descending,
-    );
-    let mut query = filter.apply(Entity::find());
-    if let Some((at, id)) = cursor {
-        // A row-value comparison, answered from the (created_at, id) index.
-        let key = Expr::tuple([Expr::col(Column::CreatedAt), Expr::col(Column::Id)]);
-        let after = Expr::tuple([Expr::val(at), Expr::val(id)]);
-        query = query.filter(if descending {
-            key.lt(after)
-        } else {
-            key.gt(after)
-        });
-    }
-    query = if descending {
-        query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::Id)
-    } else {
-        query
-            .order_by_asc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-    };
-    query.limit(limit).all(conn).await.map_err(db_error)
-}
-
-/// How many consultations match `filter`.
-pub async fn count(conn: &impl ConnectionTrait, filter: &ConsultationFilter) -> Result<i64, Error> {
-    let n = filter
-        .apply(Entity::find())
-        .count(conn)
-        .await
-        .map_err(db_error)?;
-    i64::try_from(n).map_err(|e| Error::Internal(e.into()))
-}
-
-/// How many consultations per status match `filter`.
-pub async fn count_by_status(
-    conn: &impl ConnectionTrait,
-    filter: &ConsultationFilter,
-) -> Result<Vec<(String, i64)>, Error> {
-    filter
-        .apply(Entity::find())
-        .select_only()
-        .column(Column::Status)
-        .column_as(Expr::col(Column::Id).count(), "n")
-        .group_by(Column::Status)
-        .into_tuple::<(String, i64)>()
-        .all(conn)
-        .await
-        .map_err(db_error)
 }
 
 fn breach_candidates() -> Select<Entity> {

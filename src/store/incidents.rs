@@ -1,13 +1,13 @@
 //! Incident rows: insert, optimistic updates, filtered keyset listing.
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Select,
 };
 
 use super::db_error;
 use super::entity::incident::{self, Column, Entity};
-use super::tickets::{self, RowStream};
+use super::tickets::{self, TicketFilter};
 use crate::domain::Error;
 
 /// The filters of ListIncidents, already validated.
@@ -27,7 +27,13 @@ pub struct IncidentFilter {
     pub search_pattern: Option<String>,
 }
 
-impl IncidentFilter {
+impl TicketFilter for IncidentFilter {
+    type Table = Entity;
+
+    fn created_range(&mut self) -> (&mut Option<i64>, &mut Option<i64>) {
+        (&mut self.created_from, &mut self.created_to)
+    }
+
     fn apply(&self, mut query: Select<Entity>) -> Select<Entity> {
         if let Some(account) = &self.account {
             query = query.filter(Column::Account.eq(account.as_str()));
@@ -106,78 +112,6 @@ pub async fn update_versioned(
     expected_version: i64,
 ) -> Result<bool, Error> {
     tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
-}
-
-/// The export projection of every row matching `filter`, in (created_at,
-/// number) order, streamed.
-pub async fn stream<'a>(
-    txn: &'a DatabaseTransaction,
-    filter: &IncidentFilter,
-) -> Result<RowStream<'a, incident::ExportRow>, Error> {
-    tickets::stream::<Entity, _>(txn, filter.apply(Entity::find())).await
-}
-
-/// One page in (created_at, number) order, after `cursor`.
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    filter: &IncidentFilter,
-    descending: bool,
-    cursor: Option<Cursor>,
-    limit: u64,
-) -> Result<Vec<incident::Model>, Error> {
-    let mut filter = filter.clone();
-    (filter.created_from, filter.created_to) = tickets::seek_range(
-        filter.created_from,
-        filter.created_to,
-        cursor.map(|c| c.created_at),
-        descending,
-    );
-    let mut query = filter.apply(Entity::find());
-    if let Some(c) = cursor {
-        // A row-value comparison, which both databases answer from the
-        // (created_at, number) index, unlike the equivalent OR of two terms.
-        let key = Expr::tuple([Expr::col(Column::CreatedAt), Expr::col(Column::Number)]);
-        let at = Expr::tuple([Expr::val(c.created_at), Expr::val(c.number)]);
-        let after = if descending { key.lt(at) } else { key.gt(at) };
-        query = query.filter(after);
-    }
-    query = if descending {
-        query
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::Number)
-    } else {
-        query
-            .order_by_asc(Column::CreatedAt)
-            .order_by_asc(Column::Number)
-    };
-    query.limit(limit).all(conn).await.map_err(db_error)
-}
-
-/// How many incidents per status match `filter`.
-pub async fn count_by_status(
-    conn: &impl ConnectionTrait,
-    filter: &IncidentFilter,
-) -> Result<Vec<(String, i64)>, Error> {
-    filter
-        .apply(Entity::find())
-        .select_only()
-        .column(Column::Status)
-        .column_as(Expr::col(Column::Id).count(), "n")
-        .group_by(Column::Status)
-        .into_tuple::<(String, i64)>()
-        .all(conn)
-        .await
-        .map_err(db_error)
-}
-
-/// How many incidents match `filter`.
-pub async fn count(conn: &impl ConnectionTrait, filter: &IncidentFilter) -> Result<i64, Error> {
-    let n = filter
-        .apply(Entity::find())
-        .count(conn)
-        .await
-        .map_err(db_error)?;
-    i64::try_from(n).map_err(|e| Error::Internal(e.into()))
 }
 
 /// Inserts many rows at once (seeding, benchmarks). Events are not written.

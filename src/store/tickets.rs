@@ -4,7 +4,8 @@ use std::pin::Pin;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    IntoActiveModel, PartialModelTrait, QueryFilter, QueryOrder, Select,
+    IntoActiveModel, Order, PaginatorTrait, PartialModelTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Value,
 };
 use tokio_stream::{Stream, StreamExt};
 
@@ -23,6 +24,7 @@ pub trait TicketTable: EntityTrait {
     const IDEMPOTENCY_KEY: Self::Column;
     const VERSION: Self::Column;
     const BREACHED_AT: Self::Column;
+    const STATUS: Self::Column;
     const CREATED_AT: Self::Column;
     /// Orders tickets created in the same microsecond (with CREATED_AT, the
     /// order of lists and exports).
@@ -36,6 +38,7 @@ impl TicketTable for incident::Entity {
     const IDEMPOTENCY_KEY: incident::Column = incident::Column::IdempotencyKey;
     const VERSION: incident::Column = incident::Column::Version;
     const BREACHED_AT: incident::Column = incident::Column::BreachedAt;
+    const STATUS: incident::Column = incident::Column::Status;
     const CREATED_AT: incident::Column = incident::Column::CreatedAt;
     const TIE: incident::Column = incident::Column::Number;
 }
@@ -47,8 +50,86 @@ impl TicketTable for consultation::Entity {
     const IDEMPOTENCY_KEY: consultation::Column = consultation::Column::IdempotencyKey;
     const VERSION: consultation::Column = consultation::Column::Version;
     const BREACHED_AT: consultation::Column = consultation::Column::BreachedAt;
+    const STATUS: consultation::Column = consultation::Column::Status;
     const CREATED_AT: consultation::Column = consultation::Column::CreatedAt;
     const TIE: consultation::Column = consultation::Column::Id;
+}
+
+/// The validated filters of a ticket list (ListIncidents, ListConsultations,
+/// their reports), as conditions on their table.
+pub trait TicketFilter: Clone {
+    type Table: TicketTable;
+    fn apply(&self, query: Select<Self::Table>) -> Select<Self::Table>;
+    /// The created_at bounds `[from, to)`, for keyset pages to narrow.
+    fn created_range(&mut self) -> (&mut Option<i64>, &mut Option<i64>);
+}
+
+type Model<F> = <<F as TicketFilter>::Table as EntityTrait>::Model;
+
+/// One page of the rows `filter` matches, in (created_at, tie) order, after
+/// `cursor` (the last row of the previous page: its created_at and tie).
+pub async fn page<F: TicketFilter>(
+    conn: &impl ConnectionTrait,
+    filter: &F,
+    descending: bool,
+    cursor: Option<(i64, impl Into<Value>)>,
+    limit: u64,
+) -> Result<Vec<Model<F>>, Error> {
+    let mut filter = filter.clone();
+    let (from, to) = filter.created_range();
+    (*from, *to) = seek_range(*from, *to, cursor.as_ref().map(|(at, _)| *at), descending);
+    let mut query = filter.apply(F::Table::find());
+    if let Some((at, tie)) = cursor {
+        use sea_orm::sea_query::ExprTrait as _;
+        // A row-value comparison, which both databases answer from the
+        // (created_at, tie) index, unlike the equivalent OR of two terms.
+        let key = Expr::tuple([Expr::col(F::Table::CREATED_AT), Expr::col(F::Table::TIE)]);
+        let after = Expr::tuple([Expr::val(at), Expr::val(tie)]);
+        query = query.filter(if descending {
+            key.lt(after)
+        } else {
+            key.gt(after)
+        });
+    }
+    let order = if descending { Order::Desc } else { Order::Asc };
+    query
+        .order_by(F::Table::CREATED_AT, order.clone())
+        .order_by(F::Table::TIE, order)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// How many tickets match `filter`.
+pub async fn count<F: TicketFilter>(conn: &impl ConnectionTrait, filter: &F) -> Result<i64, Error>
+where
+    Model<F>: Sync,
+{
+    let n = filter
+        .apply(F::Table::find())
+        .count(conn)
+        .await
+        .map_err(db_error)?;
+    i64::try_from(n).map_err(|e| Error::Internal(e.into()))
+}
+
+/// How many tickets per status match `filter`.
+pub async fn count_by_status<F: TicketFilter>(
+    conn: &impl ConnectionTrait,
+    filter: &F,
+) -> Result<Vec<(String, i64)>, Error> {
+    use sea_orm::sea_query::ExprTrait as _;
+    filter
+        .apply(F::Table::find())
+        .select_only()
+        .column(F::Table::STATUS)
+        .column_as(Expr::col(F::Table::ID).count(), "n")
+        .group_by(F::Table::STATUS)
+        .into_tuple::<(String, i64)>()
+        .all(conn)
+        .await
+        .map_err(db_error)
 }
 
 /// The created_at range of a keyset page: `[from, to)` narrowed so that it
@@ -73,20 +154,21 @@ pub fn seek_range(
     }
 }
 
-/// The projection `P` of every row `query` selects, in creation order, as one
-/// query whose rows are decoded as they are consumed (exports: no per-page
-/// round trips, nothing held but the rows in flight).
-pub async fn stream<'a, E, P>(
+/// The projection `P` of every row `filter` matches, in creation order, as
+/// one query whose rows are decoded as they are consumed (exports: no
+/// per-page round trips, nothing held but the rows in flight).
+pub async fn stream<'a, F, P>(
     txn: &'a DatabaseTransaction,
-    query: Select<E>,
+    filter: &F,
 ) -> Result<RowStream<'a, P>, Error>
 where
-    E: TicketTable,
+    F: TicketFilter,
     P: PartialModelTrait + Send + 'a,
 {
-    let rows = query
-        .order_by_asc(E::CREATED_AT)
-        .order_by_asc(E::TIE)
+    let rows = filter
+        .apply(F::Table::find())
+        .order_by_asc(F::Table::CREATED_AT)
+        .order_by_asc(F::Table::TIE)
         .into_partial_model::<P>()
         .stream(txn)
         .await
