@@ -152,6 +152,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
     let server = Server::builder()
+        .trace_fn(crate::telemetry::request_span)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health)

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            telemetry::init();
+            let telemetry = telemetry::init()?;
             let verifier = verifier(&cli.common)?;
             let settings = app::Settings {
                 database_url: database_url(&cli.common)?,
@@ -34,18 +34,26 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
-            app::serve(settings, listener, app::shutdown_signal()).await
+            let served = app::serve(settings, listener, app::shutdown_signal()).await;
+            telemetry.shutdown().await;
+            served
         }
         Command::Migrate => {
-            telemetry::init();
+            let telemetry = telemetry::init()?;
             let url = database_url(&cli.common)?;
-            let store = Store::connect(&url).await?;
-            store.migrate().await?;
-            tracing::info!(database = %ticketd::store::redact(&url), "migrations applied");
-            Ok(())
+            let migrated = migrate(&url).await;
+            telemetry.shutdown().await;
+            migrated
         }
         Command::Token(args) => token(&cli.common, args),
     }
+}
+
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    let store = Store::connect(url).await?;
+    store.migrate().await?;
+    tracing::info!(database = %ticketd::store::redact(url), "migrations applied");
+    Ok(())
 }
 
 /// The database URL; for the SQLite default, makes sure the data directory exists.

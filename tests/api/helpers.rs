@@ -73,7 +73,7 @@ impl TestApp {
     /// Spawns a server whose settings `configure` adjusts.
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            ticketd::telemetry::init();
+            let _ = ticketd::telemetry::init();
         }
         let (database, database_url) = fresh_database().await;
         let mut settings = settings(&database_url);

@@ -11,5 +11,6 @@ mod isolation;
 mod pagination;
 mod process;
 mod sla;
+mod telemetry;
 mod transitions;
 mod watch;

@@ -17,6 +17,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `ticketd serve` on 127.0.0.1:0 against `database_url`.
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with_env(database_url, &[]).await
+    }
+
+    /// Starts it with these environment variables as well.
+    pub async fn start_with_env(database_url: &str, env: &[(&str, &str)]) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
             .args([
@@ -32,6 +37,7 @@ impl ServerProcess {
             .env("TICKETD_JWT_SECRET", std::str::from_utf8(SECRET).unwrap())
             .env("TICKETD_DATA_DIR", data_dir.path())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
