@@ -4,6 +4,8 @@
 //! XlsxWriter (constant_memory) writing the same rows, in the same run.
 //!
 //! `cargo run --release --bin ticketd-bench-export -- --rows 100000 --runs 3`
+//! (`--postgres postgres://postgres@127.0.0.1:5432/test` runs it on a fresh
+//! PostgreSQL database created next to that one, and dropped after.)
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,26 +58,38 @@ struct Args {
     /// Python interpreter with XlsxWriter installed.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Run on PostgreSQL: a server URL whose user may create databases.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
-    let rows_csv = dir.path().join("rows.csv");
-    seed(&url, args.rows, &rows_csv).await?;
+    let database = match &args.postgres {
+        Some(admin) => BenchDatabase::postgres(admin).await?,
+        None => BenchDatabase::Sqlite(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        )),
+    };
+    let result = run(&args, database.url(), dir.path()).await;
+    database.drop().await;
+    result
+}
+
+async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
+    let rows_csv = dir.join("rows.csv");
+    seed(url, args.rows, &rows_csv).await?;
     println!("seeded {} incidents", args.rows);
 
     // Alternate the two, so that a slow spell of this shared machine falls on
     // both alike; each pair gives a ratio.
     let (mut ours, mut python, mut ratios) = (vec![], vec![], vec![]);
     for run in 1..=args.runs {
-        let m = export_once(&url, dir.path(), args.rows).await?;
-        let seconds = python_once(&args.python, &rows_csv, &dir.path().join("python.xlsx"))?;
+        let m = export_once(url, dir, args.rows).await?;
+        let seconds = python_once(&args.python, &rows_csv, &dir.join("python.xlsx"))?;
         println!(
             "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MiB, {} bytes; \
              Python XlsxWriter (constant_memory) {seconds:.2} s; {:.1}×",
@@ -105,6 +119,53 @@ async fn main() -> anyhow::Result<()> {
         median(ratios)
     );
     Ok(())
+}
+
+/// Where the bench's incidents live.
+enum BenchDatabase {
+    Sqlite(String),
+    /// A database created for the run: (server URL, its name, its URL).
+    Postgres(String, String, String),
+}
+
+impl BenchDatabase {
+    async fn postgres(admin_url: &str) -> anyhow::Result<Self> {
+        use sea_orm::ConnectionTrait;
+        let name = format!("ticketd_bench_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        admin.close().await?;
+        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        let url = if query.is_empty() {
+            format!("{server}/{name}")
+        } else {
+            format!("{server}/{name}?{query}")
+        };
+        Ok(Self::Postgres(admin_url.to_owned(), name, url))
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Self::Sqlite(url) | Self::Postgres(_, _, url) => url,
+        }
+    }
+
+    async fn drop(self) {
+        use sea_orm::ConnectionTrait;
+        if let Self::Postgres(admin_url, name, _) = self
+            && let Ok(admin) = sea_orm::Database::connect(&admin_url).await
+        {
+            let dropped = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            if let Err(e) = dropped {
+                eprintln!("cannot drop {name}: {e}");
+            }
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
