@@ -53,6 +53,15 @@ impl Principal {
             Role::Agent | Role::Admin => None,
         }
     }
+
+    /// Who a shared resource is counted against: a requester's account (its
+    /// users share it), or the agent.
+    pub fn quota_key(&self) -> String {
+        match self.scope() {
+            Some(account) => format!("account {account}"),
+            None => format!("agent {}", self.sub),
+        }
+    }
 }
 
 /// The language of customer-facing labels (`accept-language` metadata).

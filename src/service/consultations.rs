@@ -267,7 +267,7 @@ impl Consultations {
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
         filter.account = who.scope().map(str::to_owned);
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
-        let txn = self.store.begin_snapshot().await?;
+        let txn = self.store.begin_snapshot(&who.quota_key()).await?;
         let count = tickets::count(&*txn, &filter).await?;
         let source = ConsultationRows { txn, filter };
         let export = Export {

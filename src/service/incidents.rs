@@ -495,7 +495,7 @@ impl Incidents {
             .iter()
             .map(|s| s.as_str())
             .collect();
-        let txn = self.store.begin_snapshot().await?;
+        let txn = self.store.begin_snapshot(&who.quota_key()).await?;
         let count = if empty {
             0
         } else {

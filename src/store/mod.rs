@@ -7,8 +7,9 @@ pub mod events;
 pub mod incidents;
 pub mod tickets;
 
+use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -33,6 +34,8 @@ pub struct Store {
     url: Arc<str>,
     /// Permits for open snapshots (see `begin_snapshot`).
     snapshots: Arc<Semaphore>,
+    /// Open snapshots per owner.
+    owners: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// Pooled connections.
@@ -41,12 +44,49 @@ const MAX_CONNECTIONS: u32 = 16;
 /// reader takes (an export waits for its client), so they get a quarter of
 /// the pool and writers keep the rest.
 pub const MAX_SNAPSHOTS: usize = 4;
+/// Snapshots one owner (an account, an agent) may hold at once, so that one
+/// tenant cannot take every slot from the others.
+pub const MAX_SNAPSHOTS_PER_OWNER: usize = 2;
 
 /// A read-only transaction over one snapshot, holding one of the store's
-/// snapshot permits until it is dropped.
+/// snapshot permits and one of its owner's until it is dropped.
 pub struct Snapshot {
     txn: DatabaseTransaction,
     _permit: OwnedSemaphorePermit,
+    _owner: OwnerSlot,
+}
+
+/// One of an owner's snapshot slots; given back when dropped.
+struct OwnerSlot {
+    owners: Arc<Mutex<HashMap<String, usize>>>,
+    owner: String,
+}
+
+impl OwnerSlot {
+    fn take(owners: &Arc<Mutex<HashMap<String, usize>>>, owner: &str) -> Option<Self> {
+        let mut counts = owners.lock().unwrap_or_else(|e| e.into_inner());
+        let held = counts.entry(owner.to_owned()).or_default();
+        if *held >= MAX_SNAPSHOTS_PER_OWNER {
+            return None;
+        }
+        *held += 1;
+        Some(Self {
+            owners: owners.clone(),
+            owner: owner.to_owned(),
+        })
+    }
+}
+
+impl Drop for OwnerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = counts.get_mut(&self.owner) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&self.owner);
+            }
+        }
+    }
 }
 
 impl Deref for Snapshot {
@@ -86,6 +126,7 @@ impl Store {
             committed: Arc::new(Notify::new()),
             url: url.into(),
             snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS)),
+            owners: Arc::default(),
         })
     }
 
@@ -137,8 +178,15 @@ impl Store {
     /// mode: a deferred transaction, whose snapshot is fixed at its first
     /// read). Exports count and read their rows in one, so the header's row
     /// count is the number of rows written, whatever commits meanwhile.
-    /// At most [`MAX_SNAPSHOTS`] are open at once; past that RESOURCE_EXHAUSTED.
-    pub async fn begin_snapshot(&self) -> Result<Snapshot, Error> {
+    /// At most [`MAX_SNAPSHOTS`] are open at once, and
+    /// [`MAX_SNAPSHOTS_PER_OWNER`] for one `owner`; past that RESOURCE_EXHAUSTED.
+    pub async fn begin_snapshot(&self, owner: &str) -> Result<Snapshot, Error> {
+        let owner = OwnerSlot::take(&self.owners, owner).ok_or_else(|| {
+            Error::ResourceExhausted(format!(
+                "{MAX_SNAPSHOTS_PER_OWNER} of your reports are already being exported; \
+                 retry when one has finished"
+            ))
+        })?;
         let permit = self.snapshots.clone().try_acquire_owned().map_err(|_| {
             Error::ResourceExhausted(format!(
                 "{MAX_SNAPSHOTS} reports are already being exported; retry when one has finished"
@@ -159,6 +207,7 @@ impl Store {
         Ok(Snapshot {
             txn,
             _permit: permit,
+            _owner: owner,
         })
     }
 

@@ -502,13 +502,19 @@ async fn exports_let_go(
     assert_eq!(sheet(bytes).height(), rows as usize + 1);
 }
 
-/// Opens an export and reads its header and first chunk, then leaves it.
+/// Agent number `i` (each counts against its own share of the report slots).
+fn agent_n(i: usize) -> String {
+    token("agent", &format!("agent-{i}"), None)
+}
+
+/// Opens an export as `caller` and reads its header and first chunk, then leaves it.
 async fn a_stalled_export(
     client: &mut incident_service_client::IncidentServiceClient<tonic::transport::Channel>,
+    caller: &str,
     request: &ExportIncidentsRequest,
 ) -> tonic::Streaming<ExportReportResponse> {
     let mut stream = client
-        .export_report(req(&agent(), request.clone()))
+        .export_report(req(caller, request.clone()))
         .await
         .unwrap()
         .into_inner();
@@ -523,17 +529,35 @@ async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     let store = requester("acme");
     let (request, mut slow) = a_large_report(&app).await;
     let mut stalled = vec![];
-    for _ in 0..ticketd::store::MAX_SNAPSHOTS {
-        stalled.push(a_stalled_export(&mut slow, &request).await);
+    // One account cannot take every slot: past its share it is refused...
+    for _ in 0..ticketd::store::MAX_SNAPSHOTS_PER_OWNER {
+        stalled.push(a_stalled_export(&mut slow, &store, &request).await);
     }
-    // One more is refused while they wait for their clients.
+    let refused = app
+        .incidents()
+        .export_report(req(&store, request.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("your reports"), "{refused:?}");
+    // ... while others still get theirs, up to the server's limit.
+    for i in ticketd::store::MAX_SNAPSHOTS_PER_OWNER..ticketd::store::MAX_SNAPSHOTS {
+        stalled.push(a_stalled_export(&mut slow, &agent_n(i), &request).await);
+    }
+    // Then one more is refused, whoever asks, while they wait for their clients.
     let refused = app
         .incidents()
         .export_report(req(&agent(), request.clone()))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(refused.message().contains("retry"), "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("reports are already being exported")
+            && !refused.message().contains("your"),
+        "the server-wide limit: {refused:?}"
+    );
     // A write after the exports' snapshots, so that on SQLite their readers hold back the checkpoint.
     create(&app, &store, "EST-LATE").await;
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
@@ -577,8 +601,8 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
     // abandoned after the timeout and their snapshots released, while the
     // streams are still open.
     let mut stalled = vec![];
-    for _ in 0..ticketd::store::MAX_SNAPSHOTS {
-        stalled.push(a_stalled_export(&mut slow, &request).await);
+    for i in 0..ticketd::store::MAX_SNAPSHOTS {
+        stalled.push(a_stalled_export(&mut slow, &agent_n(i), &request).await);
     }
     create(&app, &store, "EST-LATE").await;
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
