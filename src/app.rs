@@ -149,6 +149,20 @@ pub async fn serve(
     // open after the drain timeout is dropped.
     let signal = async move {
         shutdown.await;
+        // Health checks (and watchers of them, such as load balancers) see
+        // NOT_SERVING while the open streams drain.
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_not_serving::<IncidentServiceServer<IncidentApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<ConsultationServiceServer<ConsultationApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<NotificationServiceServer<NotificationApi>>()
+            .await;
         let _ = stop_tx.send(true);
     };
     let server = Server::builder()

@@ -80,6 +80,37 @@ async fn health_is_served_without_a_token() {
 }
 
 #[tokio::test]
+async fn health_turns_not_serving_at_sigterm_while_streams_drain() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let app = TestApp::spawn().await;
+    let server = crate::process::ServerProcess::start(&app.database_url).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let mut watches = vec![];
+    for service in ["", "ticketd.v1.IncidentService"] {
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status, ServingStatus::Serving as i32, "{service}");
+        watches.push((service, watch));
+    }
+    server.terminate();
+    for (service, mut watch) in watches {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
+            .await
+            .unwrap_or_else(|_| panic!("{service:?}: no health change within 5 s of SIGTERM"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.status, ServingStatus::NotServing as i32, "{service:?}");
+    }
+}
+
+#[tokio::test]
 async fn only_requesters_file_incidents() {
     let app = TestApp::spawn().await;
     assert_code(
