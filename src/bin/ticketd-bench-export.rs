@@ -6,14 +6,13 @@
 //! `cargo run --release --bin ticketd-bench-export -- --rows 100000 --runs 3`
 //! (`--postgres postgres://postgres@127.0.0.1:5432/test` runs it on a fresh
 //! PostgreSQL database created next to that one, and dropped after.)
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ticketd::auth::{Claims, sign_hs256};
 use ticketd::domain::incident::IncidentStatus;
 use ticketd::domain::principal::Locale;
 use ticketd::pb::incident_service_client::IncidentServiceClient;
@@ -23,7 +22,9 @@ use ticketd::store::catalog::Catalog;
 use ticketd::store::entity::incident;
 use tokio_stream::StreamExt;
 
-const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+mod common;
+use common::{Server, sibling, token};
+
 const CARRIERS: &[&str] = &[
     "estafeta",
     "dhl",
@@ -252,25 +253,17 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
 
 /// One export: (seconds, peak memory growth in MB, bytes).
 async fn export_once(url: &str, dir: &Path, rows: usize) -> anyhow::Result<(f64, f64, usize)> {
-    let mut server = Server::start(url, dir)?;
+    let mut server = Server::start(
+        &sibling("ticketd")?,
+        &["serve", "--listen", "127.0.0.1:0"],
+        url,
+        dir,
+    )?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
         .connect()
         .await?;
     let mut client = IncidentServiceClient::new(channel).max_decoding_message_size(1 << 20);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + 3600;
-    let claims = Claims {
-        sub: "bench".into(),
-        role: "agent".into(),
-        account: None,
-        name: None,
-        email: None,
-        exp,
-        iat: 0,
-    };
-    let token = sign_hs256(SECRET.as_bytes(), &claims)?;
+    let token = token("agent", None);
     let before = server.rss_kb()?;
     let mut request = tonic::Request::new(ExportIncidentsRequest {
         from_date: "2026-01-01".into(),
@@ -316,73 +309,4 @@ fn python_once(python: &str, csv: &Path, out: &Path) -> anyhow::Result<f64> {
         bail!("python failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(String::from_utf8(output.stdout)?.trim().parse()?)
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(url: &str, dir: &Path) -> anyhow::Result<Self> {
-        let exe: PathBuf = std::env::current_exe()?.with_file_name("ticketd");
-        let mut child = Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("TICKETD_DATABASE_URL", url)
-            .env("TICKETD_JWT_SECRET", SECRET)
-            .env("TICKETD_DATA_DIR", dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "start {} (build it first: cargo build --release)",
-                    exe.display()
-                )
-            })?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(at) = line
-                    .find("127.0.0.1:")
-                    .filter(|_| line.contains("ticketd listening"))
-                {
-                    let _ = tx.send(
-                        line[at..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_owned(),
-                    );
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("server address")?;
-        Ok(Self { child, addr })
-    }
-
-    fn status_kb(&self, key: &str) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .context("no such /proc field")?;
-        Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
-    }
-
-    fn rss_kb(&self) -> anyhow::Result<u64> {
-        self.status_kb("VmRSS:")
-    }
-
-    fn hwm_kb(&self) -> anyhow::Result<u64> {
-        self.status_kb("VmHWM:")
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

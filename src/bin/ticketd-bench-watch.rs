@@ -5,15 +5,11 @@
 //! CreateIncident with and without a subscriber that never reads.
 //!
 //! `cargo run --release --bin ticketd-bench-watch -- --streams 1000 --rate 10 --seconds 15`
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use ticketd::auth::{Claims, sign_hs256};
 use ticketd::pb::incident_service_client::IncidentServiceClient;
 use ticketd::pb::notification_service_client::NotificationServiceClient;
 use ticketd::pb::notification_service_server::{NotificationService, NotificationServiceServer};
@@ -22,7 +18,9 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
-const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+mod common;
+use common::{Server, sibling, token};
+
 /// Streams per HTTP/2 connection.
 const PER_CONNECTION: usize = 100;
 
@@ -64,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
 
     // ticketd.
     let mut server = Server::start(
-        &exe("ticketd")?,
+        &sibling("ticketd")?,
         &["serve", "--listen", "127.0.0.1:0"],
         &url,
         dir.path(),
@@ -362,20 +360,6 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-fn token(role: &str, account: Option<&str>) -> String {
-    let exp = (now_micros() / 1_000_000) as u64 + 3600;
-    let claims = Claims {
-        sub: "bench".into(),
-        role: role.into(),
-        account: account.map(Into::into),
-        name: None,
-        email: None,
-        exp,
-        iat: 0,
-    };
-    sign_hs256(SECRET.as_bytes(), &claims).unwrap_or_default()
-}
-
 fn request<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = format!("Bearer {token}").parse() {
@@ -388,70 +372,6 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
         .await?)
-}
-
-fn exe(name: &str) -> anyhow::Result<PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name(name))
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(
-        exe: &PathBuf,
-        args: &[&str],
-        url: &str,
-        dir: &std::path::Path,
-    ) -> anyhow::Result<Self> {
-        let mut child = Command::new(exe)
-            .args(args)
-            .env("TICKETD_DATABASE_URL", url)
-            .env("TICKETD_JWT_SECRET", SECRET)
-            .env("TICKETD_DATA_DIR", dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("start {}", exe.display()))?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(at) = line
-                    .find("127.0.0.1:")
-                    .filter(|_| line.contains("listening"))
-                {
-                    let _ = tx.send(
-                        line[at..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_owned(),
-                    );
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("server address")?;
-        Ok(Self { child, addr })
-    }
-
-    fn rss_kb(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .context("VmRSS")?;
-        Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The ceiling: NotificationService whose streams forward a broadcast channel
