@@ -51,6 +51,8 @@ pub struct Settings {
     /// An export whose client takes nothing for this long is abandoned and
     /// its read snapshot released.
     pub export_stall_timeout: Duration,
+    /// How often health checks the database.
+    pub health_interval: Duration,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -103,15 +105,13 @@ pub async fn serve(
     );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<IncidentServiceServer<IncidentApi>>()
-        .await;
-    health_reporter
-        .set_serving::<ConsultationServiceServer<ConsultationApi>>()
-        .await;
-    health_reporter
-        .set_serving::<NotificationServiceServer<NotificationApi>>()
-        .await;
+    crate::grpc::health::start(
+        health_reporter,
+        store.clone(),
+        settings.health_interval,
+        stop_rx.clone(),
+    )
+    .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
@@ -149,20 +149,7 @@ pub async fn serve(
     // open after the drain timeout is dropped.
     let signal = async move {
         shutdown.await;
-        // Health checks (and watchers of them, such as load balancers) see
-        // NOT_SERVING while the open streams drain.
-        health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        health_reporter
-            .set_not_serving::<IncidentServiceServer<IncidentApi>>()
-            .await;
-        health_reporter
-            .set_not_serving::<ConsultationServiceServer<ConsultationApi>>()
-            .await;
-        health_reporter
-            .set_not_serving::<NotificationServiceServer<NotificationApi>>()
-            .await;
+        // Health turns NOT_SERVING (grpc::health) while the open streams drain.
         let _ = stop_tx.send(true);
     };
     let server = Server::builder()

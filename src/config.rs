@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// the server's report slots and its database snapshot.
     #[arg(long, env = "TICKETD_EXPORT_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub export_stall_timeout: Duration,
+    /// Health checks the database this often; after two failed checks in a
+    /// row it reports NOT_SERVING until the database answers again.
+    #[arg(long, env = "TICKETD_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_interval: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
                 calendar: args.calendar()?,
                 scheduler_poll: args.scheduler_poll,
                 export_stall_timeout: args.export_stall_timeout,
+                health_interval: args.health_interval,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

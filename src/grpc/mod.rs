@@ -3,6 +3,7 @@
 pub mod consultation_api;
 pub mod convert;
 pub mod export;
+pub mod health;
 pub mod incident_api;
 pub mod notification_api;
 pub mod page_token;

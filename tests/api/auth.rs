@@ -110,6 +110,53 @@ async fn health_turns_not_serving_at_sigterm_while_streams_drain() {
     }
 }
 
+/// The next status a health watch reports (within 10 s).
+async fn next_status(watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>) -> i32 {
+    tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+        .await
+        .expect("a health change within 10 s")
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+#[tokio::test]
+async fn health_follows_the_database() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    // Checks every 200 ms (the test settings); two failures in a row flip it.
+    let app = TestApp::spawn().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest { service: "".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = |s: ServingStatus| s as i32;
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        status(ServingStatus::Serving)
+    );
+    if !on_postgres() {
+        // The embedded database cannot go away; its checks pass and nothing changes.
+        let change = tokio::time::timeout(std::time::Duration::from_secs(1), watch.message()).await;
+        assert!(change.is_err(), "health changed on SQLite: {change:?}");
+        return;
+    }
+    app.cut_database(true).await;
+    assert_eq!(
+        next_status(&mut watch).await,
+        status(ServingStatus::NotServing)
+    );
+    app.cut_database(false).await;
+    assert_eq!(
+        next_status(&mut watch).await,
+        status(ServingStatus::Serving)
+    );
+    // And the server works again.
+    create(&app, &requester("acme"), "EST-BACK").await;
+}
+
 #[tokio::test]
 async fn only_requesters_file_incidents() {
     let app = TestApp::spawn().await;

@@ -57,10 +57,39 @@ pub fn settings(database_url: &str) -> Settings {
         calendar: ticketd::domain::calendar::Calendar::mexico_default(),
         scheduler_poll: std::time::Duration::from_millis(100),
         export_stall_timeout: std::time::Duration::from_secs(60),
+        health_interval: std::time::Duration::from_millis(200),
     }
 }
 
 impl TestApp {
+    /// PostgreSQL only: refuses (`true`) or allows again (`false`) every
+    /// connection to this app's database, ending the open ones, as an outage would.
+    #[allow(dead_code)]
+    pub async fn cut_database(&self, cut: bool) {
+        let TestDatabase::Postgres { admin_url, name } = &self.database else {
+            panic!("an embedded SQLite database cannot be cut off");
+        };
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("admin connection");
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {}",
+                !cut
+            ))
+            .await
+            .expect("alter database");
+        if cut {
+            admin
+                .execute_unprepared(&format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                ))
+                .await
+                .expect("end its connections");
+        }
+        admin.close().await.ok();
+    }
+
     /// The server's address, for a client with settings of its own.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.addr

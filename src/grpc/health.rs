@@ -1,0 +1,87 @@
+//! What the gRPC health service reports, for load balancers and operators:
+//! SERVING while the database answers; NOT_SERVING once it has failed two
+//! checks in a row (SERVING again when it answers), and from the shutdown
+//! signal on, while open streams drain. Overall ("") and per service alike.
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use super::consultation_api::ConsultationApi;
+use super::incident_api::IncidentApi;
+use super::notification_api::NotificationApi;
+use crate::pb::consultation_service_server::ConsultationServiceServer;
+use crate::pb::incident_service_server::IncidentServiceServer;
+use crate::pb::notification_service_server::NotificationServiceServer;
+use crate::store::Store;
+
+/// The names health is reported under.
+const SERVICES: [&str; 4] = [
+    "",
+    <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
+    <ConsultationServiceServer<ConsultationApi> as NamedService>::NAME,
+    <NotificationServiceServer<NotificationApi> as NamedService>::NAME,
+];
+
+/// Failed checks in a row before the server reports NOT_SERVING (one slow
+/// check under load is not an outage).
+const FAILURES: u32 = 2;
+
+async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+    for service in SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Reports SERVING, then checks the database every `interval` in a task of
+/// its own until `stop`.
+pub async fn start(
+    reporter: HealthReporter,
+    store: Store,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    set_all(&reporter, ServingStatus::Serving).await;
+    tokio::spawn(watch_database(reporter, store, interval, stop));
+}
+
+async fn watch_database(
+    reporter: HealthReporter,
+    store: Store,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut failures, mut serving) = (0, true);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let check = tokio::time::timeout(interval.max(Duration::from_secs(1)), store.conn().ping());
+        match check.await {
+            Ok(Ok(())) => {
+                failures = 0;
+                if !serving {
+                    tracing::info!("the database answers again: SERVING");
+                    set_all(&reporter, ServingStatus::Serving).await;
+                    serving = true;
+                }
+            }
+            failed => {
+                failures += 1;
+                if serving && failures >= FAILURES {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {interval:?}"),
+                    };
+                    tracing::warn!(%error, "the database does not answer: NOT_SERVING");
+                    set_all(&reporter, ServingStatus::NotServing).await;
+                    serving = false;
+                }
+            }
+        }
+    }
+    set_all(&reporter, ServingStatus::NotServing).await;
+}
