@@ -31,6 +31,22 @@ pub struct Claims {
     pub iat: u64,
 }
 
+impl Claims {
+    /// `sub` with `role` (and, for requesters, `account`) until `exp` (Unix
+    /// seconds); no name, e-mail or issue time.
+    pub fn new(sub: &str, role: &str, account: Option<&str>, exp: u64) -> Self {
+        Self {
+            sub: sub.into(),
+            role: role.into(),
+            account: account.map(Into::into),
+            name: None,
+            email: None,
+            exp,
+            iat: 0,
+        }
+    }
+}
+
 /// Verifies bearer tokens.
 #[derive(Clone)]
 pub struct Verifier {
@@ -191,15 +207,7 @@ mod tests {
     use super::*;
 
     fn claims(role: &str, account: Option<&str>, exp: u64) -> Claims {
-        Claims {
-            sub: "ana".into(),
-            role: role.into(),
-            account: account.map(Into::into),
-            name: None,
-            email: None,
-            exp,
-            iat: 0,
-        }
+        Claims::new("ana", role, account, exp)
     }
 
     fn far_future() -> u64 {

@@ -8,27 +8,11 @@ use crate::helpers::*;
 async fn calls_without_a_valid_token_are_unauthenticated() {
     let app = TestApp::spawn().await;
     let expired = {
-        let claims = ticketd::auth::Claims {
-            sub: "ana".into(),
-            role: "agent".into(),
-            account: None,
-            name: None,
-            email: None,
-            exp: 1_000_000,
-            iat: 0,
-        };
+        let claims = ticketd::auth::Claims::new("ana", "agent", None, 1_000_000);
         ticketd::auth::sign_hs256(SECRET, &claims).unwrap()
     };
     let forged = {
-        let claims = ticketd::auth::Claims {
-            sub: "ana".into(),
-            role: "admin".into(),
-            account: None,
-            name: None,
-            email: None,
-            exp: 4_000_000_000,
-            iat: 0,
-        };
+        let claims = ticketd::auth::Claims::new("ana", "admin", None, 4_000_000_000);
         ticketd::auth::sign_hs256(b"not-the-server-secret-not-the-server", &claims).unwrap()
     };
     let bad_role = token("superuser", "ana", None);

@@ -287,13 +287,8 @@ fn replace_database(url: &str, name: &str) -> String {
 /// A signed token for the given role, subject and account.
 pub fn token(role: &str, sub: &str, account: Option<&str>) -> String {
     let claims = Claims {
-        sub: sub.into(),
-        role: role.into(),
-        account: account.map(Into::into),
         name: Some(format!("{sub} name")),
-        email: None,
-        exp: 4_000_000_000,
-        iat: 0,
+        ..Claims::new(sub, role, account, 4_000_000_000)
     };
     sign_hs256(SECRET, &claims).expect("sign")
 }

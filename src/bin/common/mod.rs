@@ -22,16 +22,7 @@ pub fn token(role: &str, account: Option<&str>) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + 3600;
-    let claims = Claims {
-        sub: "bench".into(),
-        role: role.into(),
-        account: account.map(Into::into),
-        name: None,
-        email: None,
-        exp,
-        iat: 0,
-    };
-    sign_hs256(SECRET.as_bytes(), &claims).unwrap_or_default()
+    sign_hs256(SECRET.as_bytes(), &Claims::new("bench", role, account, exp)).unwrap_or_default()
 }
 
 /// A server process listening on 127.0.0.1; killed by [`Server::stop`] or on drop.
