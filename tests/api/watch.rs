@@ -398,3 +398,36 @@ async fn sigterm_ends_open_streams_with_unavailable_and_the_process_exits_within
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn watch_streams_deliver_again_after_a_database_outage() {
+    let app = TestApp::spawn().await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let mut stream = watch_ticket(&app.channel, &agent(), &incident.id, 0)
+        .await
+        .unwrap();
+    let created = take_events(&mut stream, 1).await;
+    if on_postgres() {
+        // Every connection refused and ended for a while (SQLite, embedded, has no outage).
+        app.cut_database(true).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        app.cut_database(false).await;
+    }
+    comment(
+        &app.channel,
+        &agent(),
+        &incident.id,
+        "after the outage",
+        false,
+    )
+    .await;
+    let after = take_events(&mut stream, 1).await;
+    assert!(after[0].sequence > created[0].sequence);
+    assert!(
+        matches!(
+            after[0].payload,
+            Some(ticket_event::Payload::CommentAdded(_))
+        ),
+        "{after:?}"
+    );
+}
