@@ -4,7 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::validate::{
-    Assignment, assignment, created_range, enum_list, expected_version, incomplete, ticket_id,
+    Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_TEXT, assignment, created_range, enum_list,
+    expected_version, incomplete, ticket_id,
 };
 use chrono_tz::Tz;
 
@@ -22,8 +23,6 @@ use crate::report::columns::{self, CONSULTATION_COLUMNS};
 use crate::service::consultations::{self, Consultations, Lookup, NewConsultation};
 use crate::store::consultations::ConsultationFilter;
 use crate::store::events::LogFilter;
-
-const MAX_DESCRIPTION: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ConsultationApi {
@@ -61,7 +60,7 @@ impl ConsultationService for ConsultationApi {
         request: Request<ClassifyConsultationRequest>,
     ) -> Result<Response<ClassifyConsultationResponse>, Status> {
         let (_, locale) = caller(&request)?;
-        let code = text::required("category", &request.into_inner().category, 64)?;
+        let code = text::required("category", &request.into_inner().category, MAX_CODE)?;
         let (category, complexity) = self.consultations.classify(&code)?;
         let (min, max) = complexity.window();
         let targets = self.consultations.targets();
@@ -88,13 +87,17 @@ impl ConsultationService for ConsultationApi {
             idempotency_key,
         } = request.into_inner();
         let mut v = Violations::default();
-        let category = v.check(text::required("category", &category, 64))?;
-        let description = v.check(text::required("description", &description, MAX_DESCRIPTION))?;
+        let category = v.check(text::required("category", &category, MAX_CODE))?;
+        let description = v.check(text::required("description", &description, MAX_TEXT))?;
         let order_reference = v
-            .check(text::optional("order_reference", &order_reference, 64))?
+            .check(text::optional(
+                "order_reference",
+                &order_reference,
+                MAX_CODE,
+            ))?
             .flatten();
         let idempotency_key = v
-            .check(text::optional("idempotency_key", &idempotency_key, 128))?
+            .check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?
             .flatten();
         v.into_result()?;
         let (Some(category), Some(description)) = (category, description) else {
@@ -178,7 +181,7 @@ impl ConsultationService for ConsultationApi {
             .check(expected_version(r.expected_version, true))?
             .flatten();
         let comment = v
-            .check(text::optional("comment", &r.comment, 10_000))?
+            .check(text::optional("comment", &r.comment, MAX_TEXT))?
             .flatten();
         v.into_result()?;
         let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
@@ -387,7 +390,7 @@ impl ConsultationApi {
             ))?
             .unwrap_or_default();
         let category = v
-            .check(text::optional("category", &r.category, 64))?
+            .check(text::optional("category", &r.category, MAX_CODE))?
             .flatten();
         if let Some(c) = &category
             && self.consultations.classify(c).is_err()
@@ -398,11 +401,13 @@ impl ConsultationApi {
             );
         }
         let assignee_id = v
-            .check(text::optional("assignee_id", &r.assignee_id, 128))?
+            .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
             .flatten();
         let (created_from, created_to) =
             created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
-        let query = v.check(text::optional("query", &r.query, 200))?.flatten();
+        let query = v
+            .check(text::optional("query", &r.query, MAX_QUERY))?
+            .flatten();
         let page_size = v
             .check(page_token::page_size(r.page_size, 50, 500))?
             .unwrap_or(50);

@@ -10,7 +10,8 @@ use super::export::{self, ExportStream};
 use super::page_token;
 use super::thread;
 use super::validate::{
-    Assignment, assignment, created_range, enum_list, expected_version, incomplete, ticket_id,
+    Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_REASON, MAX_TEXT, assignment, created_range,
+    enum_list, expected_version, incomplete, ticket_id,
 };
 use super::watch::{WatchStream, Watcher};
 use crate::domain::error::Violations;
@@ -24,12 +25,6 @@ use crate::report::columns::{self, INCIDENT_COLUMNS};
 use crate::service::incidents::{Incidents, ListQuery, Lookup, NewIncident, StatusChange};
 use crate::store::events::LogFilter;
 use crate::store::incidents::{Cursor, IncidentFilter};
-
-const MAX_DESCRIPTION: usize = 10_000;
-const MAX_COMMENT: usize = 10_000;
-const MAX_CODE: usize = 64;
-const MAX_ID: usize = 128;
-const MAX_QUERY: usize = 200;
 
 #[derive(Clone)]
 pub struct IncidentApi {
@@ -149,7 +144,7 @@ impl IncidentService for IncidentApi {
             .flatten();
         let reason = v.check(convert::parse_reason(r.reason))?.flatten();
         let comment = v
-            .check(text::optional("comment", &r.comment, MAX_COMMENT))?
+            .check(text::optional("comment", &r.comment, MAX_TEXT))?
             .flatten();
         v.into_result()?;
         let (Some(id), Some(to)) = (id, to) else {
@@ -189,7 +184,7 @@ impl IncidentService for IncidentApi {
         let r = request.into_inner();
         let mut v = Violations::default();
         let id = v.check(ticket_id("id", &r.id))?;
-        let reason = v.check(text::required("reason", &r.reason, 2_000))?;
+        let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
         let expected = v
             .check(expected_version(r.expected_version, false))?
             .flatten();
@@ -447,7 +442,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
     let tracking_number = v.check(tracking(&tracking_number))?;
     let carrier = v.check(text::required("carrier", &carrier, MAX_CODE))?;
     let category = v.check(text::required("category", &category, MAX_CODE))?;
-    let description = v.check(text::required("description", &description, MAX_DESCRIPTION))?;
+    let description = v.check(text::required("description", &description, MAX_TEXT))?;
     let shipped_at = v
         .check(
             shipped_at
@@ -458,7 +453,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
         .flatten();
     let claimed_amount = v.check(claimed_amount.map(money).transpose())?.flatten();
     let idempotency_key = v
-        .check(text::optional("idempotency_key", &idempotency_key, 128))?
+        .check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?
         .flatten();
     v.into_result()?;
     let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =

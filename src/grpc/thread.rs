@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::page_token;
-use super::validate::ticket_id;
+use super::validate::{MAX_TEXT, ticket_id};
 use crate::domain::error::Violations;
 use crate::domain::principal::Principal;
 use crate::domain::text;
@@ -17,13 +17,11 @@ use crate::pb::{
 };
 use crate::store::entity::{comment, ticket_event};
 
-const MAX_COMMENT: usize = 10_000;
-
 /// A validated AddComment request: (ticket id, body, internal).
 pub fn parse_add_comment(r: AddCommentRequest) -> Result<(String, String, bool)> {
     let mut v = Violations::default();
     let id = v.check(ticket_id("ticket_id", &r.ticket_id))?;
-    let body = v.check(text::required("body", &r.body, MAX_COMMENT))?;
+    let body = v.check(text::required("body", &r.body, MAX_TEXT))?;
     v.into_result()?;
     match (id, body) {
         (Some(id), Some(body)) => Ok((id, body, r.internal)),

@@ -8,6 +8,18 @@ use crate::domain::{Error, Result};
 
 /// At most this many values in a repeated filter.
 pub const MAX_FILTER_VALUES: usize = 20;
+/// Longest descriptions and comments (characters).
+pub const MAX_TEXT: usize = 10_000;
+/// Longest cancellation reason.
+pub const MAX_REASON: usize = 2_000;
+/// Longest catalog code (category, carrier) or order reference.
+pub const MAX_CODE: usize = 64;
+/// Longest id (assignee, idempotency key).
+pub const MAX_ID: usize = 128;
+/// Longest display name.
+pub const MAX_NAME: usize = 256;
+/// Longest search query.
+pub const MAX_QUERY: usize = 200;
 
 /// A ticket id: a UUID.
 pub fn ticket_id(field: &str, value: &str) -> Result<String> {
@@ -77,10 +89,10 @@ pub fn assignment(
     let mut v = Violations::default();
     let id = v.check(ticket_id("id", id))?;
     let assignee = v
-        .check(text::optional("assignee_id", assignee_id, 128))?
+        .check(text::optional("assignee_id", assignee_id, MAX_ID))?
         .flatten();
     let name = v
-        .check(text::optional("assignee_name", assignee_name, 256))?
+        .check(text::optional("assignee_name", assignee_name, MAX_NAME))?
         .flatten();
     let expected = v.check(expected_version(expected, true))?.flatten();
     v.into_result()?;
