@@ -14,6 +14,25 @@ async fn page(app: &TestApp, token: &str, request: ListIncidentsRequest) -> List
         .into_inner()
 }
 
+/// The numbers of every incident `request` lists, page by page, as an agent;
+/// `between_pages` runs after each page.
+async fn every_page<T>(
+    app: &TestApp,
+    mut request: ListIncidentsRequest,
+    between_pages: impl AsyncFn() -> T,
+) -> Vec<i64> {
+    let mut seen = vec![];
+    loop {
+        let response = page(app, &agent(), request.clone()).await;
+        seen.extend(response.incidents.iter().map(|i| i.number));
+        between_pages().await;
+        if response.next_page_token.is_empty() {
+            return seen;
+        }
+        request.page_token = response.next_page_token;
+    }
+}
+
 #[tokio::test]
 async fn paging_visits_every_incident_once_while_new_ones_are_created() {
     let app = TestApp::spawn().await;
@@ -22,28 +41,17 @@ async fn paging_visits_every_incident_once_while_new_ones_are_created() {
         create(&app, &store, &format!("EST-{i}")).await;
     }
     for order in ["created_at desc", "created_at asc"] {
-        let mut seen = vec![];
-        let mut token = String::new();
-        loop {
-            let response = page(
-                &app,
-                &agent(),
-                ListIncidentsRequest {
-                    page_size: 7,
-                    page_token: token,
-                    order_by: order.into(),
-                    ..Default::default()
-                },
-            )
-            .await;
-            seen.extend(response.incidents.iter().map(|i| i.number));
+        let seen = every_page(
+            &app,
+            ListIncidentsRequest {
+                page_size: 7,
+                order_by: order.into(),
+                ..Default::default()
+            },
             // New incidents arrive between pages.
-            create(&app, &store, "EST-NEW").await;
-            if response.next_page_token.is_empty() {
-                break;
-            }
-            token = response.next_page_token;
-        }
+            async || create(&app, &store, "EST-NEW").await,
+        )
+        .await;
         let unique: HashSet<_> = seen.iter().copied().collect();
         assert_eq!(
             unique.len(),
@@ -79,29 +87,19 @@ async fn paging_inside_a_date_range_returns_exactly_the_range_in_both_orders() {
         ("created_at desc", vec![7, 6, 5, 4, 3]),
         ("created_at asc", vec![3, 4, 5, 6, 7]),
     ] {
-        let mut seen = vec![];
-        let mut token = String::new();
-        loop {
-            let response = page(
-                &app,
-                &agent(),
-                ListIncidentsRequest {
-                    page_size: 2,
-                    page_token: token,
-                    order_by: order.into(),
-                    // [12:03, 12:08): incidents 3 to 7.
-                    created_from: Some(at(3)),
-                    created_to: Some(at(8)),
-                    ..Default::default()
-                },
-            )
-            .await;
-            seen.extend(response.incidents.iter().map(|i| i.number));
-            if response.next_page_token.is_empty() {
-                break;
-            }
-            token = response.next_page_token;
-        }
+        let seen = every_page(
+            &app,
+            ListIncidentsRequest {
+                page_size: 2,
+                order_by: order.into(),
+                // [12:03, 12:08): incidents 3 to 7.
+                created_from: Some(at(3)),
+                created_to: Some(at(8)),
+                ..Default::default()
+            },
+            async || {},
+        )
+        .await;
         assert_eq!(seen, expected, "{order}");
     }
 }
