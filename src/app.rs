@@ -42,6 +42,8 @@ pub struct Settings {
     pub progress_interval: Duration,
     /// Events kept in memory for streams that fall behind.
     pub event_buffer: usize,
+    /// The event follower re-reads the log at least this often, wake-ups aside.
+    pub event_poll: Duration,
     /// How long open streams and requests get to finish at shutdown.
     pub drain_timeout: Duration,
     /// The business calendar; report dates and date ranges are in its time zone.
@@ -88,9 +90,14 @@ pub async fn serve(
     );
     let auth = Authenticate::new(Arc::new(settings.verifier));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let hub = Hub::start(store.clone(), settings.event_buffer, stop_rx.clone())
-        .await
-        .context("cannot start the event hub")?;
+    let hub = Hub::start(
+        store.clone(),
+        settings.event_buffer,
+        settings.event_poll,
+        stop_rx.clone(),
+    )
+    .await
+    .context("cannot start the event hub")?;
     tokio::spawn(scheduler::run(
         incidents.clone(),
         consultations.clone(),

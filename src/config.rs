@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// behind catches up from the database.
     #[arg(long, env = "TICKETD_EVENT_BUFFER", default_value_t = 4096)]
     pub event_buffer: usize,
+    /// The event follower re-reads the log at least this often. Local commits
+    /// and (on PostgreSQL) other replicas' NOTIFY wake it at once; the poll
+    /// only covers a wake-up that was lost (e.g. while LISTEN reconnects).
+    #[arg(long, env = "TICKETD_EVENT_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub event_poll: Duration,
     /// At shutdown, how long open streams and requests get before connections are closed.
     #[arg(long, env = "TICKETD_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,

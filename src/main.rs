@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 progress_interval: args.progress_interval,
                 event_buffer: args.event_buffer,
+                event_poll: args.event_poll,
                 drain_timeout: args.drain_timeout,
                 calendar: args.calendar()?,
                 scheduler_poll: args.scheduler_poll,

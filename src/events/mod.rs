@@ -22,8 +22,6 @@ use crate::store::{LOG_CHANNEL, Store};
 
 /// Events read from the log per query.
 const BATCH: u64 = 1000;
-/// How often the follower polls even without a wake-up.
-const POLL: Duration = Duration::from_secs(1);
 
 pub type Event = Arc<ticket_event::Model>;
 
@@ -32,16 +30,20 @@ pub struct Hub {
     tx: broadcast::Sender<Event>,
     /// The last sequence broadcast.
     head: AtomicI64,
+    /// How often the follower reads the log without a wake-up.
+    poll: Duration,
     stop: watch::Receiver<bool>,
 }
 
 impl Hub {
     /// Starts the follower at the current end of the log. It stops when
     /// `stop` turns true. `buffer` events are kept for streams that fall
-    /// behind; a stream further behind re-reads the log.
+    /// behind; a stream further behind re-reads the log. Without a wake-up
+    /// the follower reads the log every `poll`.
     pub async fn start(
         store: Store,
         buffer: usize,
+        poll: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<Arc<Self>> {
         let head = log::head(store.conn()).await?;
@@ -50,6 +52,7 @@ impl Hub {
             store,
             tx,
             head: AtomicI64::new(head),
+            poll,
             stop,
         });
         tokio::spawn(hub.clone().follow());
@@ -88,6 +91,11 @@ impl Hub {
         loop {
             if listener.is_none() && self.store.backend() == DbBackend::Postgres {
                 listener = self.listen().await;
+                if listener.is_some() {
+                    // What other replicas committed while nobody listened
+                    // (at start, or during an outage) sent its NOTIFY to no one.
+                    self.catch_up_or_warn().await;
+                }
             }
             tokio::select! {
                 _ = committed.notified() => {}
@@ -97,12 +105,16 @@ impl Hub {
                         listener = None;
                     }
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(self.poll) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.catch_up().await {
-                tracing::warn!(error = %e, "could not read the event log; retrying");
-            }
+            self.catch_up_or_warn().await;
+        }
+    }
+
+    async fn catch_up_or_warn(&self) {
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "could not read the event log; retrying");
         }
     }
 
