@@ -53,6 +53,7 @@ pub fn settings(database_url: &str) -> Settings {
         consultation_targets: Default::default(),
         progress_interval: std::time::Duration::from_millis(300),
         event_buffer: 4096,
+        event_poll: std::time::Duration::from_secs(1),
         drain_timeout: std::time::Duration::from_secs(5),
         calendar: ticketd::domain::calendar::Calendar::mexico_default(),
         scheduler_poll: std::time::Duration::from_millis(100),
@@ -219,6 +220,26 @@ async fn fresh_database() -> (TestDatabase, String) {
 #[allow(dead_code)]
 pub fn on_postgres() -> bool {
     std::env::var("TICKETD_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty())
+}
+
+/// For a test, or the part of one, that only PostgreSQL can show: true on
+/// PostgreSQL; on SQLite false, after saying so on the terminal (written past
+/// the test harness's capture, so that a plain `cargo test` shows what it
+/// did not run instead of passing it silently).
+#[track_caller]
+pub fn postgres_only(what: &str) -> bool {
+    if on_postgres() {
+        return true;
+    }
+    use std::io::Write;
+    let at = std::panic::Location::caller();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED on SQLite ({}:{}): {what}; set TICKETD_TEST_POSTGRES_URL to run it",
+        at.file(),
+        at.line()
+    );
+    false
 }
 
 impl Drop for TestApp {
@@ -456,5 +477,26 @@ impl ManualClock {
 impl ticketd::domain::clock::Clock for ManualClock {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         *self.0.lock().unwrap()
+    }
+}
+
+/// Asks `probe` every 50 ms until it answers `Some`, and fails after `limit`
+/// saying what was awaited.
+#[allow(dead_code)]
+pub async fn eventually<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -42,11 +42,13 @@ async fn watch_all(channel: &Channel, token: &str, after: u64) -> Streaming<Watc
         .into_inner()
 }
 
-/// The next `n` events, skipping progress messages; fails after 15 s.
+/// The next `n` events, skipping progress messages; fails if they have not
+/// all come within 15 s (progress messages do not extend the wait).
 async fn take_events(stream: &mut Streaming<WatchResponse>, n: usize) -> Vec<TicketEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut events = vec![];
     while events.len() < n {
-        let message = tokio::time::timeout(Duration::from_secs(15), stream.next())
+        let message = tokio::time::timeout_at(deadline, stream.next())
             .await
             .unwrap_or_else(|_| panic!("timed out after {} of {n} events", events.len()))
             .expect("stream open")
@@ -257,39 +259,146 @@ async fn eight_concurrent_writers_reach_a_watcher_in_order_without_gaps() {
     assert_eq!(logged, got);
 }
 
+/// A client whose streams get only `window` bytes of HTTP/2 flow-control
+/// window: a stream it does not read stalls as soon as that much is in flight.
+async fn small_window_channel(app: &TestApp, window: u32) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr()))
+        .unwrap()
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A public comment about as long as the API allows, different each time.
+fn long_comment(i: usize) -> String {
+    let line = format!("comentario {i}: el paquete llegó abierto y falta una pieza. ");
+    line.repeat(9_000 / line.len()).trim_end().to_owned()
+}
+
 #[tokio::test]
-async fn a_stalled_subscriber_does_not_block_writers_and_catches_up_from_the_log() {
-    // A tiny in-memory buffer, so that the stalled stream falls behind it.
+async fn a_subscriber_that_stops_reading_falls_behind_the_buffer_and_still_gets_every_event_once() {
+    // A tiny in-memory ring, a client that grants almost no window and
+    // comments of ~9 KB: the stream's HTTP/2 buffer and channel fill, its
+    // task blocks, the ring overwrites what it had not taken, and the stream
+    // must catch up from the log (the Lagged branch of the watch task).
     let app = TestApp::spawn_with(|s| s.event_buffer = 8).await;
-    let store = requester("acme");
-    let incident = create(&app, &store, "EST-1").await;
-    let mut stalled = watch_ticket(&app.channel, &agent(), &incident.id, 0)
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let stalled_channel = small_window_channel(&app, 4096).await;
+    let mut stalled = watch_ticket(&stalled_channel, &agent(), &incident.id, 0)
         .await
         .unwrap();
+    const COMMENTS: usize = 200;
+    let total = COMMENTS + 1;
+    // Another subscriber reads as events come.
     let mut reader = watch_all(&app.channel, &agent(), 0).await;
-    let started = std::time::Instant::now();
-    for i in 0..150 {
-        comment(
-            &app.channel,
-            &agent(),
-            &incident.id,
-            &format!("c{i}"),
-            false,
-        )
-        .await;
+    let reading = tokio::spawn(async move { take_events(&mut reader, total).await });
+    let writing = async {
+        for i in 0..COMMENTS {
+            comment(
+                &app.channel,
+                &agent(),
+                &incident.id,
+                &long_comment(i),
+                false,
+            )
+            .await;
+        }
+    };
+    // Writers finish and the other subscriber gets everything while the
+    // stalled one has not read a byte: neither waits for it.
+    tokio::time::timeout(Duration::from_secs(60), writing)
+        .await
+        .expect("writers were blocked by a subscriber that does not read");
+    let read = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the reading subscriber was held back by the stalled one")
+        .unwrap();
+    assert_eq!(sequences(&read), (1..=total as u64).collect::<Vec<u64>>());
+    // Now it reads: every sequence exactly once, in order, with the bodies.
+    let got = take_events(&mut stalled, total).await;
+    assert_eq!(sequences(&got), (1..=total as u64).collect::<Vec<u64>>());
+    for (i, event) in got[1..].iter().enumerate() {
+        match &event.payload {
+            Some(ticket_event::Payload::CommentAdded(c)) => assert!(
+                c.comment.as_ref().unwrap().body == long_comment(i),
+                "event {} carries comment {i}",
+                event.sequence
+            ),
+            other => panic!("event {}: {other:?}", event.sequence),
+        }
     }
-    let writing = started.elapsed();
-    // The reading subscriber got everything while the other one stalled.
-    assert_eq!(
-        sequences(&take_events(&mut reader, 151).await),
-        (1..=151).collect::<Vec<u64>>()
-    );
-    let got = take_events(&mut stalled, 151).await;
-    assert_eq!(sequences(&got), (1..=151).collect::<Vec<u64>>());
+    let next = tokio::time::timeout(Duration::from_secs(2), stalled.next())
+        .await
+        .expect("a progress message")
+        .unwrap()
+        .unwrap();
     assert!(
-        writing < Duration::from_secs(60),
-        "writers were not blocked ({writing:?})"
+        matches!(next.kind, Some(watch_response::Kind::Progress(_))),
+        "nothing after the last event but progress: {next:?}"
     );
+}
+
+/// The follower's poll, so long that only a wake-up delivers within a test.
+const NO_POLL: Duration = Duration::from_secs(3600);
+/// How soon a woken follower must have delivered.
+const WOKEN_WITHIN: Duration = Duration::from_secs(2);
+
+/// Comments on `id` through `writer`, three times, and requires each comment
+/// on `stream` within `WOKEN_WITHIN`.
+async fn each_comment_arrives_promptly(
+    writer: &Channel,
+    stream: &mut Streaming<WatchResponse>,
+    id: &str,
+) {
+    for body in ["uno", "dos", "tres"] {
+        comment(writer, &agent(), id, body, false).await;
+        // One deadline: progress messages must not extend it.
+        let deadline = tokio::time::Instant::now() + WOKEN_WITHIN;
+        let event = loop {
+            let message = tokio::time::timeout_at(deadline, stream.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("comment {body:?} did not arrive within {WOKEN_WITHIN:?}: no wake-up")
+                })
+                .expect("stream open")
+                .expect("no error");
+            if let Some(watch_response::Kind::Event(e)) = message.kind {
+                break e;
+            }
+        };
+        match event.payload {
+            Some(ticket_event::Payload::CommentAdded(c)) => {
+                assert_eq!(c.comment.unwrap().body, body)
+            }
+            other => panic!("expected comment {body:?}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_local_commit_wakes_the_follower_without_waiting_for_its_poll() {
+    let app = TestApp::spawn_with(|s| s.event_poll = NO_POLL).await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let mut stream = watch_ticket(&app.channel, &agent(), &incident.id, 1)
+        .await
+        .unwrap();
+    each_comment_arrives_promptly(&app.channel, &mut stream, &incident.id).await;
+}
+
+#[tokio::test]
+async fn another_replicas_commit_wakes_the_follower_through_listen_notify() {
+    if !postgres_only("replicas wake each other with PostgreSQL LISTEN/NOTIFY") {
+        return;
+    }
+    let app = TestApp::spawn_with(|s| s.event_poll = NO_POLL).await;
+    let replica = app.replica_with(|s| s.event_poll = NO_POLL).await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let mut stream = watch_ticket(&replica.channel, &agent(), &incident.id, 1)
+        .await
+        .unwrap();
+    each_comment_arrives_promptly(&app.channel, &mut stream, &incident.id).await;
 }
 
 #[tokio::test]
@@ -376,11 +485,13 @@ async fn sigterm_ends_open_streams_with_unavailable_and_the_process_exits_within
     streams.push(feed);
     let started = std::time::Instant::now();
     server.terminate();
+    // One deadline for all: progress messages must not extend it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for mut stream in streams {
         let end = loop {
-            match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            match tokio::time::timeout_at(deadline, stream.next())
                 .await
-                .expect("stream ends")
+                .expect("every stream ends within 5 s of SIGTERM")
             {
                 Some(Ok(_)) => continue,
                 other => break other,
@@ -407,7 +518,7 @@ async fn watch_streams_deliver_again_after_a_database_outage() {
         .await
         .unwrap();
     let created = take_events(&mut stream, 1).await;
-    if on_postgres() {
+    if postgres_only("a watch stream delivering again after the database was away") {
         // Every connection refused and ended for a while (SQLite, embedded, has no outage).
         app.cut_database(true).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -430,4 +541,33 @@ async fn watch_streams_deliver_again_after_a_database_outage() {
         ),
         "{after:?}"
     );
+}
+
+#[tokio::test]
+async fn a_replay_longer_than_one_page_of_the_log_arrives_whole() {
+    // The watch task reads the log 500 events at a time: 620 events take
+    // two pages, and the second must not be skipped.
+    let app = TestApp::spawn().await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let writers = (0..4).map(|w| {
+        let channel = app.channel.clone();
+        let id = incident.id.clone();
+        tokio::spawn(async move {
+            for i in 0..155 {
+                comment(&channel, &agent(), &id, &format!("w{w}-{i}"), false).await;
+            }
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer.unwrap();
+    }
+    let total = 1 + 4 * 155;
+    let mut stream = watch_ticket(&app.channel, &agent(), &incident.id, 0)
+        .await
+        .unwrap();
+    let got = take_events(&mut stream, total).await;
+    assert_eq!(sequences(&got), (1..=total as u64).collect::<Vec<u64>>());
+    let mut feed = watch_all(&app.channel, &agent(), 0).await;
+    let got = take_events(&mut feed, total).await;
+    assert_eq!(sequences(&got), (1..=total as u64).collect::<Vec<u64>>());
 }
