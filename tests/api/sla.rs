@@ -85,15 +85,18 @@ async fn an_incident_filed_after_the_claim_window_is_created_declined_with_the_r
 
 /// Polls until the incident reaches `status`, or fails after 10 s.
 async fn wait_for_status(app: &TestApp, id: &str, status: IncidentStatus) -> Incident {
-    for _ in 0..100 {
-        let incident = get(app, &agent(), id).await;
-        if incident.status == status as i32 {
-            return incident;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("incident {id} never reached {status:?}");
+    eventually(
+        &format!("incident {id} to reach {status:?}"),
+        TEN_SECONDS,
+        || async {
+            let incident = get(app, &agent(), id).await;
+            (incident.status == status as i32).then_some(incident)
+        },
+    )
+    .await
 }
+
+const TEN_SECONDS: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Files an incident on Friday 2026-11-06 17:00 in Mexico City and asks the
 /// store for missing data at once: 12 business hours later is Monday 15:00.
@@ -104,21 +107,31 @@ async fn waiting_for_data(app: &TestApp) -> Incident {
         .unwrap()
 }
 
+const FRIDAY_16_59: &str = "2026-11-06T22:59:00Z";
 const FRIDAY_17_00: &str = "2026-11-06T23:00:00Z";
 const MONDAY_14_59: &str = "2026-11-09T20:59:00Z";
 const MONDAY_15_00: &str = "2026-11-09T21:00:00Z";
 
+// The scheduler's checks below use controls rather than sleeps: a control
+// ticket that is due at the instant the clock is moved to must be handled
+// first, which proves a scheduler pass ran at that instant; only then is the
+// ticket under test asserted, so "not yet" and "only once" cannot pass just
+// because the scheduler had not run yet.
+
 #[tokio::test]
 async fn an_unanswered_missing_data_incident_is_finalized_after_12_business_hours() {
-    let clock = ManualClock::at(FRIDAY_17_00);
+    let clock = ManualClock::at(FRIDAY_16_59);
     let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    // Asked for data a minute earlier: due Monday 14:59.
+    let control = waiting_for_data(&app).await;
+    clock.set(FRIDAY_17_00);
     let incident = waiting_for_data(&app).await;
     clock.set(MONDAY_14_59);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_status(&app, &control.id, IncidentStatus::Finalized).await;
     assert_eq!(
         get(&app, &agent(), &incident.id).await.status,
         IncidentStatus::MissingData as i32,
-        "not yet due"
+        "not yet due at 14:59, although a scheduler pass ran then"
     );
     clock.set(MONDAY_15_00);
     let closed = wait_for_status(&app, &incident.id, IncidentStatus::Finalized).await;
@@ -152,6 +165,8 @@ async fn a_requester_comment_before_the_deadline_cancels_the_auto_close() {
     let clock = ManualClock::at(FRIDAY_17_00);
     let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
     let incident = waiting_for_data(&app).await;
+    // Asked at the same time, never answered.
+    let control = waiting_for_data(&app).await;
     clock.set(MONDAY_14_59);
     app.incidents()
         .add_comment(req(
@@ -165,28 +180,38 @@ async fn a_requester_comment_before_the_deadline_cancels_the_auto_close() {
         .await
         .unwrap();
     clock.set("2026-11-20T21:00:00Z");
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    wait_for_status(&app, &control.id, IncidentStatus::Finalized).await;
     assert_eq!(
         get(&app, &agent(), &incident.id).await.status,
-        IncidentStatus::NewTicket as i32
+        IncidentStatus::NewTicket as i32,
+        "answered in time: not closed, although the unanswered one was"
     );
 }
 
 #[tokio::test]
 async fn two_replicas_finalize_an_incident_exactly_once() {
+    // Each replica has a clock of its own, so that a control only one of
+    // them can see as due proves that that replica ran after the others were due.
     let clock = ManualClock::at(FRIDAY_17_00);
+    let replica_clock = ManualClock::at(FRIDAY_17_00);
     let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
-    let _replica = app.replica_with(|s| s.clock = clock.clone()).await;
+    let _replica = app.replica_with(|s| s.clock = replica_clock.clone()).await;
     let mut ids = vec![];
     for _ in 0..5 {
         ids.push(waiting_for_data(&app).await.id);
     }
-    clock.set(MONDAY_15_00);
-    for id in &ids {
-        wait_for_status(&app, id, IncidentStatus::Finalized).await;
-    }
-    // Give both schedulers more rounds to do it again, if they would.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Asked for data at 17:30 and 17:45: due Monday 15:30 and 15:45.
+    clock.set("2026-11-06T23:30:00Z");
+    let first_control = waiting_for_data(&app).await;
+    clock.set("2026-11-06T23:45:00Z");
+    let replica_control = waiting_for_data(&app).await;
+    // Both replicas race for the five; only the first sees its control due.
+    replica_clock.set(MONDAY_15_00);
+    clock.set("2026-11-09T21:35:00Z");
+    wait_for_status(&app, &first_control.id, IncidentStatus::Finalized).await;
+    // Then only the replica sees its own control due: it ran after the five were due.
+    replica_clock.set("2026-11-09T21:50:00Z");
+    wait_for_status(&app, &replica_control.id, IncidentStatus::Finalized).await;
     for id in &ids {
         let closes = events(&app, &agent(), id)
             .await
@@ -239,6 +264,22 @@ async fn the_estimated_resolution_pauses_while_waiting_for_the_stores_data() {
     );
 }
 
+/// A COLLABORATIVE consultation (due 6 h after filing).
+async fn file_consultation(app: &TestApp, driver: &str) -> Consultation {
+    app.consultations()
+        .create_consultation(req(
+            driver,
+            CreateConsultationRequest {
+                category: "delivery_not_acknowledged".into(),
+                description: "Ayuda".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The sla_breached events of a ticket.
 fn breaches(events: &[TicketEvent]) -> usize {
     events
@@ -250,22 +291,11 @@ fn breaches(events: &[TicketEvent]) -> usize {
 #[tokio::test]
 async fn a_consultation_past_its_due_time_gets_exactly_one_breach_event_even_with_two_replicas() {
     let clock = ManualClock::at("2026-11-10T16:00:00Z");
+    let replica_clock = ManualClock::at("2026-11-10T16:00:00Z");
     let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
-    let _replica = app.replica_with(|s| s.clock = clock.clone()).await;
+    let _replica = app.replica_with(|s| s.clock = replica_clock.clone()).await;
     let driver = requester("driver-1");
-    let consultation = app
-        .consultations()
-        .create_consultation(req(
-            &driver,
-            CreateConsultationRequest {
-                category: "delivery_not_acknowledged".into(),
-                description: "Ayuda".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let consultation = file_consultation(&app, &driver).await;
     let list = |id: String| {
         let mut client = app.consultations();
         async move {
@@ -285,21 +315,37 @@ async fn a_consultation_past_its_due_time_gets_exactly_one_breach_event_even_wit
                 .events
         }
     };
+    let breached = |id: String| {
+        let list = &list;
+        eventually("a breach event", TEN_SECONDS, move || {
+            let id = id.clone();
+            async move { (breaches(&list(id).await) > 0).then_some(()) }
+        })
+    };
+    // Controls filed 1 minute earlier and 5 and 10 minutes later: due at
+    // 21:59, 22:05 and 22:10.
+    let control_at = |at: &str| {
+        clock.set(at);
+        file_consultation(&app, &driver)
+    };
+    let early = control_at("2026-11-10T15:59:00Z").await;
+    let first_control = control_at("2026-11-10T16:05:00Z").await;
+    let replica_control = control_at("2026-11-10T16:10:00Z").await;
     clock.set("2026-11-10T21:59:00Z");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    replica_clock.set("2026-11-10T21:59:00Z");
+    breached(early.id).await;
     assert_eq!(
         breaches(&list(consultation.id.clone()).await),
         0,
-        "due at 22:00"
+        "due at 22:00, not at 21:59"
     );
-    clock.set("2026-11-10T22:00:01Z");
-    for _ in 0..100 {
-        if breaches(&list(consultation.id.clone()).await) > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Both replicas race; then each sees a control of its own due, which
+    // proves it ran after the consultation was due.
+    replica_clock.set("2026-11-10T22:00:01Z");
+    clock.set("2026-11-10T22:07:00Z");
+    breached(first_control.id).await;
+    replica_clock.set("2026-11-10T22:12:00Z");
+    breached(replica_control.id).await;
     let events = list(consultation.id.clone()).await;
     assert_eq!(breaches(&events), 1);
     match &events.last().unwrap().payload {
@@ -327,22 +373,28 @@ async fn an_incident_past_its_estimate_gets_one_breach_event_and_a_resolved_one_
     let store = requester("acme");
     let open = create(&app, &store, "EST-1").await;
     let resolved = create(&app, &store, "EST-2").await;
+    // Filed two hours later: its estimate passes at 01:00.
+    clock.set("2026-11-07T01:00:00Z");
+    let control = create(&app, &store, "EST-3").await;
     let resolved = change(&app, &agent(), &resolved, IncidentStatus::InProgress)
         .await
         .unwrap();
     change(&app, &agent(), &resolved, IncidentStatus::Finalized)
         .await
         .unwrap();
-    clock.set("2026-11-28T00:00:00Z");
-    let breached = loop {
-        let read = get(&app, &agent(), &open.id).await;
-        if read.sla_breached {
-            break read;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let breached = |id: String| {
+        let app = &app;
+        eventually("an incident marked breached", TEN_SECONDS, move || {
+            let id = id.clone();
+            async move { Some(get(app, &agent(), &id).await).filter(|i| i.sla_breached) }
+        })
     };
-    assert!(breached.sla_remaining_seconds < 0);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    clock.set("2026-11-28T00:00:00Z");
+    let breached_one = breached(open.id.clone()).await;
+    assert!(breached_one.sla_remaining_seconds < 0);
+    // A later pass, with the first still past its estimate, must not mark it again.
+    clock.set("2026-11-28T02:00:00Z");
+    breached(control.id).await;
     assert_eq!(breaches(&events(&app, &agent(), &open.id).await), 1);
     assert_eq!(breaches(&events(&app, &agent(), &resolved.id).await), 0);
 }
@@ -384,15 +436,33 @@ fn a_bad_calendar_file_stops_the_server_at_start_with_a_clear_error() {
         r#"{"hours": {"mon": ["09:00-13:00", "12:00-18:00"]}}"#,
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--calendar-file")
         .arg(&file)
         .env("TICKETD_DATA_DIR", dir.path())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A server that accepted the file would serve forever: wait a bounded time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ticketd started with an invalid calendar file and was still running after 30 s"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         stderr.contains("calendar.json") && stderr.contains("overlap"),
         "{stderr}"
