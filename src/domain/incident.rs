@@ -206,9 +206,35 @@ pub fn transition(from: IncidentStatus, to: IncidentStatus, role: Role) -> Resul
     }
 }
 
+/// An incident's estimated resolution as of `now`: the stored estimate
+/// (created + the category's target, already moved on by earlier waits for
+/// data), moved on by the wait under way, if any — while the incident waits
+/// for the store's data (`paused_since`), its estimate moves with the clock.
+/// The API and the report both show this, so they cannot disagree.
+pub fn estimate_at(stored: Option<i64>, paused_since: Option<i64>, now: i64) -> Option<i64> {
+    let paused = paused_since.map_or(0, |since| (now - since).max(0));
+    stored.map(|at| at + paused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimate_moves_on_with_the_clock_only_while_paused() {
+        const H: i64 = 3_600_000_000;
+        assert_eq!(estimate_at(Some(100 * H), None, 50 * H), Some(100 * H));
+        assert_eq!(
+            estimate_at(Some(100 * H), Some(40 * H), 50 * H),
+            Some(110 * H)
+        );
+        // A pause that the clock has not reached yet adds nothing.
+        assert_eq!(
+            estimate_at(Some(100 * H), Some(60 * H), 50 * H),
+            Some(100 * H)
+        );
+        assert_eq!(estimate_at(None, Some(40 * H), 50 * H), None);
+    }
 
     #[test]
     fn every_status_belongs_to_the_stage_of_the_design() {

@@ -199,85 +199,61 @@ pub fn incident(m: &incident::Model, catalog: &Catalog, locale: Locale, now: i64
     }
 }
 
-/// The estimate as of `now`: while paused it moves on with the clock.
 fn estimate_at(m: &incident::Model, now: i64) -> Option<i64> {
-    let paused = m.paused_since.map_or(0, |since| (now - since).max(0));
-    m.estimated_resolution_at.map(|at| at + paused)
+    crate::domain::incident::estimate_at(m.estimated_resolution_at, m.paused_since, now)
 }
 
-/// The Incident fields a read_mask may name.
-pub const INCIDENT_FIELDS: &[&str] = &[
-    "id",
-    "number",
-    "kind",
-    "kind_label",
-    "status",
-    "status_label",
-    "stage",
-    "stage_label",
-    "tracking_number",
-    "carrier_code",
-    "carrier_name",
-    "category_code",
-    "category_name",
-    "description",
-    "shipped_at",
-    "claimed_amount",
-    "account",
-    "requester",
-    "assignee_id",
-    "assignee_name",
-    "resolution_reason",
-    "resolution_note",
-    "version",
-    "created_at",
-    "updated_at",
-    "resolved_at",
-];
+/// Declares the Incident fields a read_mask may name, once: the list that
+/// masks are checked against and the copy that applies one come from the
+/// same names, and the copy destructures `pb::Incident` without `..`, so a
+/// field added to the proto breaks the build until it is listed here.
+macro_rules! incident_read_mask {
+    ($($field:ident),+ $(,)?) => {
+        /// The Incident fields a read_mask may name.
+        pub const INCIDENT_FIELDS: &[&str] = &["id", $(stringify!($field)),+];
 
-/// Keeps only the fields named in `paths` (and `id`).
-pub fn mask_incident(full: pb::Incident, paths: &[String]) -> pb::Incident {
-    let keep = |name: &str| name == "id" || paths.iter().any(|p| p == name);
-    let mut out = pb::Incident {
-        id: full.id,
-        ..Default::default()
+        /// Keeps only the fields named in `paths` (and `id`).
+        pub fn mask_incident(full: pb::Incident, paths: &[String]) -> pb::Incident {
+            let keep = |name: &str| paths.iter().any(|p| p == name);
+            let pb::Incident { id, $($field),+ } = full;
+            let mut out = pb::Incident { id, ..Default::default() };
+            $( if keep(stringify!($field)) { out.$field = $field; } )+
+            out
+        }
     };
-    macro_rules! copy {
-        ($($field:ident),+) => { $( if keep(stringify!($field)) { out.$field = full.$field; } )+ };
-    }
-    copy!(
-        number,
-        kind,
-        kind_label,
-        status,
-        status_label,
-        stage,
-        stage_label,
-        tracking_number,
-        carrier_code,
-        carrier_name,
-        category_code,
-        category_name,
-        description,
-        shipped_at,
-        claimed_amount,
-        account,
-        requester,
-        assignee_id,
-        assignee_name,
-        resolution_reason,
-        resolution_note,
-        version,
-        created_at,
-        updated_at,
-        resolved_at,
-        estimated_resolution_at,
-        sla_remaining_seconds,
-        sla_breached,
-        sla_paused
-    );
-    out
 }
+
+incident_read_mask!(
+    number,
+    kind,
+    kind_label,
+    status,
+    status_label,
+    stage,
+    stage_label,
+    tracking_number,
+    carrier_code,
+    carrier_name,
+    category_code,
+    category_name,
+    description,
+    shipped_at,
+    claimed_amount,
+    account,
+    requester,
+    assignee_id,
+    assignee_name,
+    resolution_reason,
+    resolution_note,
+    version,
+    created_at,
+    updated_at,
+    resolved_at,
+    estimated_resolution_at,
+    sla_remaining_seconds,
+    sla_breached,
+    sla_paused,
+);
 
 pub fn comment(m: &comment::Model) -> pb::Comment {
     pb::Comment {

@@ -15,6 +15,9 @@ pub struct Context<'a> {
     pub catalog: &'a Catalog,
     pub locale: Locale,
     pub time_zone: Tz,
+    /// When the report was asked for (µs): values that move with the clock
+    /// (the estimate of an incident waiting for data) are shown as of then.
+    pub now: i64,
 }
 
 impl Context<'_> {
@@ -125,8 +128,15 @@ pub static INCIDENT_COLUMNS: &[Column<incident::ExportRow>] = &[
         es: "Fecha estimada",
         en: "Estimated resolution",
         width: 18.0,
-        // created + the category's target, moved on by time spent waiting for data.
-        value: |m, c| c.date(m.estimated_resolution_at),
+        // created + the category's target, moved on by time spent waiting for
+        // data, as the API shows it.
+        value: |m, c| {
+            c.date(crate::domain::incident::estimate_at(
+                m.estimated_resolution_at,
+                m.paused_since,
+                c.now,
+            ))
+        },
     },
     Column {
         code: "resolution",

@@ -276,6 +276,7 @@ impl Consultations {
             catalog: self.catalog.clone(),
             locale,
             time_zone,
+            now: to_micros(self.clock.now()),
             stall_timeout: self.export_stall,
         };
         Ok((count, export::start(export)))

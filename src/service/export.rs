@@ -37,6 +37,8 @@ pub struct Export<S: RowSource> {
     pub catalog: Arc<Catalog>,
     pub locale: Locale,
     pub time_zone: Tz,
+    /// When the report was asked for (µs); see `Context::now`.
+    pub now: i64,
     /// How long a chunk may wait for the client to take it before the export
     /// is abandoned (and its snapshot released).
     pub stall_timeout: Duration,
@@ -68,6 +70,7 @@ async fn run<S: RowSource>(
         catalog,
         locale,
         time_zone,
+        now,
         stall_timeout,
     } = export;
     let headers: Vec<_> = columns.iter().map(|c| c.header(locale)).collect();
@@ -107,6 +110,7 @@ async fn run<S: RowSource>(
         catalog: &catalog,
         locale,
         time_zone,
+        now,
     };
     let read = async {
         let mut stream = source.rows().await?;

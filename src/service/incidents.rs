@@ -508,6 +508,7 @@ impl Incidents {
             catalog: self.catalog.clone(),
             locale,
             time_zone,
+            now: to_micros(self.clock.now()),
             stall_timeout: self.export_stall,
         };
         Ok((count, export::start(export)))
@@ -795,12 +796,11 @@ impl RowSource for IncidentRows {
 const DAY: i64 = 86_400_000_000;
 
 /// Ends a pause of the estimate: it moves on by the time spent paused.
+/// Ends a wait for data: the estimate keeps the time it moved on meanwhile.
 fn resume(m: &mut row::Model, now: i64) {
-    if let Some(since) = m.paused_since.take() {
-        m.estimated_resolution_at = m
-            .estimated_resolution_at
-            .map(|at| at + (now - since).max(0));
-    }
+    let since = m.paused_since.take();
+    m.estimated_resolution_at =
+        crate::domain::incident::estimate_at(m.estimated_resolution_at, since, now);
 }
 
 fn same_request(existing: row::Model, fingerprint: &str) -> Result<row::Model> {

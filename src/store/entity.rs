@@ -68,6 +68,7 @@ pub mod incident {
         pub created_at: i64,
         pub resolved_at: Option<i64>,
         pub estimated_resolution_at: Option<i64>,
+        pub paused_since: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

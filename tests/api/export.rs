@@ -633,3 +633,44 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
     assert!(status.message().contains("took no data"), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_reports_estimated_date_is_the_one_the_api_shows_while_waiting_for_data() {
+    // Filed Friday 17:00 in Mexico City, asked for data at once, still
+    // waiting 30 hours later: the estimate has moved on by those 30 hours.
+    let clock = ManualClock::at("2026-11-06T23:00:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    change(&app, &agent(), &incident, IncidentStatus::MissingData)
+        .await
+        .unwrap();
+    clock.set("2026-11-08T05:00:00Z");
+    let shown = get(&app, &agent(), &incident.id)
+        .await
+        .estimated_resolution_at
+        .unwrap();
+    assert_eq!(
+        shown.seconds - incident.estimated_resolution_at.unwrap().seconds,
+        30 * 3600,
+        "the API's estimate moves on while the incident waits"
+    );
+    let (_, bytes) = export_incidents(
+        &app,
+        &agent(),
+        ExportIncidentsRequest {
+            columns: vec!["number".into(), "estimated_resolution_at".into()],
+            ..range("2026-11-06", "2026-11-06")
+        },
+    )
+    .await
+    .unwrap();
+    let sheet = sheet(bytes);
+    let expected = chrono::DateTime::from_timestamp(shown.seconds, 0)
+        .unwrap()
+        .with_timezone(&chrono_tz::America::Mexico_City)
+        .naive_local();
+    match sheet.get((1, 1)) {
+        Some(Data::DateTime(d)) => assert_eq!(d.as_datetime().unwrap(), expected),
+        other => panic!("Fecha estimada is a date, got {other:?}"),
+    }
+}

@@ -608,3 +608,47 @@ async fn lists_filter_by_kind_category_assignee_and_creation_time() {
         [1]
     );
 }
+
+#[tokio::test]
+async fn a_read_mask_may_ask_for_the_estimate_and_sla_columns() {
+    let clock = ManualClock::at("2026-11-06T23:00:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    change(&app, &agent(), &incident, IncidentStatus::MissingData)
+        .await
+        .unwrap();
+    clock.set("2026-11-07T05:00:00Z");
+    let full = get(&app, &agent(), &incident.id).await;
+    let paths = [
+        "estimated_resolution_at",
+        "sla_remaining_seconds",
+        "sla_breached",
+        "sla_paused",
+    ];
+    let masked = app
+        .incidents()
+        .list_incidents(req(
+            &agent(),
+            ListIncidentsRequest {
+                read_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("every column the response carries may be asked for")
+        .into_inner()
+        .incidents
+        .remove(0);
+    assert_eq!(masked.id, full.id);
+    assert_eq!(masked.estimated_resolution_at, full.estimated_resolution_at);
+    assert!(masked.estimated_resolution_at.is_some());
+    assert_eq!(masked.sla_remaining_seconds, full.sla_remaining_seconds);
+    assert!(masked.sla_remaining_seconds > 0);
+    assert!(masked.sla_paused && !masked.sla_breached);
+    assert!(
+        masked.status_label.is_empty() && masked.number == 0,
+        "only what was asked for"
+    );
+}
