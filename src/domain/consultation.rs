@@ -110,6 +110,17 @@ impl ConsultationStatus {
 
 /// Decides whether `role` may move a consultation from `from` to `to`.
 /// Only agents move consultations, one step at a time.
+/// Whether `role` may ever change a consultation's status: only agents (and
+/// admins) may. Decided before the version and the status are looked at.
+pub fn may_change_status(role: Role) -> Result<()> {
+    match role {
+        Role::Agent | Role::Admin => Ok(()),
+        Role::Requester => Err(Error::PermissionDenied(
+            "only agents change a consultation's status".into(),
+        )),
+    }
+}
+
 pub fn transition(from: ConsultationStatus, to: ConsultationStatus, role: Role) -> Result<()> {
     use ConsultationStatus::*;
     let legal = matches!((from, to), (Received, InProgress) | (InProgress, Solved));

@@ -142,6 +142,19 @@ enum Allowed {
     RequesterOrAgent,
 }
 
+/// Whether `role` may ever move an incident to `to`, whatever its status:
+/// requesters may only cancel. Decided before the version and the status are
+/// looked at, so a requester is never told to retry what it may not do.
+pub fn may_change_to(to: IncidentStatus, role: Role) -> Result<()> {
+    match (role, to) {
+        (Role::Agent | Role::Admin, _) | (Role::Requester, IncidentStatus::Cancelled) => Ok(()),
+        (Role::Requester, _) => Err(Error::PermissionDenied(format!(
+            "a requester may only cancel; moving an incident to {} is for agents",
+            to.as_str()
+        ))),
+    }
+}
+
 /// Decides whether `role` may move an incident from `from` to `to` through
 /// ChangeIncidentStatus or CancelIncident. The system's own transitions
 /// (return from MISSING_DATA, auto-close, created declined) do not go through here.
@@ -219,6 +232,19 @@ pub fn estimate_at(stored: Option<i64>, paused_since: Option<i64>, now: i64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requesters_may_only_ever_cancel() {
+        for to in IncidentStatus::ALL {
+            assert!(may_change_to(*to, Role::Agent).is_ok());
+            assert!(may_change_to(*to, Role::Admin).is_ok());
+            assert_eq!(
+                may_change_to(*to, Role::Requester).is_ok(),
+                *to == IncidentStatus::Cancelled,
+                "{to:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_estimate_moves_on_with_the_clock_only_while_paused() {

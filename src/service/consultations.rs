@@ -332,6 +332,8 @@ impl Consultations {
     ) -> Result<row::Model> {
         let txn = self.store.begin_write().await?;
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        // Who may do this comes before the version and the status.
+        consultation::may_change_status(who.role)?;
         check_version(&current, expected_version)?;
         let from = status_of(&current)?;
         consultation::transition(from, to, who.role)?;

@@ -522,6 +522,8 @@ impl Incidents {
     ) -> Result<row::Model> {
         let txn = self.store.begin_write().await?;
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
+        // Who may do this comes before the version and the status.
+        incident::may_change_to(change.to, who.role)?;
         check_version(&current, change.expected_version)?;
         let from = status_of(&current)?;
         let rule = incident::transition(from, change.to, who.role)?;

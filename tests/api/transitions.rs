@@ -38,7 +38,9 @@ fn expected(from: IncidentStatus, to: IncidentStatus, role: &str) -> Code {
     match role {
         _ if anyone => Code::Ok,
         "agent" if agent_only => Code::Ok,
-        "requester" if agent_only => Code::PermissionDenied,
+        // Requesters may only cancel: anything else is refused as not theirs
+        // to do, before the status is looked at.
+        "requester" if to != Cancelled => Code::PermissionDenied,
         _ => Code::FailedPrecondition,
     }
 }
@@ -203,4 +205,53 @@ async fn an_agent_comment_does_not_move_a_missing_data_incident() {
         get(&app, &store, &waiting.id).await.status,
         MissingData as i32
     );
+}
+
+#[tokio::test]
+async fn a_requester_asking_for_what_it_may_never_do_is_denied_before_its_version_is_checked() {
+    use ticketd::pb::*;
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    let incident = create(&app, &store, "EST-1").await;
+    // A stale version: were the version checked first, this would be ABORTED,
+    // and the store would retry only to be denied.
+    let stale = Incident {
+        version: incident.version + 7,
+        ..incident.clone()
+    };
+    let status = assert_code(
+        change(&app, &store, &stale, InProgress).await,
+        Code::PermissionDenied,
+    );
+    assert!(status.message().contains("only cancel"), "{status:?}");
+    // What it may do, with the same stale version, is refused as stale.
+    assert_code(change(&app, &store, &stale, Cancelled).await, Code::Aborted);
+
+    let driver = requester("driver-1");
+    let consultation = app
+        .consultations()
+        .create_consultation(req(
+            &driver,
+            CreateConsultationRequest {
+                category: "delivery_not_acknowledged".into(),
+                description: "Ayuda".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let moved = app
+        .consultations()
+        .change_consultation_status(req(
+            &driver,
+            ChangeConsultationStatusRequest {
+                id: consultation.id.clone(),
+                status: ConsultationStatus::InProgress as i32,
+                expected_version: consultation.version + 7,
+                comment: String::new(),
+            },
+        ))
+        .await;
+    assert_code(moved, Code::PermissionDenied);
 }
