@@ -504,3 +504,70 @@ async fn a_categorys_own_claim_window_overrides_the_carriers() {
         .categories;
     assert!(categories.iter().all(|c| c.claim_window_days == 15));
 }
+
+#[tokio::test]
+async fn the_scheduler_sleeps_until_the_next_deadline_not_until_its_poll() {
+    // Every scheduler polls once an hour: a deadline is met in time only if
+    // the scheduler computed it and slept until it. The deadlines are filed
+    // through the first server, whose clock stays on Friday; each is then met
+    // by a replica started two seconds before it, whose first pass handles
+    // a control due a second earlier (so it has run and is about to sleep)
+    // before its clock moves past the deadline.
+    let hour = std::time::Duration::from_secs(3600);
+    let clock = ManualClock::at("2026-11-06T22:59:57Z");
+    let app = TestApp::spawn_with(|s| {
+        s.clock = clock.clone();
+        s.scheduler_poll = hour;
+    })
+    .await;
+    let driver = requester("driver-1");
+    // Filed a few seconds apart at Friday 17:00 local: due 6 h later.
+    let early_consultation = file_consultation(&app, &driver).await;
+    let early_incident = waiting_for_data(&app).await;
+    clock.set(FRIDAY_17_00);
+    let consultation = file_consultation(&app, &driver).await;
+    let incident = waiting_for_data(&app).await;
+
+    let consultation_breached = |id: String| {
+        let app = &app;
+        eventually("a consultation marked breached", TEN_SECONDS, move || {
+            let id = id.clone();
+            async move {
+                let read = app
+                    .consultations()
+                    .get_consultation(req(
+                        &agent(),
+                        GetConsultationRequest {
+                            lookup: Some(get_consultation_request::Lookup::Id(id)),
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                read.sla_breached.then_some(())
+            }
+        })
+    };
+    let replica_clock = ManualClock::at("2026-11-07T04:59:58Z");
+    let _replica = app
+        .replica_with(|s| {
+            s.clock = replica_clock.clone();
+            s.scheduler_poll = hour;
+        })
+        .await;
+    consultation_breached(early_consultation.id).await;
+    replica_clock.set("2026-11-07T05:00:01Z");
+    consultation_breached(consultation.id).await;
+
+    let other_clock = ManualClock::at("2026-11-09T20:59:58Z");
+    let _other = app
+        .replica_with(|s| {
+            s.clock = other_clock.clone();
+            s.scheduler_poll = hour;
+        })
+        .await;
+    wait_for_status(&app, &early_incident.id, IncidentStatus::Finalized).await;
+    other_clock.set(MONDAY_15_00);
+    let closed = wait_for_status(&app, &incident.id, IncidentStatus::Finalized).await;
+    assert_eq!(closed.version, incident.version + 1, "the auto-close is one change");
+}
