@@ -12,5 +12,6 @@ mod pagination;
 mod process;
 mod sla;
 mod telemetry;
+mod tenancy;
 mod transitions;
 mod watch;
