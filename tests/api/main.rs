@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod consultations;
+mod deadlines;
 mod export;
 mod helpers;
 mod incidents;
