@@ -368,11 +368,7 @@ impl Consultations {
         to: Complexity,
         expected_version: i64,
     ) -> Result<row::Model> {
-        if !who.is_agent() {
-            return Err(Error::PermissionDenied(
-                "only agents reclassify consultations".into(),
-            ));
-        }
+        self.agents_only(who, id, "reclassify").await?;
         let txn = self.store.begin_write().await?;
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
         check_version(&current, expected_version)?;
@@ -427,11 +423,7 @@ impl Consultations {
         assignee: Option<(String, String)>,
         expected_version: i64,
     ) -> Result<row::Model> {
-        if !who.is_agent() {
-            return Err(Error::PermissionDenied(
-                "only agents assign consultations".into(),
-            ));
-        }
+        self.agents_only(who, id, "assign").await?;
         let txn = self.store.begin_write().await?;
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
         check_version(&current, expected_version)?;
@@ -508,6 +500,19 @@ impl Consultations {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
         thread::list_events(conn, ticket_ref(&ticket), who, after_sequence, limit).await
+    }
+
+    /// Refuses an agent-only change to a requester: NOT_FOUND for another
+    /// account's consultation (existence does not leak, DESIGN §7),
+    /// PERMISSION_DENIED for one it can see.
+    async fn agents_only(&self, who: &Principal, id: &str, verb: &str) -> Result<()> {
+        if who.is_agent() {
+            return Ok(());
+        }
+        self.get(who, &Lookup::Id(id.to_owned())).await?;
+        Err(Error::PermissionDenied(format!(
+            "only agents {verb} consultations"
+        )))
     }
 
     /// Created + the complexity's target: wall-clock time, or business hours

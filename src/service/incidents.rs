@@ -616,6 +616,9 @@ impl Incidents {
         expected_version: i64,
     ) -> Result<row::Model> {
         if !who.is_agent() {
+            // Another account's incident is NOT_FOUND (existence does not
+            // leak, DESIGN §7); only one the requester can see is refused.
+            self.get(who, &Lookup::Id(id.to_owned())).await?;
             return Err(Error::PermissionDenied(
                 "only agents assign incidents".into(),
             ));

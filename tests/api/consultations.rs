@@ -743,3 +743,377 @@ async fn an_idempotent_consultation_retry_returns_the_same_consultation() {
     );
     assert_eq!(violated_fields(&status), ["idempotency_key"]);
 }
+
+/// The bodies of a consultation's comments as `token` lists them, with their
+/// `internal` flags.
+async fn listed_comments(app: &TestApp, token: &str, id: &str) -> Vec<(String, bool)> {
+    app.consultations()
+        .list_comments(req(
+            token,
+            ListCommentsRequest {
+                ticket_id: id.into(),
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("list comments")
+        .into_inner()
+        .comments
+        .into_iter()
+        .map(|c| (c.body, c.internal))
+        .collect()
+}
+
+/// The bodies of a consultation's comment_added events as `token` lists them.
+async fn commented_events(app: &TestApp, token: &str, id: &str) -> Vec<String> {
+    app.consultations()
+        .list_ticket_events(req(
+            token,
+            ListTicketEventsRequest {
+                ticket_id: id.into(),
+                after_sequence: 0,
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("list events")
+        .into_inner()
+        .events
+        .iter()
+        .filter(|e| matches!(e.payload, Some(ticket_event::Payload::CommentAdded(_))))
+        .map(|e| comment_body(e).to_owned())
+        .collect()
+}
+
+async fn watch_consultation(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    after: u64,
+) -> Result<tonic::Streaming<WatchResponse>, tonic::Status> {
+    app.consultations()
+        .watch_ticket(req(
+            token,
+            WatchTicketRequest {
+                ticket_id: id.into(),
+                after_sequence: after,
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn consultation_comments_are_stored_and_listed_with_internal_notes_for_agents_only() {
+    let app = TestApp::spawn().await;
+    let driver = requester("driver-7");
+    let c = file(&app, &driver, "delivery_not_acknowledged").await;
+    let ticket = (TicketType::Consultation, c.id.as_str());
+    let asked = add_comment(&app, &driver, ticket, "¿Ya lo revisaron?", false)
+        .await
+        .expect("the driver comments");
+    assert_eq!(asked.ticket_id, c.id);
+    assert_eq!(asked.body, "¿Ya lo revisaron?");
+    assert!(!asked.internal);
+    let author = asked.author.unwrap();
+    assert_eq!(
+        (author.id.as_str(), author.role),
+        ("store-driver-7", ActorRole::Requester as i32)
+    );
+    let answer = add_comment(&app, &agent(), ticket, "Sí, hoy lo vemos", false)
+        .await
+        .expect("the agent answers");
+    assert_eq!(answer.author.unwrap().role, ActorRole::Agent as i32);
+    let note = add_comment(&app, &agent(), ticket, "Cliente con historial", true)
+        .await
+        .expect("the agent writes a note");
+    assert!(note.internal);
+    assert_code(
+        add_comment(&app, &driver, ticket, "nota mía", true).await,
+        Code::PermissionDenied,
+    );
+
+    let public = [
+        ("¿Ya lo revisaron?".to_owned(), false),
+        ("Sí, hoy lo vemos".to_owned(), false),
+    ];
+    assert_eq!(listed_comments(&app, &driver, &c.id).await, public);
+    let mut all = public.to_vec();
+    all.push(("Cliente con historial".to_owned(), true));
+    assert_eq!(listed_comments(&app, &agent(), &c.id).await, all);
+    assert_eq!(
+        commented_events(&app, &driver, &c.id).await,
+        ["¿Ya lo revisaron?", "Sí, hoy lo vemos"]
+    );
+    assert_eq!(
+        commented_events(&app, &agent(), &c.id).await,
+        [
+            "¿Ya lo revisaron?",
+            "Sí, hoy lo vemos",
+            "Cliente con historial"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_driver_watching_its_consultation_gets_history_then_live_changes_but_no_internal_notes() {
+    let app = TestApp::spawn().await;
+    let driver = requester("driver-7");
+    let c = file(&app, &driver, "delivery_not_acknowledged").await;
+    let ticket = (TicketType::Consultation, c.id.as_str());
+    // Sequence 2: an agent note, before anyone watches.
+    add_comment(&app, &agent(), ticket, "nota interna", true)
+        .await
+        .unwrap();
+    let mut driver_stream = watch_consultation(&app, &driver, &c.id, 0).await.unwrap();
+    let mut agent_stream = watch_consultation(&app, &agent(), &c.id, 0).await.unwrap();
+    let history = next_events(&mut driver_stream, 1, "the driver's replay").await;
+    assert!(matches!(
+        history[0].payload,
+        Some(ticket_event::Payload::Created(_))
+    ));
+    // Live: sequence 3, a status change; 4, a public answer.
+    app.consultations()
+        .change_consultation_status(req(
+            &agent(),
+            ChangeConsultationStatusRequest {
+                id: c.id.clone(),
+                status: ConsultationStatus::InProgress as i32,
+                expected_version: 1,
+                comment: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    add_comment(&app, &agent(), ticket, "Ya vamos", false)
+        .await
+        .unwrap();
+    let live = next_events(&mut driver_stream, 2, "the driver's live events").await;
+    assert_eq!(
+        sequence_numbers(&history)
+            .into_iter()
+            .chain(sequence_numbers(&live))
+            .collect::<Vec<_>>(),
+        [1, 3, 4],
+        "the note (2) is left out"
+    );
+    match &live[0].payload {
+        Some(ticket_event::Payload::StatusChanged(s)) => {
+            assert_eq!(s.to_status, "CONSULTATION_STATUS_IN_PROGRESS")
+        }
+        other => panic!("expected the status change, got {other:?}"),
+    }
+    assert_eq!(comment_body(&live[1]), "Ya vamos");
+    assert!(live.iter().all(|e| e.ticket_id == c.id
+        && e.ticket_type == TicketType::Consultation as i32
+        && e.ticket_number == 1));
+    let agent_events = next_events(&mut agent_stream, 4, "the agent's events").await;
+    assert_eq!(sequence_numbers(&agent_events), [1, 2, 3, 4]);
+    assert_eq!(comment_body(&agent_events[1]), "nota interna");
+    // A resumed stream starts after its cursor.
+    let mut resumed = watch_consultation(&app, &driver, &c.id, 3).await.unwrap();
+    assert_eq!(
+        sequence_numbers(&next_events(&mut resumed, 1, "the resumed stream").await),
+        [4]
+    );
+}
+
+#[tokio::test]
+async fn a_driver_gets_not_found_for_another_accounts_consultation_on_assign_reclassify_watch_and_export()
+ {
+    let clock = ManualClock::at("2026-11-10T16:30:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let (mine, theirs) = (requester("driver-1"), requester("driver-2"));
+    let own = file(&app, &mine, "earnings_difference").await;
+    let other = file(&app, &theirs, "delivery_not_acknowledged").await;
+    let mut c = app.consultations();
+    let results: Vec<(&str, Result<(), tonic::Status>)> = vec![
+        (
+            "AssignConsultation",
+            c.assign_consultation(req(
+                &mine,
+                AssignConsultationRequest {
+                    id: other.id.clone(),
+                    assignee_id: "store-driver-1".into(),
+                    assignee_name: String::new(),
+                    expected_version: 1,
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ReclassifyConsultation",
+            c.reclassify_consultation(req(
+                &mine,
+                ReclassifyConsultationRequest {
+                    id: other.id.clone(),
+                    complexity: Complexity::Technology as i32,
+                    expected_version: 1,
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "WatchTicket",
+            watch_consultation(&app, &mine, &other.id, 0)
+                .await
+                .map(drop),
+        ),
+    ];
+    for (rpc, result) in results {
+        match result {
+            Err(status) if status.code() == Code::NotFound => {
+                assert!(
+                    !status.message().contains("driver-2"),
+                    "{rpc} leaks the account: {status:?}"
+                );
+            }
+            other => panic!("{rpc}: expected NOT_FOUND, got {other:?}"),
+        }
+    }
+    let theirs_now = c
+        .get_consultation(req(
+            &agent(),
+            GetConsultationRequest {
+                lookup: Some(get_consultation_request::Lookup::Id(other.id.clone())),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        theirs_now, other,
+        "nothing changed on driver-2's consultation"
+    );
+
+    // A driver's report holds its own consultations only; an agent's, both.
+    let export = |token: String| {
+        let mut client = app.consultations();
+        async move {
+            let stream = client
+                .export_report(req(
+                    &token,
+                    ExportConsultationsRequest {
+                        from_date: "2026-11-10".into(),
+                        to_date: "2026-11-10".into(),
+                        columns: vec!["account".into(), "description".into()],
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("export")
+                .into_inner();
+            crate::export::read_report(stream).await
+        }
+    };
+    let (count, rows) = export(mine.clone()).await;
+    assert_eq!(count, 1);
+    assert_eq!(
+        rows,
+        [vec!["driver-1".to_owned(), own.description.clone()]],
+        "only driver-1's consultation"
+    );
+    let (count, rows) = export(agent()).await;
+    assert_eq!(count, 2);
+    assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test]
+async fn a_driver_may_not_assign_its_own_consultation() {
+    let app = TestApp::spawn().await;
+    let driver = requester("driver-7");
+    let c = file(&app, &driver, "delivery_not_acknowledged").await;
+    assert_code(
+        app.consultations()
+            .assign_consultation(req(
+                &driver,
+                AssignConsultationRequest {
+                    id: c.id.clone(),
+                    assignee_id: "store-driver-7".into(),
+                    assignee_name: "Yo".into(),
+                    expected_version: 1,
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    let read = app
+        .consultations()
+        .get_consultation(req(
+            &driver,
+            GetConsultationRequest {
+                lookup: Some(get_consultation_request::Lookup::Id(c.id.clone())),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((read.version, read.assignee_id.as_str()), (1, ""));
+}
+
+#[tokio::test]
+async fn the_notification_feed_carries_ticketed_consultations_and_leaves_out_simple_ones() {
+    let app = TestApp::spawn().await;
+    let driver = requester("driver-7");
+    let mut driver_feed = notification_feed(&app.channel, &driver, 0).await;
+    let mut agent_feed = notification_feed(&app.channel, &agent(), 0).await;
+    // 1: a SIMPLE one is filed; 2: a COLLABORATIVE one.
+    let simple = file(&app, &driver, "order_status").await;
+    let ticketed = file(&app, &driver, "delivery_not_acknowledged").await;
+    // 3: a comment on the SIMPLE one; 4: on the ticketed one; 5: its status changes.
+    add_comment(
+        &app,
+        &agent(),
+        (TicketType::Consultation, &simple.id),
+        "Va en ruta",
+        false,
+    )
+    .await
+    .unwrap();
+    add_comment(
+        &app,
+        &agent(),
+        (TicketType::Consultation, &ticketed.id),
+        "Lo revisamos",
+        false,
+    )
+    .await
+    .unwrap();
+    app.consultations()
+        .change_consultation_status(req(
+            &agent(),
+            ChangeConsultationStatusRequest {
+                id: ticketed.id.clone(),
+                status: ConsultationStatus::InProgress as i32,
+                expected_version: 1,
+                comment: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    for (who, feed) in [("driver", &mut driver_feed), ("agent", &mut agent_feed)] {
+        let events = next_events(feed, 3, &format!("the {who}'s feed")).await;
+        // In order, so reaching 4 and 5 shows that 1 and 3 were left out.
+        assert_eq!(sequence_numbers(&events), [2, 4, 5], "{who}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.ticket_id == ticketed.id
+                    && e.ticket_type == TicketType::Consultation as i32),
+            "{who}: {events:?}"
+        );
+        assert!(matches!(
+            events[0].payload,
+            Some(ticket_event::Payload::Created(_))
+        ));
+        assert_eq!(comment_body(&events[1]), "Lo revisamos");
+        assert!(matches!(
+            events[2].payload,
+            Some(ticket_event::Payload::StatusChanged(_))
+        ));
+    }
+}

@@ -97,6 +97,26 @@ fn row_strings(range: &calamine::Range<Data>, row: usize) -> Vec<String> {
         .collect()
 }
 
+/// Every row below the header, as strings.
+fn data_rows(range: &calamine::Range<Data>) -> Vec<Vec<String>> {
+    (1..range.height()).map(|r| row_strings(range, r)).collect()
+}
+
+/// Reads a whole report: its header's row count and its data rows, after
+/// checking that the two agree.
+pub async fn read_report(
+    mut stream: tonic::Streaming<ExportReportResponse>,
+) -> (i64, Vec<Vec<String>>) {
+    let (header, bytes) = collect(&mut stream).await.expect("a whole report");
+    let rows = data_rows(&sheet(bytes));
+    assert_eq!(
+        header.row_count,
+        rows.len() as i64,
+        "the header counts the rows the file has"
+    );
+    (header.row_count, rows)
+}
+
 fn range(from: &str, to: &str) -> ExportIncidentsRequest {
     ExportIncidentsRequest {
         from_date: from.into(),
@@ -270,9 +290,9 @@ async fn a_requester_exports_only_its_accounts_incidents_and_filters_apply() {
         .await
         .unwrap();
     assert_eq!(header.row_count, 2);
-    let sheet = sheet(bytes);
-    let trackings: Vec<_> = (1..sheet.height())
-        .map(|r| row_strings(&sheet, r)[3].clone())
+    let own = sheet(bytes);
+    let trackings: Vec<_> = (1..own.height())
+        .map(|r| row_strings(&own, r)[3].clone())
         .collect();
     assert_eq!(trackings, ["ACME-1", "ACME-2"]);
     let mut filtered = range(&today, &today);
@@ -280,8 +300,51 @@ async fn a_requester_exports_only_its_accounts_incidents_and_filters_apply() {
         stage: IncidentStage::InReview as i32,
         ..Default::default()
     });
-    let (header, _) = export_incidents(&app, &agent(), filtered).await.unwrap();
-    assert_eq!(header.row_count, 1);
+    let (header, bytes) = export_incidents(&app, &agent(), filtered).await.unwrap();
+    let rows = data_rows(&sheet(bytes));
+    assert_eq!(
+        header.row_count,
+        rows.len() as i64,
+        "the count is the rows'"
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0][1].as_str(), rows[0][3].as_str()),
+        ("En curso", "ACME-2"),
+        "the one incident in review"
+    );
+    // Filters that match several, or none: the count still is the rows'.
+    for (filter, trackings) in [
+        (
+            ListIncidentsRequest {
+                stage: IncidentStage::New as i32,
+                ..Default::default()
+            },
+            vec!["ACME-1", "GLOBEX-1"],
+        ),
+        (
+            ListIncidentsRequest {
+                query: "globex".into(),
+                ..Default::default()
+            },
+            vec!["GLOBEX-1"],
+        ),
+        (
+            ListIncidentsRequest {
+                carrier: "dhl".into(),
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ] {
+        let mut request = range(&today, &today);
+        request.filter = Some(filter.clone());
+        let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
+        let rows = data_rows(&sheet(bytes));
+        assert_eq!(header.row_count, rows.len() as i64, "{filter:?}");
+        let got: Vec<_> = rows.iter().map(|r| r[3].as_str()).collect();
+        assert_eq!(got, trackings, "{filter:?}");
+    }
 }
 
 #[tokio::test]
@@ -502,6 +565,12 @@ async fn exports_let_go(
     assert_eq!(sheet(bytes).height(), rows as usize + 1);
 }
 
+/// Reports a server runs at once, as the README and the proto document it
+/// (written here, not taken from the code, so that a change to it shows).
+const SERVER_LIMIT: usize = 4;
+/// Reports one account (or one agent) runs at once, as documented.
+const PER_ACCOUNT_LIMIT: usize = 2;
+
 /// Agent number `i` (each counts against its own share of the report slots).
 fn agent_n(i: usize) -> String {
     token("agent", &format!("agent-{i}"), None)
@@ -530,7 +599,7 @@ async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     let (request, mut slow) = a_large_report(&app).await;
     let mut stalled = vec![];
     // One account cannot take every slot: past its share it is refused...
-    for _ in 0..ticketd::store::MAX_SNAPSHOTS_PER_OWNER {
+    for _ in 0..PER_ACCOUNT_LIMIT {
         stalled.push(a_stalled_export(&mut slow, &store, &request).await);
     }
     let refused = app
@@ -541,7 +610,7 @@ async fn exports_are_limited_and_a_cancelled_one_lets_go_of_its_snapshot() {
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("your reports"), "{refused:?}");
     // ... while others still get theirs, up to the server's limit.
-    for i in ticketd::store::MAX_SNAPSHOTS_PER_OWNER..ticketd::store::MAX_SNAPSHOTS {
+    for i in PER_ACCOUNT_LIMIT..SERVER_LIMIT {
         stalled.push(a_stalled_export(&mut slow, &agent_n(i), &request).await);
     }
     // Then one more is refused, whoever asks, while they wait for their clients.
@@ -601,7 +670,7 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
     // abandoned after the timeout and their snapshots released, while the
     // streams are still open.
     let mut stalled = vec![];
-    for i in 0..ticketd::store::MAX_SNAPSHOTS {
+    for i in 0..SERVER_LIMIT {
         stalled.push(a_stalled_export(&mut slow, &agent_n(i), &request).await);
     }
     create(&app, &store, "EST-LATE").await;
@@ -619,7 +688,8 @@ async fn an_export_whose_client_stops_reading_is_abandoned_and_ends_aborted() {
     let mut stream = stalled.pop().unwrap();
     let mut received = 0;
     let status = loop {
-        match stream.next().await {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next());
+        match next.await.expect("the abandoned export ends within 30 s") {
             Some(Ok(message)) => {
                 let Some(export_report_response::Kind::Data(chunk)) = message.kind else {
                     panic!("only data follows the header");
@@ -673,4 +743,265 @@ async fn the_reports_estimated_date_is_the_one_the_api_shows_while_waiting_for_d
         Some(Data::DateTime(d)) => assert_eq!(d.as_datetime().unwrap(), expected),
         other => panic!("Fecha estimada is a date, got {other:?}"),
     }
+}
+
+/// Every column code of each report, in the order the README lists them.
+const ALL_INCIDENT_COLUMNS: [&str; 17] = [
+    "number",
+    "status",
+    "kind",
+    "tracking_number",
+    "category",
+    "carrier",
+    "assignee",
+    "created_at",
+    "estimated_resolution_at",
+    "resolution",
+    "description",
+    "account",
+    "requester",
+    "shipped_at",
+    "claimed_amount",
+    "currency",
+    "resolved_at",
+];
+const ALL_CONSULTATION_COLUMNS: [&str; 12] = [
+    "number",
+    "status",
+    "complexity",
+    "title",
+    "description",
+    "assignee",
+    "created_at",
+    "due_at",
+    "solved_at",
+    "category",
+    "order_reference",
+    "account",
+];
+
+#[tokio::test]
+async fn comments_never_appear_in_a_report_whoever_exports_it_with_every_column() {
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    let driver = requester("driver-1");
+    let public = "COMENTARIO-PUBLICO";
+    let internal = "NOTA-INTERNA";
+    let with_change = "COMENTARIO-AL-CERRAR";
+    let incident = create(&app, &store, "EST-1").await;
+    let consultation = consult(&app, &driver, "delivery_not_acknowledged").await;
+    for ticket in [
+        (TicketType::Incident, incident.id.as_str()),
+        (TicketType::Consultation, consultation.id.as_str()),
+    ] {
+        add_comment(&app, &agent(), ticket, public, false)
+            .await
+            .unwrap();
+        add_comment(&app, &agent(), ticket, internal, true)
+            .await
+            .unwrap();
+    }
+    // A comment given with a status change is a comment too.
+    let incident = change(&app, &agent(), &incident, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    app.incidents()
+        .change_incident_status(req(
+            &agent(),
+            ChangeIncidentStatusRequest {
+                id: incident.id.clone(),
+                status: IncidentStatus::Finalized as i32,
+                expected_version: incident.version,
+                reason: ResolutionReason::Resolved as i32,
+                comment: with_change.into(),
+            },
+        ))
+        .await
+        .unwrap();
+    app.consultations()
+        .change_consultation_status(req(
+            &agent(),
+            ChangeConsultationStatusRequest {
+                id: consultation.id.clone(),
+                status: ConsultationStatus::InProgress as i32,
+                expected_version: consultation.version,
+                comment: with_change.into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let today = today();
+    let leaks = |rows: &[Vec<String>]| -> Vec<String> {
+        rows.iter()
+            .flatten()
+            .filter(|cell| {
+                [public, internal, with_change]
+                    .iter()
+                    .any(|b| cell.contains(b))
+            })
+            .cloned()
+            .collect()
+    };
+    for token in [agent(), store] {
+        let mut request = range(&today, &today);
+        request.columns = ALL_INCIDENT_COLUMNS.map(String::from).to_vec();
+        let stream = app
+            .incidents()
+            .export_report(req(&token, request))
+            .await
+            .unwrap()
+            .into_inner();
+        let (count, rows) = read_report(stream).await;
+        assert_eq!(count, 1);
+        assert_eq!(rows[0][1], "Finalizado");
+        assert_eq!(leaks(&rows), Vec::<String>::new(), "incident report");
+    }
+    for token in [agent(), driver] {
+        let stream = app
+            .consultations()
+            .export_report(req(
+                &token,
+                ExportConsultationsRequest {
+                    from_date: today.clone(),
+                    to_date: today.clone(),
+                    columns: ALL_CONSULTATION_COLUMNS.map(String::from).to_vec(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let (count, rows) = read_report(stream).await;
+        assert_eq!(count, 1);
+        assert_eq!(rows[0][1], "En curso");
+        assert_eq!(leaks(&rows), Vec::<String>::new(), "consultation report");
+    }
+}
+
+#[tokio::test]
+async fn a_report_covers_at_most_366_days() {
+    let app = TestApp::spawn().await;
+    // Inclusive ranges: 366 days, across a leap day and not.
+    for (from, to) in [("2025-01-01", "2026-01-01"), ("2024-01-01", "2024-12-31")] {
+        let (header, _) = export_incidents(&app, &agent(), range(from, to))
+            .await
+            .unwrap_or_else(|s| panic!("{from}..{to} (366 days) is refused: {s:?}"));
+        assert_eq!(header.file_name, format!("incidencias_{from}_{to}.xlsx"));
+    }
+    // 367 days.
+    for (from, to) in [("2025-01-01", "2026-01-02"), ("2024-01-01", "2025-01-01")] {
+        let status = match app
+            .incidents()
+            .export_report(req(&agent(), range(from, to)))
+            .await
+        {
+            Err(status) => status,
+            Ok(response) => response.into_inner().next().await.unwrap().unwrap_err(),
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{from}..{to}");
+        assert_eq!(violated_fields(&status), ["to_date"], "{from}..{to}");
+        assert!(status.message().contains("366"), "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_extra_incident_columns_hold_description_amount_and_the_rest() {
+    let clock = ManualClock::at("2026-11-10T16:30:00Z");
+    let app = TestApp::spawn_with(|s| s.clock = clock.clone()).await;
+    let store = requester("acme");
+    let mut claimed = new_incident("EST-1");
+    claimed.description = "Caja abierta.\nFaltan 2 piezas; el cliente pide reposición".into();
+    claimed.claimed_amount = Some(Money {
+        amount: "98765.43".into(),
+        currency: "USD".into(),
+    });
+    // 2026-11-05 09:15 in Mexico City.
+    claimed.shipped_at = Some(prost_types::Timestamp {
+        seconds: chrono::DateTime::parse_from_rfc3339("2026-11-05T15:15:00Z")
+            .unwrap()
+            .timestamp(),
+        nanos: 0,
+    });
+    let first = app
+        .incidents()
+        .create_incident(req(&store, claimed.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bare = new_incident("EST-2");
+    bare.claimed_amount = None;
+    let second = app
+        .incidents()
+        .create_incident(req(&store, bare))
+        .await
+        .unwrap()
+        .into_inner();
+    clock.set("2026-11-11T18:00:00Z");
+    let second = change(&app, &agent(), &second, IncidentStatus::Cancelled)
+        .await
+        .unwrap();
+    assert!(second.resolved_at.is_some());
+    let mut request = range("2026-11-10", "2026-11-10");
+    request.columns = [
+        "number",
+        "description",
+        "claimed_amount",
+        "currency",
+        "account",
+        "requester",
+        "shipped_at",
+        "resolved_at",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (header, bytes) = export_incidents(&app, &agent(), request).await.unwrap();
+    assert_eq!(header.row_count, 2);
+    let sheet = sheet(bytes);
+    assert_eq!(sheet.height(), 3);
+    assert_eq!(
+        row_strings(&sheet, 0),
+        [
+            "No.",
+            "Descripción",
+            "Monto reclamado",
+            "Moneda",
+            "Cuenta",
+            "Solicitante",
+            "Fecha de envío",
+            "Fecha de resolución"
+        ]
+    );
+    assert_eq!(sheet.get((1, 0)), Some(&Data::Float(first.number as f64)));
+    assert_eq!(
+        sheet.get((1, 1)),
+        Some(&Data::String(claimed.description.clone())),
+        "the whole description, as text"
+    );
+    assert_eq!(
+        sheet.get((1, 2)),
+        Some(&Data::Float(98765.43)),
+        "the amount is a number"
+    );
+    assert_eq!(
+        row_strings(&sheet, 1)[3..6],
+        ["USD", "acme", "store-acme name"]
+    );
+    let date = |row: usize, column: usize| match sheet.get((row, column)) {
+        Some(Data::DateTime(d)) => d.as_datetime().unwrap().to_string(),
+        other => panic!("({row}, {column}) is a date, got {other:?}"),
+    };
+    assert_eq!(date(1, 6), "2026-11-05 09:15:00", "shipped, local time");
+    assert!(
+        matches!(sheet.get((1, 7)), None | Some(Data::Empty)),
+        "not resolved"
+    );
+    // The second has no amount, currency nor shipping date: empty cells.
+    for column in [2, 3, 6] {
+        assert!(
+            matches!(sheet.get((2, column)), None | Some(Data::Empty)),
+            "column {column}: {:?}",
+            sheet.get((2, column))
+        );
+    }
+    assert_eq!(date(2, 7), "2026-11-11 12:00:00", "resolved, local time");
 }

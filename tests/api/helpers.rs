@@ -480,23 +480,150 @@ impl ticketd::domain::clock::Clock for ManualClock {
     }
 }
 
-/// Asks `probe` every 50 ms until it answers `Some`, and fails after `limit`
+impl TestApp {
+    /// Stops the server and starts a new one on the same database (a
+    /// restart), with adjusted settings; the app's channel then reaches it.
+    pub async fn restart_with(&mut self, configure: impl FnOnce(&mut Settings)) {
+        self.server.stop().await;
+        let mut settings = settings(&self.database_url);
+        configure(&mut settings);
+        let (channel, server) = start(settings).await;
+        self.channel = channel;
+        self.server = server;
+    }
+}
+
+impl Replica {
+    /// Stops this replica and waits for it: once this returns it writes
+    /// nothing more (its pool is closed).
+    pub async fn stop(&mut self) {
+        self.server.stop().await;
+    }
+}
+
+/// Polls `check` every 50 ms until it gives a value; fails after `limit`
 /// saying what was awaited.
-#[allow(dead_code)]
-pub async fn eventually<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+pub async fn wait_for<T, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> Fut,
+) -> T
 where
-    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
+    tokio::time::timeout(limit, async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
+    })
+    .await
+    .unwrap_or_else(|_| panic!("waited {limit:?} for {what}"))
+}
+
+/// The next `n` events of a watch stream, skipping progress messages; fails
+/// if they have not all come within 15 s, saying what was awaited.
+pub async fn next_events(
+    stream: &mut tonic::Streaming<WatchResponse>,
+    n: usize,
+    what: &str,
+) -> Vec<TicketEvent> {
+    use tokio_stream::StreamExt;
+    let mut events = vec![];
+    let limit = std::time::Duration::from_secs(15);
+    // One deadline for all of them: progress messages must not extend it.
+    let read = tokio::time::timeout(limit, async {
+        while events.len() < n {
+            let message = stream
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("the stream of {what} ended"))
+                .unwrap_or_else(|status| panic!("the stream of {what} failed: {status:?}"));
+            if let Some(watch_response::Kind::Event(e)) = message.kind {
+                events.push(e);
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        panic!(
+            "waited {limit:?} for {what}: got {} of {n} events: {events:?}",
+            events.len()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    events
+}
+
+/// The sequences of `events`.
+pub fn sequence_numbers(events: &[TicketEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.sequence).collect()
+}
+
+/// The body of a comment_added event, or a panic naming what it was.
+#[track_caller]
+pub fn comment_body(event: &TicketEvent) -> &str {
+    match &event.payload {
+        Some(ticket_event::Payload::CommentAdded(c)) => &c.comment.as_ref().expect("comment").body,
+        other => panic!("expected a comment_added event, got {other:?}"),
+    }
+}
+
+/// WatchNotifications from `after` as `token`.
+pub async fn notification_feed(
+    channel: &Channel,
+    token: &str,
+    after: u64,
+) -> tonic::Streaming<WatchResponse> {
+    notification_service_client::NotificationServiceClient::new(channel.clone())
+        .watch_notifications(req(
+            token,
+            WatchNotificationsRequest {
+                after_sequence: after,
+            },
+        ))
+        .await
+        .expect("watch notifications")
+        .into_inner()
+}
+
+/// Adds a comment through the incident or consultation service, by ticket type.
+pub async fn add_comment(
+    app: &TestApp,
+    token: &str,
+    ticket: (TicketType, &str),
+    body: &str,
+    internal: bool,
+) -> Result<Comment, Status> {
+    let request = req(
+        token,
+        AddCommentRequest {
+            ticket_id: ticket.1.into(),
+            body: body.into(),
+            internal,
+        },
+    );
+    match ticket.0 {
+        TicketType::Consultation => app.consultations().add_comment(request).await,
+        _ => app.incidents().add_comment(request).await,
+    }
+    .map(|r| r.into_inner())
+}
+
+/// A consultation of `category` filed by `token`.
+pub async fn consult(app: &TestApp, token: &str, category: &str) -> Consultation {
+    app.consultations()
+        .create_consultation(req(
+            token,
+            CreateConsultationRequest {
+                category: category.into(),
+                description: format!("Consulta de {category}"),
+                order_reference: "PED-1".into(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("create consultation")
+        .into_inner()
 }

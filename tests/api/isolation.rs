@@ -127,8 +127,6 @@ async fn every_incident_rpc_answers_not_found_for_another_accounts_ticket() {
                     "{rpc} leaks the account"
                 );
             }
-            // AssignIncident is for agents only: a requester is refused before any lookup.
-            Err(status) if rpc == "AssignIncident" && status.code() == Code::PermissionDenied => {}
             other => panic!("{rpc}: expected NOT_FOUND, got {other:?}"),
         }
     }

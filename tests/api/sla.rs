@@ -85,7 +85,7 @@ async fn an_incident_filed_after_the_claim_window_is_created_declined_with_the_r
 
 /// Polls until the incident reaches `status`, or fails after 10 s.
 async fn wait_for_status(app: &TestApp, id: &str, status: IncidentStatus) -> Incident {
-    eventually(
+    wait_for(
         &format!("incident {id} to reach {status:?}"),
         TEN_SECONDS,
         || async {
@@ -317,7 +317,7 @@ async fn a_consultation_past_its_due_time_gets_exactly_one_breach_event_even_wit
     };
     let breached = |id: String| {
         let list = &list;
-        eventually("a breach event", TEN_SECONDS, move || {
+        wait_for("a breach event", TEN_SECONDS, move || {
             let id = id.clone();
             async move { (breaches(&list(id).await) > 0).then_some(()) }
         })
@@ -384,7 +384,7 @@ async fn an_incident_past_its_estimate_gets_one_breach_event_and_a_resolved_one_
         .unwrap();
     let breached = |id: String| {
         let app = &app;
-        eventually("an incident marked breached", TEN_SECONDS, move || {
+        wait_for("an incident marked breached", TEN_SECONDS, move || {
             let id = id.clone();
             async move { Some(get(app, &agent(), &id).await).filter(|i| i.sla_breached) }
         })
@@ -530,7 +530,7 @@ async fn the_scheduler_sleeps_until_the_next_deadline_not_until_its_poll() {
 
     let consultation_breached = |id: String| {
         let app = &app;
-        eventually("a consultation marked breached", TEN_SECONDS, move || {
+        wait_for("a consultation marked breached", TEN_SECONDS, move || {
             let id = id.clone();
             async move {
                 let read = app
@@ -569,5 +569,9 @@ async fn the_scheduler_sleeps_until_the_next_deadline_not_until_its_poll() {
     wait_for_status(&app, &early_incident.id, IncidentStatus::Finalized).await;
     other_clock.set(MONDAY_15_00);
     let closed = wait_for_status(&app, &incident.id, IncidentStatus::Finalized).await;
-    assert_eq!(closed.version, incident.version + 1, "the auto-close is one change");
+    assert_eq!(
+        closed.version,
+        incident.version + 1,
+        "the auto-close is one change"
+    );
 }

@@ -255,3 +255,202 @@ async fn a_requester_asking_for_what_it_may_never_do_is_denied_before_its_versio
         .await;
     assert_code(moved, Code::PermissionDenied);
 }
+
+/// Asks, as an agent, for `incident` to move to `to` with `reason`.
+async fn change_with_reason(
+    app: &TestApp,
+    incident: &ticketd::pb::Incident,
+    to: IncidentStatus,
+    reason: ticketd::pb::ResolutionReason,
+) -> Result<ticketd::pb::Incident, tonic::Status> {
+    app.incidents()
+        .change_incident_status(req(
+            &agent(),
+            ticketd::pb::ChangeIncidentStatusRequest {
+                id: incident.id.clone(),
+                status: to as i32,
+                expected_version: incident.version,
+                reason: reason as i32,
+                comment: String::new(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The reason of the last event of `id`, which must be a status change to `to`.
+async fn last_change_reason(app: &TestApp, id: &str, to: IncidentStatus) -> i32 {
+    let events = events(app, &agent(), id).await;
+    match &events.last().unwrap().payload {
+        Some(ticketd::pb::ticket_event::Payload::StatusChanged(c)) => {
+            assert_eq!(c.to_status, to.as_str_name());
+            c.reason
+        }
+        other => panic!("expected a status change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_agent_finalizes_with_indemnified_from_in_progress_and_pre_approved() {
+    use ticketd::pb::ResolutionReason::Indemnified;
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    for from in [InProgress, PreApproved] {
+        let incident = incident_in(&app, &store, from).await;
+        let finalized = change_with_reason(&app, &incident, Finalized, Indemnified)
+            .await
+            .unwrap_or_else(|s| panic!("{from:?} -> FINALIZED (INDEMNIFIED): {s:?}"));
+        assert_eq!(finalized.status, Finalized as i32);
+        assert_eq!(finalized.resolution_reason, Indemnified as i32, "{from:?}");
+        assert!(finalized.resolved_at.is_some());
+        assert_eq!(
+            last_change_reason(&app, &incident.id, Finalized).await,
+            Indemnified as i32
+        );
+    }
+}
+
+#[tokio::test]
+async fn declining_takes_only_a_declining_reason_and_an_agent_may_decline_out_of_the_claim_window()
+{
+    use ticketd::pb::ResolutionReason::{self, *};
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    for from in [NewTicket, InProgress, PreApproved] {
+        let incident = incident_in(&app, &store, from).await;
+        for wrong in [
+            ResolutionReason::Unspecified,
+            Resolved,
+            Indemnified,
+            NoCustomerResponse,
+        ] {
+            let status = assert_code(
+                change_with_reason(&app, &incident, Declined, wrong).await,
+                Code::InvalidArgument,
+            );
+            assert_eq!(violated_fields(&status), ["reason"], "{from:?}, {wrong:?}");
+        }
+        assert_eq!(get(&app, &store, &incident.id).await, incident, "unchanged");
+        let declined = change_with_reason(&app, &incident, Declined, OutOfClaimWindow)
+            .await
+            .unwrap_or_else(|s| panic!("{from:?} -> DECLINED (OUT_OF_CLAIM_WINDOW): {s:?}"));
+        assert_eq!(declined.status, Declined as i32);
+        assert_eq!(declined.resolution_reason, OutOfClaimWindow as i32);
+        assert_eq!(
+            last_change_reason(&app, &incident.id, Declined).await,
+            OutOfClaimWindow as i32
+        );
+        let last = events(&app, &store, &incident.id).await.pop().unwrap();
+        assert_eq!(
+            last.actor.unwrap().role,
+            ticketd::pb::ActorRole::Agent as i32,
+            "declined by the agent, not the system"
+        );
+    }
+}
+
+/// The `assigned` payloads of a ticket's history as `token` lists it, with
+/// the id of the actor of each.
+fn assignments(events: &[ticketd::pb::TicketEvent]) -> Vec<(String, String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(ticketd::pb::ticket_event::Payload::Assigned(a)) => Some((
+                a.assignee_id.clone(),
+                a.assignee_name.clone(),
+                a.previous_assignee_id.clone(),
+                e.actor.as_ref().unwrap().id.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assigned(to: &str, name: &str, previous: &str) -> (String, String, String, String) {
+    (to.into(), name.into(), previous.into(), "ana".into())
+}
+
+#[tokio::test]
+async fn assigning_an_incident_logs_an_assigned_event_with_the_assignee() {
+    let app = TestApp::spawn().await;
+    let store = requester("acme");
+    let mut incident = create(&app, &store, "EST-1").await;
+    for (id, name) in [("ana", "Ana López"), ("luis", ""), ("", "")] {
+        incident = app
+            .incidents()
+            .assign_incident(req(
+                &agent(),
+                ticketd::pb::AssignIncidentRequest {
+                    id: incident.id.clone(),
+                    assignee_id: id.into(),
+                    assignee_name: name.into(),
+                    expected_version: incident.version,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    let expected = [
+        assigned("ana", "Ana López", ""),
+        assigned("luis", "luis", "ana"),
+        assigned("", "", "luis"),
+    ];
+    // The store sees the assignments too.
+    assert_eq!(
+        assignments(&events(&app, &store, &incident.id).await),
+        expected
+    );
+}
+
+#[tokio::test]
+async fn assigning_a_consultation_logs_an_assigned_event_with_the_assignee() {
+    let app = TestApp::spawn().await;
+    let driver = requester("driver-1");
+    let mut consultation = consult(&app, &driver, "delivery_not_acknowledged").await;
+    for (id, name) in [("ana", "Ana López"), ("luis", "Luis Pérez")] {
+        consultation = app
+            .consultations()
+            .assign_consultation(req(
+                &agent(),
+                ticketd::pb::AssignConsultationRequest {
+                    id: consultation.id.clone(),
+                    assignee_id: id.into(),
+                    assignee_name: name.into(),
+                    expected_version: consultation.version,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    assert_eq!(
+        (
+            consultation.assignee_id.as_str(),
+            consultation.assignee_name.as_str()
+        ),
+        ("luis", "Luis Pérez")
+    );
+    let history = app
+        .consultations()
+        .list_ticket_events(req(
+            &driver,
+            ticketd::pb::ListTicketEventsRequest {
+                ticket_id: consultation.id.clone(),
+                after_sequence: 0,
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(
+        assignments(&history),
+        [
+            assigned("ana", "Ana López", ""),
+            assigned("luis", "Luis Pérez", "ana")
+        ]
+    );
+}

@@ -42,24 +42,6 @@ async fn watch_all(channel: &Channel, token: &str, after: u64) -> Streaming<Watc
         .into_inner()
 }
 
-/// The next `n` events, skipping progress messages; fails if they have not
-/// all come within 15 s (progress messages do not extend the wait).
-async fn take_events(stream: &mut Streaming<WatchResponse>, n: usize) -> Vec<TicketEvent> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut events = vec![];
-    while events.len() < n {
-        let message = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out after {} of {n} events", events.len()))
-            .expect("stream open")
-            .expect("no error");
-        if let Some(watch_response::Kind::Event(e)) = message.kind {
-            events.push(e);
-        }
-    }
-    events
-}
-
 async fn comment(channel: &Channel, token: &str, id: &str, body: &str, internal: bool) {
     incident_service_client::IncidentServiceClient::new(channel.clone())
         .add_comment(req(
@@ -74,10 +56,6 @@ async fn comment(channel: &Channel, token: &str, id: &str, body: &str, internal:
         .expect("comment");
 }
 
-fn sequences(events: &[TicketEvent]) -> Vec<u64> {
-    events.iter().map(|e| e.sequence).collect()
-}
-
 #[tokio::test]
 async fn a_resumed_stream_gets_exactly_the_missing_events_in_order() {
     let app = TestApp::spawn().await;
@@ -87,7 +65,7 @@ async fn a_resumed_stream_gets_exactly_the_missing_events_in_order() {
         .await
         .unwrap();
     comment(&app.channel, &agent(), &incident.id, "uno", false).await;
-    let first = take_events(&mut stream, 2).await;
+    let first = next_events(&mut stream, 2, "watched events").await;
     assert!(matches!(
         first[0].payload,
         Some(ticket_event::Payload::Created(_))
@@ -100,7 +78,7 @@ async fn a_resumed_stream_gets_exactly_the_missing_events_in_order() {
     let mut resumed = watch_ticket(&app.channel, &store, &incident.id, last_seen)
         .await
         .unwrap();
-    let rest = take_events(&mut resumed, 3).await;
+    let rest = next_events(&mut resumed, 3, "watched events").await;
     let bodies: Vec<_> = rest
         .iter()
         .map(|e| match &e.payload {
@@ -111,11 +89,14 @@ async fn a_resumed_stream_gets_exactly_the_missing_events_in_order() {
         })
         .collect();
     assert_eq!(bodies, ["dos", "tres", "cuatro"]);
-    let all: Vec<u64> = sequences(&first)
+    let all: Vec<u64> = sequence_numbers(&first)
         .into_iter()
-        .chain(sequences(&rest))
+        .chain(sequence_numbers(&rest))
         .collect();
-    assert_eq!(all, sequences(&events(&app, &agent(), &incident.id).await));
+    assert_eq!(
+        all,
+        sequence_numbers(&events(&app, &agent(), &incident.id).await)
+    );
     // Nothing else arrives: only progress.
     let next = tokio::time::timeout(Duration::from_secs(2), resumed.next())
         .await
@@ -180,10 +161,10 @@ async fn requester_streams_never_carry_internal_comments_or_other_accounts_event
         ))
         .await
         .unwrap();
-    let seen_by_agent = take_events(&mut agent_feed, 5).await;
+    let seen_by_agent = next_events(&mut agent_feed, 5, "watched events").await;
     assert_eq!(seen_by_agent.len(), 5);
     for stream in [&mut ticket_stream, &mut feed] {
-        let events = take_events(stream, 2).await;
+        let events = next_events(stream, 2, "the ticket's events").await;
         assert!(matches!(
             events[0].payload,
             Some(ticket_event::Payload::Created(_))
@@ -244,8 +225,8 @@ async fn eight_concurrent_writers_reach_a_watcher_in_order_without_gaps() {
         .into_iter()
         .flat_map(|r| r.unwrap())
         .collect();
-    let received = take_events(&mut feed, 96).await;
-    let got = sequences(&received);
+    let received = next_events(&mut feed, 96, "watched events").await;
+    let got = sequence_numbers(&received);
     assert_eq!(
         got,
         (1..=96).collect::<Vec<u64>>(),
@@ -253,7 +234,7 @@ async fn eight_concurrent_writers_reach_a_watcher_in_order_without_gaps() {
     );
     let mut logged = vec![];
     for id in &ids {
-        logged.extend(sequences(&events(&app, &agent(), id).await));
+        logged.extend(sequence_numbers(&events(&app, &agent(), id).await));
     }
     logged.sort();
     assert_eq!(logged, got);
@@ -293,7 +274,8 @@ async fn a_subscriber_that_stops_reading_falls_behind_the_buffer_and_still_gets_
     let total = COMMENTS + 1;
     // Another subscriber reads as events come.
     let mut reader = watch_all(&app.channel, &agent(), 0).await;
-    let reading = tokio::spawn(async move { take_events(&mut reader, total).await });
+    let reading =
+        tokio::spawn(async move { next_events(&mut reader, total, "watched events").await });
     let writing = async {
         for i in 0..COMMENTS {
             comment(
@@ -315,10 +297,16 @@ async fn a_subscriber_that_stops_reading_falls_behind_the_buffer_and_still_gets_
         .await
         .expect("the reading subscriber was held back by the stalled one")
         .unwrap();
-    assert_eq!(sequences(&read), (1..=total as u64).collect::<Vec<u64>>());
+    assert_eq!(
+        sequence_numbers(&read),
+        (1..=total as u64).collect::<Vec<u64>>()
+    );
     // Now it reads: every sequence exactly once, in order, with the bodies.
-    let got = take_events(&mut stalled, total).await;
-    assert_eq!(sequences(&got), (1..=total as u64).collect::<Vec<u64>>());
+    let got = next_events(&mut stalled, total, "watched events").await;
+    assert_eq!(
+        sequence_numbers(&got),
+        (1..=total as u64).collect::<Vec<u64>>()
+    );
     for (i, event) in got[1..].iter().enumerate() {
         match &event.payload {
             Some(ticket_event::Payload::CommentAdded(c)) => assert!(
@@ -419,7 +407,7 @@ async fn a_watcher_on_one_replica_sees_changes_made_through_another_live() {
     )
     .await
     .unwrap();
-    let events = take_events(&mut stream, 2).await;
+    let events = next_events(&mut stream, 2, "watched events").await;
     assert!(matches!(
         events[0].payload,
         Some(ticket_event::Payload::CommentAdded(_))
@@ -428,7 +416,7 @@ async fn a_watcher_on_one_replica_sees_changes_made_through_another_live() {
         events[1].payload,
         Some(ticket_event::Payload::StatusChanged(_))
     ));
-    assert_eq!(sequences(&events), [2, 3]);
+    assert_eq!(sequence_numbers(&events), [2, 3]);
 }
 
 #[tokio::test]
@@ -441,7 +429,7 @@ async fn a_server_killed_mid_stream_loses_nothing_once_restarted() {
         .await
         .unwrap();
     comment(&server.channel, &agent(), &incident.id, "antes", false).await;
-    let before = take_events(&mut stream, 2).await;
+    let before = next_events(&mut stream, 2, "watched events").await;
     server.kill();
     // Changes keep coming through another server while the watched one is dead.
     for body in ["durante 1", "durante 2"] {
@@ -457,13 +445,16 @@ async fn a_server_killed_mid_stream_loses_nothing_once_restarted() {
     .await
     .unwrap();
     comment(&restarted.channel, &agent(), &incident.id, "después", false).await;
-    let after = take_events(&mut resumed, 3).await;
-    let all: Vec<u64> = sequences(&before)
+    let after = next_events(&mut resumed, 3, "watched events").await;
+    let all: Vec<u64> = sequence_numbers(&before)
         .into_iter()
-        .chain(sequences(&after))
+        .chain(sequence_numbers(&after))
         .collect();
     assert_eq!(all, [1, 2, 3, 4, 5]);
-    assert_eq!(all, sequences(&events(&app, &agent(), &incident.id).await));
+    assert_eq!(
+        all,
+        sequence_numbers(&events(&app, &agent(), &incident.id).await)
+    );
 }
 
 #[tokio::test]
@@ -477,11 +468,11 @@ async fn sigterm_ends_open_streams_with_unavailable_and_the_process_exits_within
         let mut s = watch_ticket(&server.channel, &agent(), &incident.id, 0)
             .await
             .unwrap();
-        take_events(&mut s, 1).await;
+        next_events(&mut s, 1, "watched events").await;
         streams.push(s);
     }
     let mut feed = watch_all(&server.channel, &agent(), 0).await;
-    take_events(&mut feed, 1).await;
+    next_events(&mut feed, 1, "watched events").await;
     streams.push(feed);
     let started = std::time::Instant::now();
     server.terminate();
@@ -517,7 +508,7 @@ async fn watch_streams_deliver_again_after_a_database_outage() {
     let mut stream = watch_ticket(&app.channel, &agent(), &incident.id, 0)
         .await
         .unwrap();
-    let created = take_events(&mut stream, 1).await;
+    let created = next_events(&mut stream, 1, "watched events").await;
     if postgres_only("a watch stream delivering again after the database was away") {
         // Every connection refused and ended for a while (SQLite, embedded, has no outage).
         app.cut_database(true).await;
@@ -532,7 +523,7 @@ async fn watch_streams_deliver_again_after_a_database_outage() {
         false,
     )
     .await;
-    let after = take_events(&mut stream, 1).await;
+    let after = next_events(&mut stream, 1, "watched events").await;
     assert!(after[0].sequence > created[0].sequence);
     assert!(
         matches!(
@@ -565,9 +556,15 @@ async fn a_replay_longer_than_one_page_of_the_log_arrives_whole() {
     let mut stream = watch_ticket(&app.channel, &agent(), &incident.id, 0)
         .await
         .unwrap();
-    let got = take_events(&mut stream, total).await;
-    assert_eq!(sequences(&got), (1..=total as u64).collect::<Vec<u64>>());
+    let got = next_events(&mut stream, total, "watched events").await;
+    assert_eq!(
+        sequence_numbers(&got),
+        (1..=total as u64).collect::<Vec<u64>>()
+    );
     let mut feed = watch_all(&app.channel, &agent(), 0).await;
-    let got = take_events(&mut feed, total).await;
-    assert_eq!(sequences(&got), (1..=total as u64).collect::<Vec<u64>>());
+    let got = next_events(&mut feed, total, "watched events").await;
+    assert_eq!(
+        sequence_numbers(&got),
+        (1..=total as u64).collect::<Vec<u64>>()
+    );
 }
