@@ -83,9 +83,43 @@ async fn every_seeded_category_classifies_to_its_complexity_and_target() {
         );
         assert_eq!(answer.due_in_minutes, due);
         assert_eq!(answer.creates_ticket, ticket, "{code}");
-        assert!(!answer.message.is_empty());
+        // What the chat bot tells the driver names the promise of the complexity.
+        let promise = match complexity {
+            Complexity::Simple => "menos de 1 hora; no se genera ticket",
+            Complexity::Collaborative => "1 a 6 horas",
+            _ => "tecnología; lo resolvemos en un máximo de 48 horas",
+        };
+        assert!(
+            answer.message.contains(promise),
+            "{code}: {}",
+            answer.message
+        );
         assert_eq!(answer.category.unwrap().name, category.name);
     }
+}
+
+#[tokio::test]
+async fn the_classification_message_comes_in_english_when_asked_for() {
+    let app = TestApp::spawn().await;
+    let mut request = req(
+        &requester("driver-7"),
+        ClassifyConsultationRequest {
+            category: "earnings_difference".into(),
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("accept-language", "en".parse().unwrap());
+    let answer = app
+        .consultations()
+        .classify_consultation(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.message,
+        "A ticket is created for the technology team; we solve it within 48 hours."
+    );
 }
 
 #[tokio::test]
