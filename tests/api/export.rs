@@ -398,6 +398,18 @@ async fn bad_report_requests_name_the_field() {
             "columns[1]",
         ),
         (
+            // One more column than a report has.
+            ExportIncidentsRequest {
+                columns: ALL_INCIDENT_COLUMNS
+                    .iter()
+                    .chain(&["number"])
+                    .map(|c| c.to_string())
+                    .collect(),
+                ..range("2026-11-01", "2026-11-02")
+            },
+            "columns",
+        ),
+        (
             ExportIncidentsRequest {
                 filter: Some(ListIncidentsRequest {
                     page_size: -1,
