@@ -457,13 +457,14 @@ impl Consultations {
         body: String,
         internal: bool,
     ) -> Result<comment::Model> {
+        let txn = self.store.begin_write().await?;
+        // Another account's ticket is NOT_FOUND before anything is refused.
+        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
         if internal && !who.is_agent() {
             return Err(Error::PermissionDenied(
                 "requesters cannot write internal comments".into(),
             ));
         }
-        let txn = self.store.begin_write().await?;
-        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
         let now = to_micros(self.clock.now());
         let comment = thread::insert_comment(
             &txn,

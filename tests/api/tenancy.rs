@@ -360,3 +360,42 @@ async fn an_admin_sees_every_accounts_tickets_and_the_internal_notes() {
         events.iter().map(|e| e.ticket_id.as_str()).collect();
     assert_eq!(tickets.len(), 4, "all four tickets: {events:?}");
 }
+
+#[tokio::test]
+async fn an_internal_note_from_a_requester_on_another_accounts_ticket_is_not_found() {
+    let app = TestApp::spawn().await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    let consultation = app
+        .consultations()
+        .create_consultation(req(
+            &requester("acme"),
+            CreateConsultationRequest {
+                category: "delivery_not_acknowledged".into(),
+                description: "Ayuda".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let note = |id: &str| AddCommentRequest {
+        ticket_id: id.into(),
+        body: "nota".into(),
+        internal: true,
+    };
+    for (token, want) in [
+        (requester("globex"), Code::NotFound),
+        (requester("acme"), Code::PermissionDenied),
+    ] {
+        let on_incident = app
+            .incidents()
+            .add_comment(req(&token, note(&incident.id)))
+            .await;
+        assert_code(on_incident, want);
+        let on_consultation = app
+            .consultations()
+            .add_comment(req(&token, note(&consultation.id)))
+            .await;
+        assert_code(on_consultation, want);
+    }
+}
