@@ -16,18 +16,19 @@ use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::Result;
-use crate::store::entity::ticket_event;
-use crate::store::events::{self as log, LogFilter};
+use crate::domain::event::{Audience, Event};
+use crate::store::events as log;
 use crate::store::{LOG_CHANNEL, Store};
 
 /// Events read from the log per query.
 const BATCH: u64 = 1000;
 
-pub type Event = Arc<ticket_event::Model>;
+/// A committed event as broadcast: decoded once, shared by every stream.
+pub type Shared = Arc<Event>;
 
 pub struct Hub {
     store: Store,
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Shared>,
     /// The last sequence broadcast.
     head: AtomicI64,
     /// How often the follower reads the log without a wake-up.
@@ -60,7 +61,7 @@ impl Hub {
     }
 
     /// A receiver of every event broadcast from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Shared> {
         self.tx.subscribe()
     }
 
@@ -69,14 +70,9 @@ impl Hub {
         log::head(self.store.conn()).await
     }
 
-    /// Events after `after` that `filter` lets through, from the log.
-    pub async fn replay(
-        &self,
-        filter: &LogFilter,
-        after: i64,
-        limit: u64,
-    ) -> Result<Vec<ticket_event::Model>> {
-        log::list_after(self.store.conn(), filter, after, limit).await
+    /// Events after `after` that `audience` sees, from the log.
+    pub async fn replay(&self, audience: &Audience, after: i64, limit: u64) -> Result<Vec<Event>> {
+        log::list_after(self.store.conn(), audience, after, limit).await
     }
 
     /// Resolves when the server starts shutting down.
@@ -135,10 +131,7 @@ impl Hub {
 
     /// Broadcasts every committed event after the head, in order.
     async fn catch_up(&self) -> Result<()> {
-        let everything = LogFilter {
-            include_internal: true,
-            ..Default::default()
-        };
+        let everything = Audience::everything();
         loop {
             let head = self.head.load(Ordering::Acquire);
             let batch = log::list_after(self.store.conn(), &everything, head, BATCH).await?;

@@ -14,6 +14,7 @@ use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
 use crate::domain::consultation::ConsultationStatus;
 use crate::domain::error::Violations;
+use crate::domain::event::Audience;
 use crate::domain::principal::Locale;
 use crate::domain::text::{self, like_contains};
 use crate::domain::{Error, Result};
@@ -22,7 +23,6 @@ use crate::pb::*;
 use crate::report::columns::{self, CONSULTATION_COLUMNS};
 use crate::service::consultations::{self, Consultations, Lookup, NewConsultation};
 use crate::store::consultations::ConsultationFilter;
-use crate::store::events::LogFilter;
 
 #[derive(Clone)]
 pub struct ConsultationApi {
@@ -285,14 +285,10 @@ impl ConsultationService for ConsultationApi {
         self.consultations
             .get(&who, &Lookup::Id(id.clone()))
             .await?;
-        let filter = LogFilter {
-            ticket_id: Some(id),
-            account: who.scope().map(str::to_owned),
-            include_internal: who.is_agent(),
-            only_numbered: false,
-        };
         Ok(Response::new(
-            self.watcher.open(filter, r.after_sequence, locale).await?,
+            self.watcher
+                .open(Audience::of_ticket(&who, id), r.after_sequence, locale)
+                .await?,
         ))
     }
 

@@ -2,14 +2,13 @@
 use prost_types::Timestamp;
 
 use crate::domain::consultation::{Complexity, ConsultationStatus};
-use crate::domain::event::EventPayload;
+use crate::domain::event::{Event, EventPayload, TicketType};
 use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::pb;
 use crate::store::catalog::Catalog;
-use crate::store::entity::{carrier, category, comment, consultation, incident, ticket_event};
-use crate::store::events::payload;
+use crate::store::entity::{carrier, category, comment, consultation, incident};
 
 /// Microseconds since the epoch → Timestamp.
 pub fn timestamp(us: i64) -> Timestamp {
@@ -266,31 +265,30 @@ pub fn comment(m: &comment::Model) -> pb::Comment {
     }
 }
 
-fn status_label(ticket_type: &str, status: &str, locale: Locale) -> String {
+fn status_label(ticket_type: TicketType, status: &str, locale: Locale) -> String {
     match ticket_type {
-        "INCIDENT" => IncidentStatus::parse(status).map(|s| s.label(locale).to_owned()),
-        _ => ConsultationStatus::parse(status).map(|s| s.label(locale).to_owned()),
+        TicketType::Incident => IncidentStatus::parse(status).map(|s| s.label(locale).to_owned()),
+        TicketType::Consultation => {
+            ConsultationStatus::parse(status).map(|s| s.label(locale).to_owned())
+        }
     }
     .unwrap_or_else(|| status.to_owned())
 }
 
-fn status_name(ticket_type: &str, status: &str) -> String {
+fn status_name(ticket_type: TicketType, status: &str) -> String {
     match ticket_type {
-        "INCIDENT" => format!("INCIDENT_STATUS_{status}"),
-        _ => format!("CONSULTATION_STATUS_{status}"),
+        TicketType::Incident => format!("INCIDENT_STATUS_{status}"),
+        TicketType::Consultation => format!("CONSULTATION_STATUS_{status}"),
     }
 }
 
-pub fn event(m: &ticket_event::Model, locale: Locale) -> Result<pb::TicketEvent> {
+pub fn event(e: &Event, locale: Locale) -> pb::TicketEvent {
     use pb::ticket_event::Payload;
-    let ticket_type = match m.ticket_type.as_str() {
-        "INCIDENT" => pb::TicketType::Incident,
-        _ => pb::TicketType::Consultation,
-    };
-    let payload = match payload(m)? {
+    let kind = e.ticket_type;
+    let payload = match e.payload.clone() {
         EventPayload::Created { status } => Payload::Created(pb::TicketCreated {
-            status: status_name(&m.ticket_type, &status),
-            status_label: status_label(&m.ticket_type, &status, locale),
+            status: status_name(kind, &status),
+            status_label: status_label(kind, &status, locale),
         }),
         EventPayload::StatusChanged {
             from,
@@ -298,10 +296,10 @@ pub fn event(m: &ticket_event::Model, locale: Locale) -> Result<pb::TicketEvent>
             reason: r,
             comment,
         } => Payload::StatusChanged(pb::StatusChanged {
-            from_status: status_name(&m.ticket_type, &from),
-            to_status: status_name(&m.ticket_type, &to),
-            from_label: status_label(&m.ticket_type, &from, locale),
-            to_label: status_label(&m.ticket_type, &to, locale),
+            from_status: status_name(kind, &from),
+            to_status: status_name(kind, &to),
+            from_label: status_label(kind, &from, locale),
+            to_label: status_label(kind, &to, locale),
             reason: reason(r.as_deref()) as i32,
             comment: comment.unwrap_or_default(),
         }),
@@ -312,11 +310,11 @@ pub fn event(m: &ticket_event::Model, locale: Locale) -> Result<pb::TicketEvent>
         } => Payload::CommentAdded(pb::CommentAdded {
             comment: Some(pb::Comment {
                 id: comment_id,
-                ticket_id: m.ticket_id.clone(),
-                author: Some(actor(&m.actor_id, &m.actor_name, &m.actor_role)),
+                ticket_id: e.ticket_id.clone(),
+                author: Some(actor(&e.actor.id, &e.actor.name, &e.actor.role)),
                 body,
                 internal,
-                created_at: Some(timestamp(m.occurred_at)),
+                created_at: Some(timestamp(e.at)),
             }),
         }),
         EventPayload::Assigned {
@@ -343,15 +341,18 @@ pub fn event(m: &ticket_event::Model, locale: Locale) -> Result<pb::TicketEvent>
             due_at: Some(timestamp(due_at)),
         }),
     };
-    Ok(pb::TicketEvent {
-        sequence: m.sequence as u64,
-        ticket_id: m.ticket_id.clone(),
-        ticket_type: ticket_type as i32,
-        ticket_number: m.ticket_number,
-        occurred_at: Some(timestamp(m.occurred_at)),
-        actor: Some(actor(&m.actor_id, &m.actor_name, &m.actor_role)),
+    pb::TicketEvent {
+        sequence: e.sequence as u64,
+        ticket_id: e.ticket_id.clone(),
+        ticket_type: match kind {
+            TicketType::Incident => pb::TicketType::Incident,
+            TicketType::Consultation => pb::TicketType::Consultation,
+        } as i32,
+        ticket_number: e.ticket_number,
+        occurred_at: Some(timestamp(e.at)),
+        actor: Some(actor(&e.actor.id, &e.actor.name, &e.actor.role)),
         payload: Some(payload),
-    })
+    }
 }
 
 pub fn carrier(m: &carrier::Model) -> pb::Carrier {

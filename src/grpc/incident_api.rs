@@ -15,6 +15,7 @@ use super::validate::{
 };
 use super::watch::{WatchStream, Watcher};
 use crate::domain::error::Violations;
+use crate::domain::event::Audience;
 use crate::domain::incident::IncidentStatus;
 use crate::domain::principal::Locale;
 use crate::domain::text::{self, like_contains};
@@ -23,7 +24,6 @@ use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
 use crate::report::columns::{self, INCIDENT_COLUMNS};
 use crate::service::incidents::{Incidents, ListQuery, Lookup, NewIncident, StatusChange};
-use crate::store::events::LogFilter;
 use crate::store::incidents::{Cursor, IncidentFilter};
 
 #[derive(Clone)]
@@ -247,14 +247,10 @@ impl IncidentService for IncidentApi {
         let id = ticket_id("ticket_id", &r.ticket_id)?;
         // NOT_FOUND for a ticket the caller may not see.
         self.incidents.get(&who, &Lookup::Id(id.clone())).await?;
-        let filter = LogFilter {
-            ticket_id: Some(id),
-            account: who.scope().map(str::to_owned),
-            include_internal: who.is_agent(),
-            only_numbered: false,
-        };
         Ok(Response::new(
-            self.watcher.open(filter, r.after_sequence, locale).await?,
+            self.watcher
+                .open(Audience::of_ticket(&who, id), r.after_sequence, locale)
+                .await?,
         ))
     }
 

@@ -3,9 +3,9 @@ use tonic::{Request, Response, Status};
 
 use super::caller;
 use super::watch::{WatchStream, Watcher};
+use crate::domain::event::Audience;
 use crate::pb::WatchNotificationsRequest;
 use crate::pb::notification_service_server::NotificationService;
-use crate::store::events::LogFilter;
 
 #[derive(Clone)]
 pub struct NotificationApi {
@@ -27,16 +27,13 @@ impl NotificationService for NotificationApi {
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
         let (who, locale) = caller(&request)?;
-        let filter = LogFilter {
-            ticket_id: None,
-            account: who.scope().map(str::to_owned),
-            include_internal: who.is_agent(),
-            // SIMPLE consultations are recorded for operations only.
-            only_numbered: true,
-        };
         let stream = self
             .watcher
-            .open(filter, request.into_inner().after_sequence, locale)
+            .open(
+                Audience::feed(&who),
+                request.into_inner().after_sequence,
+                locale,
+            )
             .await?;
         Ok(Response::new(stream))
     }

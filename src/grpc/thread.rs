@@ -8,6 +8,7 @@ use super::convert;
 use super::page_token;
 use super::validate::{MAX_TEXT, ticket_id};
 use crate::domain::error::Violations;
+use crate::domain::event::Event;
 use crate::domain::principal::Principal;
 use crate::domain::text;
 use crate::domain::{Error, Result};
@@ -15,7 +16,7 @@ use crate::pb::{
     AddCommentRequest, ListCommentsRequest, ListCommentsResponse, ListTicketEventsRequest,
     ListTicketEventsResponse,
 };
-use crate::store::entity::{comment, ticket_event};
+use crate::store::entity::comment;
 
 /// A validated AddComment request: (ticket id, body, internal).
 pub fn parse_add_comment(r: AddCommentRequest) -> Result<(String, String, bool)> {
@@ -62,7 +63,7 @@ pub async fn list_events<F, Fut>(
 ) -> Result<Response<ListTicketEventsResponse>, Status>
 where
     F: FnOnce(Principal, String, i64, u64) -> Fut,
-    Fut: Future<Output = Result<(Vec<ticket_event::Model>, bool)>>,
+    Fut: Future<Output = Result<(Vec<Event>, bool)>>,
 {
     let (who, locale) = super::caller(&request)?;
     let r = request.into_inner();
@@ -79,10 +80,7 @@ where
         Some(last) if more => page_token::encode(last.sequence, &fingerprint),
         _ => String::new(),
     };
-    let events = events
-        .iter()
-        .map(|e| convert::event(e, locale))
-        .collect::<Result<_>>()?;
+    let events = events.iter().map(|e| convert::event(e, locale)).collect();
     Ok(Response::new(ListTicketEventsResponse {
         events,
         next_page_token,

@@ -21,11 +21,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::convert;
+use crate::domain::event::{Audience, Event};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::events::Hub;
 use crate::pb::{Progress, WatchResponse, watch_response};
-use crate::store::events::LogFilter;
 
 /// Messages buffered per stream before the task waits for the client.
 const BUFFER: usize = 32;
@@ -54,21 +54,21 @@ impl Watcher {
         Self { hub, settings }
     }
 
-    /// Validates the cursor and starts a stream of the events `filter` lets through.
+    /// Validates the cursor and starts a stream of the events `audience` sees.
     pub async fn open(
         &self,
-        filter: LogFilter,
+        audience: Audience,
         after_sequence: u64,
         locale: Locale,
     ) -> Result<WatchStream> {
-        open(&self.hub, self.settings, filter, after_sequence, locale).await
+        open(&self.hub, self.settings, audience, after_sequence, locale).await
     }
 }
 
 async fn open(
     hub: &Arc<Hub>,
     settings: WatchSettings,
-    filter: LogFilter,
+    audience: Audience,
     after_sequence: u64,
     locale: Locale,
 ) -> Result<WatchStream> {
@@ -83,7 +83,7 @@ async fn open(
     let (tx, rx) = mpsc::channel(BUFFER);
     let stream = Subscriber {
         hub: hub.clone(),
-        filter,
+        audience,
         cursor: after,
         locale,
         tx,
@@ -97,7 +97,7 @@ async fn open(
 
 struct Subscriber {
     hub: Arc<Hub>,
-    filter: LogFilter,
+    audience: Audience,
     cursor: i64,
     locale: Locale,
     tx: mpsc::Sender<Result<Box<WatchResponse>, Status>>,
@@ -133,7 +133,7 @@ impl Subscriber {
                             if event.sequence <= self.cursor {
                                 continue;
                             }
-                            if self.filter.matches(&event) {
+                            if self.audience.sees(&event) {
                                 self.send_event(&event).await?;
                                 idle.reset();
                             }
@@ -160,7 +160,7 @@ impl Subscriber {
         }
     }
 
-    /// Sends every logged event after the cursor that the filter lets through.
+    /// Sends every logged event after the cursor that the audience sees.
     async fn replay(&mut self) -> Result<(), End> {
         let head = self
             .hub
@@ -170,7 +170,7 @@ impl Subscriber {
         loop {
             let page = self
                 .hub
-                .replay(&self.filter, self.cursor, REPLAY_PAGE)
+                .replay(&self.audience, self.cursor, REPLAY_PAGE)
                 .await
                 .map_err(|e| End::Failed(e.into()))?;
             for event in &page {
@@ -186,11 +186,8 @@ impl Subscriber {
         Ok(())
     }
 
-    async fn send_event(
-        &self,
-        event: &crate::store::entity::ticket_event::Model,
-    ) -> Result<(), End> {
-        let event = convert::event(event, self.locale).map_err(|e| End::Failed(e.into()))?;
+    async fn send_event(&self, event: &Event) -> Result<(), End> {
+        let event = convert::event(event, self.locale);
         self.send(WatchResponse {
             kind: Some(watch_response::Kind::Event(event)),
         })

@@ -15,6 +15,7 @@ use super::to_micros;
 use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets};
+use crate::domain::event::Event;
 use crate::domain::event::EventPayload;
 use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
@@ -22,7 +23,7 @@ use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::catalog::Catalog;
 use crate::store::consultations::{self as rows, ConsultationFilter};
-use crate::store::entity::{category, comment, consultation as row, ticket_event};
+use crate::store::entity::{category, comment, consultation as row};
 use crate::store::events::{self, ActorRef};
 use crate::store::tickets::{self, RowStream};
 use crate::store::{self, CONSULTATION_NUMBER, Snapshot, Store, db_error};
@@ -497,7 +498,7 @@ impl Consultations {
         id: &str,
         after_sequence: i64,
         limit: u64,
-    ) -> Result<(Vec<ticket_event::Model>, bool)> {
+    ) -> Result<(Vec<Event>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
         thread::list_events(conn, ticket_ref(&ticket), who, after_sequence, limit).await

@@ -15,6 +15,7 @@ use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
+use crate::domain::event::Event;
 use crate::domain::event::EventPayload;
 use crate::domain::incident::{self, IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::{Locale, Principal, Role};
@@ -22,7 +23,7 @@ use crate::domain::text::fold;
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::catalog::Catalog;
-use crate::store::entity::{comment, incident as row, ticket_event};
+use crate::store::entity::{comment, incident as row};
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
 use crate::store::tickets::{self, RowStream};
@@ -715,7 +716,7 @@ impl Incidents {
         id: &str,
         after_sequence: i64,
         limit: u64,
-    ) -> Result<(Vec<ticket_event::Model>, bool)> {
+    ) -> Result<(Vec<Event>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
         thread::list_events(conn, ticket_ref(&ticket), who, after_sequence, limit).await

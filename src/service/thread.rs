@@ -2,10 +2,10 @@
 use sea_orm::ConnectionTrait;
 
 use crate::domain::Result;
-use crate::domain::event::EventPayload;
+use crate::domain::event::{Audience, Event, EventPayload};
 use crate::domain::principal::Principal;
 use crate::store::comments;
-use crate::store::entity::{comment, ticket_event};
+use crate::store::entity::comment;
 use crate::store::events::{self, ActorRef, EventContext};
 
 /// The identity of a ticket, as events and comments record it.
@@ -82,9 +82,9 @@ pub async fn list_events(
     who: &Principal,
     after_sequence: i64,
     limit: u64,
-) -> Result<(Vec<ticket_event::Model>, bool)> {
-    let mut list =
-        events::list_for_ticket(conn, ticket.id, after_sequence, who.is_agent(), limit + 1).await?;
+) -> Result<(Vec<Event>, bool)> {
+    let audience = Audience::of_ticket(who, ticket.id);
+    let mut list = events::list_after(conn, &audience, after_sequence, limit + 1).await?;
     let more = list.len() as u64 > limit;
     list.truncate(limit as usize);
     Ok((list, more))

@@ -7,7 +7,7 @@ use sea_orm::{
 use super::entity::ticket_event;
 use super::{EVENT_SEQUENCE, db_error, next_value};
 use crate::domain::Error;
-use crate::domain::event::EventPayload;
+use crate::domain::event::{Actor, Audience, Event, EventPayload, TicketType};
 use crate::domain::principal::Principal;
 
 /// The ticket an event belongs to, and who caused it.
@@ -88,80 +88,50 @@ pub async fn append(
     Ok(model)
 }
 
-/// One ticket's events after `after_sequence`, oldest first, at most `limit`.
-pub async fn list_for_ticket(
-    conn: &impl ConnectionTrait,
-    ticket_id: &str,
-    after_sequence: i64,
-    include_internal: bool,
-    limit: u64,
-) -> Result<Vec<ticket_event::Model>, Error> {
-    let mut query = ticket_event::Entity::find()
-        .filter(ticket_event::Column::TicketId.eq(ticket_id))
-        .filter(ticket_event::Column::Sequence.gt(after_sequence));
-    if !include_internal {
-        query = query.filter(ticket_event::Column::Internal.eq(false));
-    }
-    query
-        .order_by_asc(ticket_event::Column::Sequence)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)
-}
-
-/// Decodes a stored payload.
-pub fn payload(model: &ticket_event::Model) -> Result<EventPayload, Error> {
-    serde_json::from_str(&model.payload).map_err(|e| {
-        Error::Internal(anyhow::anyhow!(
-            "event {} has a bad payload: {e}",
-            model.sequence
-        ))
+/// Decodes a stored event: the one place log rows become domain events.
+pub fn decode(model: ticket_event::Model) -> Result<Event, Error> {
+    let corrupt =
+        |what: String| Error::Internal(anyhow::anyhow!("event {} has {what}", model.sequence));
+    let payload =
+        serde_json::from_str(&model.payload).map_err(|e| corrupt(format!("a bad payload: {e}")))?;
+    let ticket_type = TicketType::parse(&model.ticket_type)
+        .ok_or_else(|| corrupt(format!("an unknown ticket type {:?}", model.ticket_type)))?;
+    Ok(Event {
+        sequence: model.sequence,
+        ticket_id: model.ticket_id,
+        ticket_type,
+        ticket_number: model.ticket_number,
+        account: model.account,
+        actor: Actor {
+            id: model.actor_id,
+            name: model.actor_name,
+            role: model.actor_role,
+        },
+        at: model.occurred_at,
+        payload,
     })
 }
 
-/// Which events a reader of the whole log may see.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    /// Only this ticket's events.
-    pub ticket_id: Option<String>,
-    /// Only this account's tickets (requesters).
-    pub account: Option<String>,
-    /// Agent notes are for agents only.
-    pub include_internal: bool,
-    /// SIMPLE consultations (no number) trigger no notifications.
-    pub only_numbered: bool,
-}
-
-impl LogFilter {
-    /// The same decision as the SQL filter, for events already in memory.
-    pub fn matches(&self, e: &ticket_event::Model) -> bool {
-        self.ticket_id.as_ref().is_none_or(|id| *id == e.ticket_id)
-            && self.account.as_ref().is_none_or(|a| *a == e.account)
-            && (self.include_internal || !e.internal)
-            && (!self.only_numbered || e.ticket_number != 0)
-    }
-}
-
-/// Events after `after_sequence` that `filter` lets through, oldest first.
+/// Events after `after_sequence` that `audience` sees, oldest first, at most
+/// `limit`. The SQL is `Audience::sees`, so that the database does the filtering.
 pub async fn list_after(
     conn: &impl ConnectionTrait,
-    filter: &LogFilter,
+    audience: &Audience,
     after_sequence: i64,
     limit: u64,
-) -> Result<Vec<ticket_event::Model>, Error> {
+) -> Result<Vec<Event>, Error> {
     let mut query =
         ticket_event::Entity::find().filter(ticket_event::Column::Sequence.gt(after_sequence));
-    if let Some(id) = &filter.ticket_id {
+    if let Some(id) = &audience.ticket_id {
         query = query.filter(ticket_event::Column::TicketId.eq(id.as_str()));
     }
-    if let Some(account) = &filter.account {
+    if let Some(account) = &audience.account {
         query = query.filter(ticket_event::Column::Account.eq(account.as_str()));
     }
-    if !filter.include_internal {
+    if !audience.include_internal {
         query = query.filter(ticket_event::Column::Internal.eq(false));
     }
-    if filter.only_numbered {
+    if audience.only_ticketed {
         query = query.filter(ticket_event::Column::TicketNumber.ne(0));
     }
     query
@@ -169,7 +139,10 @@ pub async fn list_after(
         .limit(limit)
         .all(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?
+        .into_iter()
+        .map(decode)
+        .collect()
 }
 
 /// The last committed sequence (0 for an empty log).
