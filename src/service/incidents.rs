@@ -179,15 +179,8 @@ impl Incidents {
             if !still_due || status_of(&current)? != IncidentStatus::MissingData {
                 continue;
             }
-            let mut next = current.clone();
-            next.status = IncidentStatus::Finalized.as_str().to_owned();
-            next.previous_status = None;
-            next.auto_close_at = None;
-            resume(&mut next, now);
+            let mut next = moved(&current, IncidentStatus::Finalized, now, None)?;
             next.resolution_reason = Some(ResolutionReason::NoCustomerResponse.as_str().to_owned());
-            next.resolved_at = Some(now);
-            next.version += 1;
-            next.updated_at = now;
             persist(&txn, &next, current.version).await?;
             let payload = EventPayload::StatusChanged {
                 from: IncidentStatus::MissingData.as_str().to_owned(),
@@ -569,26 +562,14 @@ impl Incidents {
             reason
         };
         let now = to_micros(self.clock.now());
-        let mut next = current.clone();
-        next.status = change.to.as_str().to_owned();
-        next.previous_status =
-            (change.to == IncidentStatus::MissingData).then(|| from.as_str().to_owned());
-        // Waiting for the store pauses the estimate; leaving that status moves it on.
-        if change.to == IncidentStatus::MissingData {
-            next.paused_since = Some(now);
-        } else {
-            resume(&mut next, now);
-        }
-        // Waiting for the store starts the auto-close clock; any other status stops it.
-        next.auto_close_at = (change.to == IncidentStatus::MissingData)
+        // Waiting for the store starts the auto-close clock.
+        let auto_close_at = (change.to == IncidentStatus::MissingData)
             .then(|| to_micros(self.calendar.add(self.clock.now(), MISSING_DATA_TIMEOUT)));
+        let mut next = moved(&current, change.to, now, auto_close_at)?;
         if change.to.is_terminal() {
-            next.resolved_at = Some(now);
             next.resolution_reason = reason.map(|r| r.as_str().to_owned());
             next.resolution_note = change.note.clone();
         }
-        next.version += 1;
-        next.updated_at = now;
         persist(&txn, &next, current.version).await?;
         let actor = ActorRef::of(who);
         if let Some(body) = &change.comment {
@@ -678,13 +659,7 @@ impl Incidents {
                 .as_deref()
                 .and_then(IncidentStatus::parse)
                 .unwrap_or(IncidentStatus::NewTicket);
-            let mut next = current.clone();
-            next.status = back.as_str().to_owned();
-            next.previous_status = None;
-            next.auto_close_at = None;
-            resume(&mut next, now);
-            next.version += 1;
-            next.updated_at = now;
+            let next = moved(&current, back, now, None)?;
             persist(&txn, &next, current.version).await?;
             let payload = EventPayload::StatusChanged {
                 from: IncidentStatus::MissingData.as_str().to_owned(),
@@ -803,6 +778,37 @@ impl RowSource for IncidentRows {
 const DAY: i64 = 86_400_000_000;
 
 /// Ends a pause of the estimate: it moves on by the time spent paused.
+/// The incident after moving to `to` at `now`: the one place where a status
+/// change keeps its bookkeeping. Entering MISSING_DATA remembers where it
+/// came from, pauses the estimate and starts the auto-close clock
+/// (`auto_close_at`); any other status forgets both and moves the estimate on
+/// by the wait; a terminal status is resolved now. One version more.
+fn moved(
+    current: &row::Model,
+    to: IncidentStatus,
+    now: i64,
+    auto_close_at: Option<i64>,
+) -> Result<row::Model> {
+    let from = status_of(current)?;
+    let mut next = current.clone();
+    next.status = to.as_str().to_owned();
+    if to == IncidentStatus::MissingData {
+        next.previous_status = Some(from.as_str().to_owned());
+        next.paused_since = Some(now);
+        next.auto_close_at = auto_close_at;
+    } else {
+        next.previous_status = None;
+        next.auto_close_at = None;
+        resume(&mut next, now);
+    }
+    if to.is_terminal() {
+        next.resolved_at = Some(now);
+    }
+    next.version += 1;
+    next.updated_at = now;
+    Ok(next)
+}
+
 /// Ends a wait for data: the estimate keeps the time it moved on meanwhile.
 fn resume(m: &mut row::Model, now: i64) {
     let since = m.paused_since.take();
