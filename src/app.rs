@@ -114,7 +114,7 @@ pub async fn serve(
     let (health_reporter, health) = tonic_health::server::health_reporter();
     crate::grpc::health::start(
         health_reporter,
-        store.clone(),
+        crate::service::Readiness::new(store.clone()),
         settings.health_interval,
         stop_rx.clone(),
     )

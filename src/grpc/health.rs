@@ -15,7 +15,7 @@ use super::notification_api::NotificationApi;
 use crate::pb::consultation_service_server::ConsultationServiceServer;
 use crate::pb::incident_service_server::IncidentServiceServer;
 use crate::pb::notification_service_server::NotificationServiceServer;
-use crate::store::Store;
+use crate::service::Readiness;
 
 /// The names health is reported under.
 const SERVICES: [&str; 4] = [
@@ -39,17 +39,17 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
 /// its own until `stop`.
 pub async fn start(
     reporter: HealthReporter,
-    store: Store,
+    readiness: Readiness,
     interval: Duration,
     stop: watch::Receiver<bool>,
 ) {
     set_all(&reporter, ServingStatus::Serving).await;
-    tokio::spawn(watch_database(reporter, store, interval, stop));
+    tokio::spawn(watch_database(reporter, readiness, interval, stop));
 }
 
 async fn watch_database(
     reporter: HealthReporter,
-    store: Store,
+    readiness: Readiness,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -59,7 +59,7 @@ async fn watch_database(
             _ = stop.wait_for(|stop| *stop) => break,
             _ = tokio::time::sleep(interval) => {}
         }
-        let check = tokio::time::timeout(interval.max(Duration::from_secs(1)), store.conn().ping());
+        let check = tokio::time::timeout(interval.max(Duration::from_secs(1)), readiness.check());
         match check.await {
             Ok(Ok(())) => {
                 failures = 0;

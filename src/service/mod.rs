@@ -8,6 +8,26 @@ pub mod thread;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::Result;
+use crate::store::Store;
+
+/// Whether ticketd can do its work now: the database answers. What health
+/// reports follows it.
+#[derive(Clone)]
+pub struct Readiness {
+    store: Store,
+}
+
+impl Readiness {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn check(&self) -> Result<()> {
+        self.store.ping().await
+    }
+}
+
 /// Microseconds since the Unix epoch, the stored form of an instant.
 pub fn to_micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

@@ -246,6 +246,11 @@ impl Store {
         self.committed.clone()
     }
 
+    /// Whether the database answers (one round trip on a pooled connection).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.db.ping().await.map_err(db_error)
+    }
+
     /// Closes the pool.
     pub async fn close(self) {
         let _ = self.db.close().await;
