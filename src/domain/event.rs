@@ -109,6 +109,20 @@ pub struct Event {
     pub payload: EventPayload,
 }
 
+/// A comment of a ticket's thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: String,
+    pub ticket_id: String,
+    pub ticket_type: TicketType,
+    pub author: Actor,
+    pub body: String,
+    /// An agent note: never shown to requesters.
+    pub internal: bool,
+    /// When it was written (µs since the Unix epoch).
+    pub created_at: i64,
+}
+
 /// Who sees which events: the one decision behind ListTicketEvents, the
 /// watch streams and the notification feed, in SQL (the store reads only
 /// what `sees` lets through) and in memory (live events).

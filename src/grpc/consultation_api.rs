@@ -338,7 +338,7 @@ impl ConsultationService for ConsultationApi {
             .catalog()
             .categories
             .iter()
-            .filter(|c| c.ticket_type == consultations::TICKET_TYPE)
+            .filter(|c| c.ticket_type == consultations::TICKET_TYPE.as_str())
             .map(|c| {
                 let mut category = convert::category(c);
                 if let Ok((_, complexity)) = self.consultations.classify(&c.code) {

@@ -2,13 +2,13 @@
 use prost_types::Timestamp;
 
 use crate::domain::consultation::{Complexity, ConsultationStatus};
-use crate::domain::event::{Event, EventPayload, TicketType};
+use crate::domain::event::{Comment, Event, EventPayload, TicketType};
 use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::pb;
 use crate::store::catalog::Catalog;
-use crate::store::entity::{carrier, category, comment, consultation, incident};
+use crate::store::entity::{carrier, category, consultation, incident};
 
 /// Microseconds since the epoch → Timestamp.
 pub fn timestamp(us: i64) -> Timestamp {
@@ -254,11 +254,11 @@ incident_read_mask!(
     sla_paused,
 );
 
-pub fn comment(m: &comment::Model) -> pb::Comment {
+pub fn comment(m: &Comment) -> pb::Comment {
     pb::Comment {
         id: m.id.clone(),
         ticket_id: m.ticket_id.clone(),
-        author: Some(actor(&m.author_id, &m.author_name, &m.author_role)),
+        author: Some(actor(&m.author.id, &m.author.name, &m.author.role)),
         body: m.body.clone(),
         internal: m.internal,
         created_at: Some(timestamp(m.created_at)),

@@ -295,7 +295,7 @@ impl IncidentService for IncidentApi {
             .catalog()
             .categories
             .iter()
-            .filter(|c| c.ticket_type == crate::service::incidents::TICKET_TYPE)
+            .filter(|c| c.ticket_type == crate::service::incidents::TICKET_TYPE.as_str())
             .filter(|c| kind.is_none_or(|k| c.incident_kind.as_deref() == Some(k.as_str())))
             .map(convert::category)
             .collect();

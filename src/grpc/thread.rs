@@ -8,7 +8,7 @@ use super::convert;
 use super::page_token;
 use super::validate::{MAX_TEXT, ticket_id};
 use crate::domain::error::Violations;
-use crate::domain::event::Event;
+use crate::domain::event::{Comment, Event};
 use crate::domain::principal::Principal;
 use crate::domain::text;
 use crate::domain::{Error, Result};
@@ -16,7 +16,6 @@ use crate::pb::{
     AddCommentRequest, ListCommentsRequest, ListCommentsResponse, ListTicketEventsRequest,
     ListTicketEventsResponse,
 };
-use crate::store::entity::comment;
 
 /// A validated AddComment request: (ticket id, body, internal).
 pub fn parse_add_comment(r: AddCommentRequest) -> Result<(String, String, bool)> {
@@ -37,7 +36,7 @@ pub async fn list_comments<F, Fut>(
 ) -> Result<Response<ListCommentsResponse>, Status>
 where
     F: FnOnce(Principal, String, Option<(i64, String)>, u64) -> Fut,
-    Fut: Future<Output = Result<(Vec<comment::Model>, bool)>>,
+    Fut: Future<Output = Result<(Vec<Comment>, bool)>>,
 {
     let (who, _) = super::caller(&request)?;
     let r = request.into_inner();

@@ -15,20 +15,20 @@ use super::to_micros;
 use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets};
-use crate::domain::event::Event;
 use crate::domain::event::EventPayload;
+use crate::domain::event::{Comment, Event, TicketType};
 use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::catalog::Catalog;
 use crate::store::consultations::{self as rows, ConsultationFilter};
-use crate::store::entity::{category, comment, consultation as row};
+use crate::store::entity::{category, consultation as row};
 use crate::store::events::{self, ActorRef};
 use crate::store::tickets::{self, RowStream};
 use crate::store::{self, CONSULTATION_NUMBER, Snapshot, Store, db_error};
 
-pub const TICKET_TYPE: &str = "CONSULTATION";
+pub const TICKET_TYPE: TicketType = TicketType::Consultation;
 
 /// A validated CreateConsultation request.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ impl Consultations {
         let category = self
             .catalog
             .category(code)
-            .filter(|c| c.ticket_type == TICKET_TYPE)
+            .filter(|c| c.ticket_type == TICKET_TYPE.as_str())
             .ok_or_else(|| {
                 Error::invalid(
                     "category",
@@ -457,7 +457,7 @@ impl Consultations {
         id: &str,
         body: String,
         internal: bool,
-    ) -> Result<comment::Model> {
+    ) -> Result<Comment> {
         let txn = self.store.begin_write().await?;
         // Another account's ticket is NOT_FOUND before anything is refused.
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
@@ -486,7 +486,7 @@ impl Consultations {
         id: &str,
         after: Option<(i64, String)>,
         limit: u64,
-    ) -> Result<(Vec<comment::Model>, bool)> {
+    ) -> Result<(Vec<Comment>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
         thread::list_comments(conn, ticket_ref(&ticket), who, after, limit).await

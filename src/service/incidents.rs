@@ -15,21 +15,21 @@ use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::calendar::Calendar;
 use crate::domain::clock::Clock;
-use crate::domain::event::Event;
 use crate::domain::event::EventPayload;
+use crate::domain::event::{Comment, Event, TicketType};
 use crate::domain::incident::{self, IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::catalog::Catalog;
-use crate::store::entity::{comment, incident as row};
+use crate::store::entity::incident as row;
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
 use crate::store::tickets::{self, RowStream};
 use crate::store::{self, INCIDENT_NUMBER, Snapshot, Store, db_error};
 
-pub const TICKET_TYPE: &str = "INCIDENT";
+pub const TICKET_TYPE: TicketType = TicketType::Incident;
 
 /// A validated CreateIncident request.
 #[derive(Debug, Clone)]
@@ -285,7 +285,7 @@ impl Incidents {
         }
         match self.catalog.category(&new.category) {
             Some(c)
-                if c.ticket_type == TICKET_TYPE
+                if c.ticket_type == TICKET_TYPE.as_str()
                     && c.incident_kind.as_deref() == Some(new.kind.as_str()) => {}
             Some(_) => {
                 return Err(Error::invalid(
@@ -634,7 +634,7 @@ impl Incidents {
         id: &str,
         body: String,
         internal: bool,
-    ) -> Result<comment::Model> {
+    ) -> Result<Comment> {
         let txn = self.store.begin_write().await?;
         // Another account's ticket is NOT_FOUND before anything is refused.
         let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
@@ -679,7 +679,7 @@ impl Incidents {
         id: &str,
         after: Option<(i64, String)>,
         limit: u64,
-    ) -> Result<(Vec<comment::Model>, bool)> {
+    ) -> Result<(Vec<Comment>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
         thread::list_comments(conn, ticket_ref(&ticket), who, after, limit).await

@@ -2,17 +2,16 @@
 use sea_orm::ConnectionTrait;
 
 use crate::domain::Result;
-use crate::domain::event::{Audience, Event, EventPayload};
+use crate::domain::event::{Actor, Audience, Comment, Event, EventPayload, TicketType};
 use crate::domain::principal::Principal;
 use crate::store::comments;
-use crate::store::entity::comment;
 use crate::store::events::{self, ActorRef, EventContext};
 
 /// The identity of a ticket, as events and comments record it.
 #[derive(Debug, Clone, Copy)]
 pub struct TicketRef<'a> {
     pub id: &'a str,
-    pub ticket_type: &'static str,
+    pub ticket_type: TicketType,
     /// The human number; 0 for consultations without one.
     pub number: i64,
     pub account: &'a str,
@@ -39,14 +38,16 @@ pub async fn insert_comment(
     body: &str,
     internal: bool,
     now: i64,
-) -> Result<comment::Model> {
-    let model = comment::Model {
+) -> Result<Comment> {
+    let model = Comment {
         id: uuid::Uuid::now_v7().to_string(),
         ticket_id: ticket.id.to_owned(),
-        ticket_type: ticket.ticket_type.to_owned(),
-        author_id: actor.id.to_owned(),
-        author_name: actor.name.to_owned(),
-        author_role: actor.role.to_owned(),
+        ticket_type: ticket.ticket_type,
+        author: Actor {
+            id: actor.id.to_owned(),
+            name: actor.name.to_owned(),
+            role: actor.role.to_owned(),
+        },
         body: body.to_owned(),
         internal,
         created_at: now,
@@ -68,7 +69,7 @@ pub async fn list_comments(
     who: &Principal,
     after: Option<(i64, String)>,
     limit: u64,
-) -> Result<(Vec<comment::Model>, bool)> {
+) -> Result<(Vec<Comment>, bool)> {
     let mut list = comments::list(conn, ticket.id, who.is_agent(), after, limit + 1).await?;
     let more = list.len() as u64 > limit;
     list.truncate(limit as usize);

@@ -8,18 +8,19 @@ use sea_orm::{
 use super::db_error;
 use super::entity::comment;
 use crate::domain::Error;
+use crate::domain::event::{Actor, Comment, TicketType};
 
-pub async fn insert(conn: &impl ConnectionTrait, model: &comment::Model) -> Result<(), Error> {
+pub async fn insert(conn: &impl ConnectionTrait, c: &Comment) -> Result<(), Error> {
     let active = comment::ActiveModel {
-        id: Set(model.id.clone()),
-        ticket_id: Set(model.ticket_id.clone()),
-        ticket_type: Set(model.ticket_type.clone()),
-        author_id: Set(model.author_id.clone()),
-        author_name: Set(model.author_name.clone()),
-        author_role: Set(model.author_role.clone()),
-        body: Set(model.body.clone()),
-        internal: Set(model.internal),
-        created_at: Set(model.created_at),
+        id: Set(c.id.clone()),
+        ticket_id: Set(c.ticket_id.clone()),
+        ticket_type: Set(c.ticket_type.as_str().to_owned()),
+        author_id: Set(c.author.id.clone()),
+        author_name: Set(c.author.name.clone()),
+        author_role: Set(c.author.role.clone()),
+        body: Set(c.body.clone()),
+        internal: Set(c.internal),
+        created_at: Set(c.created_at),
     };
     comment::Entity::insert(active)
         .exec_without_returning(conn)
@@ -35,7 +36,7 @@ pub async fn list(
     include_internal: bool,
     after: Option<(i64, String)>,
     limit: u64,
-) -> Result<Vec<comment::Model>, Error> {
+) -> Result<Vec<Comment>, Error> {
     let mut query = comment::Entity::find().filter(comment::Column::TicketId.eq(ticket_id));
     if !include_internal {
         query = query.filter(comment::Column::Internal.eq(false));
@@ -55,5 +56,32 @@ pub async fn list(
         .limit(limit)
         .all(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?
+        .into_iter()
+        .map(decode)
+        .collect()
+}
+
+/// A stored comment as the domain's: the one place comment rows are read.
+fn decode(m: comment::Model) -> Result<Comment, Error> {
+    let ticket_type = TicketType::parse(&m.ticket_type).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "comment {} has an unknown ticket type {:?}",
+            m.id,
+            m.ticket_type
+        ))
+    })?;
+    Ok(Comment {
+        id: m.id,
+        ticket_id: m.ticket_id,
+        ticket_type,
+        author: Actor {
+            id: m.author_id,
+            name: m.author_name,
+            role: m.author_role,
+        },
+        body: m.body,
+        internal: m.internal,
+        created_at: m.created_at,
+    })
 }

@@ -14,7 +14,7 @@ use crate::domain::principal::Principal;
 #[derive(Debug, Clone)]
 pub struct EventContext<'a> {
     pub ticket_id: &'a str,
-    pub ticket_type: &'static str,
+    pub ticket_type: TicketType,
     pub ticket_number: i64,
     pub account: &'a str,
     pub actor: ActorRef<'a>,
@@ -56,7 +56,7 @@ pub async fn append(
     let model = ticket_event::Model {
         sequence,
         ticket_id: ctx.ticket_id.to_owned(),
-        ticket_type: ctx.ticket_type.to_owned(),
+        ticket_type: ctx.ticket_type.as_str().to_owned(),
         ticket_number: ctx.ticket_number,
         account: ctx.account.to_owned(),
         event_type: payload.event_type().to_owned(),
