@@ -87,6 +87,7 @@ pub async fn serve(
         settings.consultation_targets,
         calendar,
         settings.export_stall_timeout,
+        incidents.deadlines(),
     );
     let auth = Authenticate::new(Arc::new(settings.verifier));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 
 use chrono_tz::Tz;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
@@ -80,6 +80,8 @@ pub struct Consultations {
     calendar: Arc<Calendar>,
     /// An export whose client takes nothing for this long is abandoned.
     export_stall: Duration,
+    /// Wakes the deadline scheduler when a due time is set (shared with incidents).
+    deadlines: Arc<Notify>,
 }
 
 impl Consultations {
@@ -90,6 +92,7 @@ impl Consultations {
         targets: Targets,
         calendar: Arc<Calendar>,
         export_stall: Duration,
+        deadlines: Arc<Notify>,
     ) -> Self {
         Self {
             store,
@@ -98,6 +101,7 @@ impl Consultations {
             targets,
             calendar,
             export_stall,
+            deadlines,
         }
     }
 
@@ -202,6 +206,8 @@ impl Consultations {
         )
         .await?;
         self.store.commit(txn).await?;
+        // A new due time: the scheduler must not sleep past it.
+        self.deadlines.notify_one();
         Ok(model)
     }
 
@@ -414,6 +420,7 @@ impl Consultations {
         )
         .await?;
         self.store.commit(txn).await?;
+        self.deadlines.notify_one();
         Ok(next)
     }
 

@@ -575,3 +575,50 @@ async fn the_scheduler_sleeps_until_the_next_deadline_not_until_its_poll() {
         "the auto-close is one change"
     );
 }
+
+#[tokio::test]
+async fn a_new_consultations_due_time_wakes_the_scheduler() {
+    // Real time, an hour's poll, TECHNOLOGY due 2 s after filing: a breach
+    // comes in time only if filing the consultation woke the scheduler. The
+    // first one's breach also shows the scheduler has done its start-up pass
+    // and gone to sleep with nothing due, before the second is filed.
+    let app = TestApp::spawn_with(|s| {
+        s.scheduler_poll = std::time::Duration::from_secs(3600);
+        s.consultation_targets.technology_due = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let driver = requester("driver-1");
+    for which in ["first", "second"] {
+        let consultation = app
+            .consultations()
+            .create_consultation(req(
+                &driver,
+                CreateConsultationRequest {
+                    category: "earnings_difference".into(),
+                    description: "No me cuadra la quincena".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let what = format!("the {which} consultation's breach, 2 s after filing");
+        wait_for(&what, TEN_SECONDS, || async {
+            let read = app
+                .consultations()
+                .get_consultation(req(
+                    &driver,
+                    GetConsultationRequest {
+                        lookup: Some(get_consultation_request::Lookup::Id(
+                            consultation.id.clone(),
+                        )),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            read.sla_breached.then_some(())
+        })
+        .await;
+    }
+}
