@@ -27,7 +27,6 @@ use crate::service::consultations::Consultations;
 use crate::service::incidents::Incidents;
 use crate::service::scheduler;
 use crate::store::Store;
-use crate::store::catalog::Catalog;
 
 /// Largest request accepted, in bytes.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -67,7 +66,7 @@ pub async fn serve(
     let store = Store::connect(&settings.database_url).await?;
     store.migrate().await?;
     let catalog = Arc::new(
-        Catalog::load(store.conn())
+        crate::store::catalog::load(store.conn())
             .await
             .context("cannot load the catalogs")?,
     );

@@ -18,7 +18,7 @@ use ticketd::domain::principal::Locale;
 use ticketd::pb::incident_service_client::IncidentServiceClient;
 use ticketd::pb::{ExportIncidentsRequest, export_report_response};
 use ticketd::store::Store;
-use ticketd::store::catalog::Catalog;
+
 use ticketd::store::entity::incident;
 use tokio_stream::StreamExt;
 
@@ -178,7 +178,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    let catalog = Catalog::load(store.conn()).await?;
+    let catalog = ticketd::store::catalog::load(store.conn()).await?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")?.timestamp_micros();
     let now = chrono::Utc::now().timestamp_micros();

@@ -58,29 +58,10 @@ impl EventPayload {
     }
 }
 
-/// The two kinds of ticket, as the event log names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketType {
-    Incident,
-    Consultation,
-}
-
-impl TicketType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Incident => "INCIDENT",
-            Self::Consultation => "CONSULTATION",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "INCIDENT" => Some(Self::Incident),
-            "CONSULTATION" => Some(Self::Consultation),
-            _ => None,
-        }
-    }
-}
+string_enum!(
+    /// The two kinds of ticket, as the event log names them.
+    TicketType { Incident = "INCIDENT", Consultation = "CONSULTATION" }
+);
 
 /// Who caused an event, as recorded: id, display name, role (`system` for
 /// ticketd's own changes).

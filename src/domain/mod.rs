@@ -23,6 +23,7 @@ macro_rules! string_enum {
 }
 
 pub mod calendar;
+pub mod catalog;
 pub mod clock;
 pub mod consultation;
 pub mod error;

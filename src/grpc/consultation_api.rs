@@ -336,9 +336,7 @@ impl ConsultationService for ConsultationApi {
         let categories = self
             .consultations
             .catalog()
-            .categories
-            .iter()
-            .filter(|c| c.ticket_type == consultations::TICKET_TYPE.as_str())
+            .categories_of(consultations::TICKET_TYPE)
             .map(|c| {
                 let mut category = convert::category(c);
                 if let Ok((_, complexity)) = self.consultations.classify(&c.code) {

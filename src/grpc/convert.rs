@@ -1,14 +1,15 @@
 //! Conversions between stored models and protobuf messages.
 use prost_types::Timestamp;
 
+use crate::domain::catalog::Catalog;
+use crate::domain::catalog::{Carrier, Category};
 use crate::domain::consultation::{Complexity, ConsultationStatus};
 use crate::domain::event::{Comment, Event, EventPayload, TicketType};
 use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::pb;
-use crate::store::catalog::Catalog;
-use crate::store::entity::{carrier, category, consultation, incident};
+use crate::store::entity::{consultation, incident};
 
 /// Microseconds since the epoch → Timestamp.
 pub fn timestamp(us: i64) -> Timestamp {
@@ -344,10 +345,7 @@ pub fn event(e: &Event, locale: Locale) -> pb::TicketEvent {
     pb::TicketEvent {
         sequence: e.sequence as u64,
         ticket_id: e.ticket_id.clone(),
-        ticket_type: match kind {
-            TicketType::Incident => pb::TicketType::Incident,
-            TicketType::Consultation => pb::TicketType::Consultation,
-        } as i32,
+        ticket_type: ticket_type(kind) as i32,
         ticket_number: e.ticket_number,
         occurred_at: Some(timestamp(e.at)),
         actor: Some(actor(&e.actor.id, &e.actor.name, &e.actor.role)),
@@ -355,7 +353,14 @@ pub fn event(e: &Event, locale: Locale) -> pb::TicketEvent {
     }
 }
 
-pub fn carrier(m: &carrier::Model) -> pb::Carrier {
+fn ticket_type(t: TicketType) -> pb::TicketType {
+    match t {
+        TicketType::Incident => pb::TicketType::Incident,
+        TicketType::Consultation => pb::TicketType::Consultation,
+    }
+}
+
+pub fn carrier(m: &Carrier) -> pb::Carrier {
     pb::Carrier {
         code: m.code.clone(),
         name: m.name.clone(),
@@ -363,20 +368,15 @@ pub fn carrier(m: &carrier::Model) -> pb::Carrier {
     }
 }
 
-pub fn category(m: &category::Model) -> pb::Category {
+pub fn category(m: &Category) -> pb::Category {
     pb::Category {
         code: m.code.clone(),
         name: m.name.clone(),
-        ticket_type: match m.ticket_type.as_str() {
-            "INCIDENT" => pb::TicketType::Incident,
-            _ => pb::TicketType::Consultation,
-        } as i32,
-        incident_kind: match m.incident_kind.as_deref() {
-            Some("SHIPMENT") => pb::IncidentKind::Shipment,
-            Some("ADDITIONAL_CHARGE") => pb::IncidentKind::AdditionalCharge,
-            _ => pb::IncidentKind::Unspecified,
-        } as i32,
-        complexity: complexity_from_name(m.complexity.as_deref().unwrap_or("")) as i32,
+        ticket_type: ticket_type(m.ticket_type) as i32,
+        incident_kind: m
+            .incident_kind
+            .map_or(pb::IncidentKind::Unspecified, incident_kind) as i32,
+        complexity: m.complexity.map_or(pb::Complexity::Unspecified, complexity) as i32,
         resolution_target_days: m.resolution_target_days.unwrap_or_default(),
         target_minutes: 0,
         claim_window_days: m.claim_window_days.unwrap_or_default(),

@@ -293,10 +293,8 @@ impl IncidentService for IncidentApi {
         let categories = self
             .incidents
             .catalog()
-            .categories
-            .iter()
-            .filter(|c| c.ticket_type == crate::service::incidents::TICKET_TYPE.as_str())
-            .filter(|c| kind.is_none_or(|k| c.incident_kind.as_deref() == Some(k.as_str())))
+            .categories_of(crate::service::incidents::TICKET_TYPE)
+            .filter(|c| kind.is_none_or(|k| c.incident_kind == Some(k)))
             .map(convert::category)
             .collect();
         Ok(Response::new(ListCategoriesResponse { categories }))

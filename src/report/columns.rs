@@ -3,11 +3,11 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 
 use super::{Cell, Header};
+use crate::domain::catalog::Catalog;
 use crate::domain::consultation::{Complexity, ConsultationStatus};
 use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
-use crate::store::catalog::Catalog;
 use crate::store::entity::{consultation, incident};
 
 /// What a cell needs beyond its row.

@@ -13,6 +13,8 @@ use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::calendar::Calendar;
+use crate::domain::catalog::Catalog;
+use crate::domain::catalog::Category;
 use crate::domain::clock::Clock;
 use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets};
 use crate::domain::event::EventPayload;
@@ -21,9 +23,8 @@ use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
-use crate::store::catalog::Catalog;
 use crate::store::consultations::{self as rows, ConsultationFilter};
-use crate::store::entity::{category, consultation as row};
+use crate::store::entity::consultation as row;
 use crate::store::events::{self, ActorRef};
 use crate::store::tickets::{self, RowStream};
 use crate::store::{self, CONSULTATION_NUMBER, Snapshot, Store, db_error};
@@ -114,11 +115,11 @@ impl Consultations {
     }
 
     /// A consultation category and its complexity; unknown codes are INVALID_ARGUMENT.
-    pub fn classify(&self, code: &str) -> Result<(&category::Model, Complexity)> {
+    pub fn classify(&self, code: &str) -> Result<(&Category, Complexity)> {
         let category = self
             .catalog
             .category(code)
-            .filter(|c| c.ticket_type == TICKET_TYPE.as_str())
+            .filter(|c| c.ticket_type == TICKET_TYPE)
             .ok_or_else(|| {
                 Error::invalid(
                     "category",
@@ -127,8 +128,6 @@ impl Consultations {
             })?;
         let complexity = category
             .complexity
-            .as_deref()
-            .and_then(Complexity::parse)
             .ok_or_else(|| Error::Internal(anyhow!("category {code} has no complexity")))?;
         Ok((category, complexity))
     }

@@ -12,11 +12,11 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
+use crate::domain::catalog::Catalog;
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
 use crate::report::columns::{Column, Context};
 use crate::report::{self, Cell};
-use crate::store::catalog::Catalog;
 use crate::store::tickets::RowStream;
 
 /// Rows handed to the writer at a time.

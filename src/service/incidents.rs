@@ -14,6 +14,7 @@ use super::export::{self, Export, RowSource};
 use super::thread::{self, TicketRef};
 use super::to_micros;
 use crate::domain::calendar::Calendar;
+use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
 use crate::domain::event::EventPayload;
 use crate::domain::event::{Comment, Event, TicketType};
@@ -22,7 +23,6 @@ use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::text::fold;
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
-use crate::store::catalog::Catalog;
 use crate::store::entity::incident as row;
 use crate::store::events::{self, ActorRef, EventContext};
 use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
@@ -244,11 +244,7 @@ impl Incidents {
     ) -> Option<String> {
         let carrier = self.catalog.carrier(carrier)?;
         let shipped = shipped_at?;
-        let days = self
-            .catalog
-            .category(category)
-            .and_then(|c| c.claim_window_days)
-            .unwrap_or(carrier.claim_window_days);
+        let days = self.catalog.claim_window_days(carrier, category);
         let deadline = shipped + i64::from(days) * DAY;
         (now > deadline).then(|| {
             let day = |us: i64| super::from_micros(us).with_timezone(&self.calendar.time_zone()).date_naive();
@@ -284,9 +280,7 @@ impl Incidents {
             ));
         }
         match self.catalog.category(&new.category) {
-            Some(c)
-                if c.ticket_type == TICKET_TYPE.as_str()
-                    && c.incident_kind.as_deref() == Some(new.kind.as_str()) => {}
+            Some(c) if c.ticket_type == TICKET_TYPE && c.incident_kind == Some(new.kind) => {}
             Some(_) => {
                 return Err(Error::invalid(
                     "category",

@@ -1,49 +1,68 @@
-//! Carriers and categories. They change only by migration, so they are read
-//! once at start and served from memory.
+//! Reads the catalogs (carriers, categories) into their domain form, once at start.
+use anyhow::anyhow;
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
 
 use super::db_error;
 use super::entity::{carrier, category};
 use crate::domain::Error;
+use crate::domain::catalog::{Carrier, Catalog, Category};
+use crate::domain::consultation::Complexity;
+use crate::domain::event::TicketType;
+use crate::domain::incident::IncidentKind;
 
-#[derive(Debug, Clone)]
-pub struct Catalog {
-    pub carriers: Vec<carrier::Model>,
-    pub categories: Vec<category::Model>,
+pub async fn load(conn: &impl ConnectionTrait) -> Result<Catalog, Error> {
+    let carriers = carrier::Entity::find()
+        .order_by_asc(carrier::Column::Position)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|m| Carrier {
+            code: m.code,
+            name: m.name,
+            claim_window_days: m.claim_window_days,
+        })
+        .collect();
+    let categories = category::Entity::find()
+        .order_by_asc(category::Column::Position)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(decode_category)
+        .collect::<Result<_, _>>()?;
+    Ok(Catalog {
+        carriers,
+        categories,
+    })
 }
 
-impl Catalog {
-    pub async fn load(conn: &impl ConnectionTrait) -> Result<Self, Error> {
-        let carriers = carrier::Entity::find()
-            .order_by_asc(carrier::Column::Position)
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        let categories = category::Entity::find()
-            .order_by_asc(category::Column::Position)
-            .all(conn)
-            .await
-            .map_err(db_error)?;
-        Ok(Self {
-            carriers,
-            categories,
-        })
-    }
-
-    pub fn carrier(&self, code: &str) -> Option<&carrier::Model> {
-        self.carriers.iter().find(|c| c.code == code)
-    }
-
-    pub fn category(&self, code: &str) -> Option<&category::Model> {
-        self.categories.iter().find(|c| c.code == code)
-    }
-
-    /// The display name of a carrier code (the code itself if unknown).
-    pub fn carrier_name<'a>(&'a self, code: &'a str) -> &'a str {
-        self.carrier(code).map_or(code, |c| c.name.as_str())
-    }
-
-    pub fn category_name<'a>(&'a self, code: &'a str) -> &'a str {
-        self.category(code).map_or(code, |c| c.name.as_str())
-    }
+/// A category row as the domain's; a value the code does not know is a
+/// corrupt catalog, refused at start.
+fn decode_category(m: category::Model) -> Result<Category, Error> {
+    let bad = |what: &str, value: &str| {
+        Error::Internal(anyhow!(
+            "category {} has an unknown {what} {value:?}",
+            m.code
+        ))
+    };
+    let ticket_type =
+        TicketType::parse(&m.ticket_type).ok_or_else(|| bad("ticket type", &m.ticket_type))?;
+    let incident_kind = match m.incident_kind.as_deref() {
+        None => None,
+        Some(k) => Some(IncidentKind::parse(k).ok_or_else(|| bad("incident kind", k))?),
+    };
+    let complexity = match m.complexity.as_deref() {
+        None => None,
+        Some(c) => Some(Complexity::parse(c).ok_or_else(|| bad("complexity", c))?),
+    };
+    Ok(Category {
+        code: m.code,
+        name: m.name,
+        ticket_type,
+        incident_kind,
+        complexity,
+        resolution_target_days: m.resolution_target_days,
+        claim_window_days: m.claim_window_days,
+    })
 }
