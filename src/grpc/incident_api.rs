@@ -18,13 +18,12 @@ use crate::domain::error::Violations;
 use crate::domain::event::Audience;
 use crate::domain::incident::IncidentStatus;
 use crate::domain::principal::Locale;
-use crate::domain::text::{self, like_contains};
+use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
 use crate::report::columns::{self, INCIDENT_COLUMNS};
 use crate::service::incidents::{Incidents, ListQuery, Lookup, NewIncident, StatusChange};
-use crate::store::incidents::{Cursor, IncidentFilter};
 
 #[derive(Clone)]
 pub struct IncidentApi {
@@ -118,7 +117,7 @@ impl IncidentService for IncidentApi {
             incidents,
             next_page_token: page
                 .next
-                .map(|c| page_token::encode((c.created_at, c.number), &fingerprint))
+                .map(|after| page_token::encode(after, &fingerprint))
                 .unwrap_or_default(),
             total_size: page.total_size,
             stage_counts: Some(StageCounts {
@@ -265,8 +264,8 @@ impl IncidentService for IncidentApi {
         let (range, locale) = export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
         let columns = columns::select(INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, &r.columns)?;
         let mut query = self.parse_list(r.filter.unwrap_or_default())?;
-        let (from, to) = range.clamp(query.filter.created_from, query.filter.created_to);
-        (query.filter.created_from, query.filter.created_to) = (Some(from), Some(to));
+        let (from, to) = range.clamp(query.created_from, query.created_to);
+        (query.created_from, query.created_to) = (Some(from), Some(to));
         let (count, chunks) = self
             .incidents
             .export(&who, query, columns, locale, self.time_zone)
@@ -332,25 +331,9 @@ impl IncidentApi {
         let carrier = v
             .check(text::optional("carrier", &r.carrier, MAX_CODE))?
             .flatten();
-        if let Some(c) = &carrier
-            && self.incidents.catalog().carrier(c).is_none()
-        {
-            v.push(
-                "carrier",
-                format!("unknown carrier {c:?}; see ListCarriers"),
-            );
-        }
         let category = v
             .check(text::optional("category", &r.category, MAX_CODE))?
             .flatten();
-        if let Some(c) = &category
-            && self.incidents.catalog().category(c).is_none()
-        {
-            v.push(
-                "category",
-                format!("unknown category {c:?}; see ListCategories"),
-            );
-        }
         let assignee_id = v
             .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
             .flatten();
@@ -393,19 +376,15 @@ impl IncidentApi {
         Ok(ListQuery {
             stage,
             statuses,
-            filter: IncidentFilter {
-                account: None,
-                statuses: vec![],
-                kinds: kinds.iter().map(|k| k.as_str()).collect(),
-                carrier,
-                category,
-                assignee_id,
-                created_from,
-                created_to,
-                search_pattern: query.map(|q| like_contains(&q)),
-            },
+            kinds,
+            carrier,
+            category,
+            assignee_id,
+            created_from,
+            created_to,
+            text: query,
             descending,
-            cursor: cursor.map(|(created_at, number)| Cursor { created_at, number }),
+            after: cursor,
             page_size,
         })
     }

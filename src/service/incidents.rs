@@ -16,16 +16,16 @@ use super::to_micros;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
-use crate::domain::event::EventPayload;
-use crate::domain::event::{Comment, Event, TicketType};
+use crate::domain::error::Violations;
+use crate::domain::event::{Comment, Event, EventPayload, TicketType};
 use crate::domain::incident::{self, IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::{Locale, Principal, Role};
-use crate::domain::text::fold;
+use crate::domain::text::{fold, like_contains};
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::entity::incident as row;
 use crate::store::events::{self, ActorRef, EventContext};
-use crate::store::incidents::{self as rows, Cursor, IncidentFilter};
+use crate::store::incidents::{self as rows, IncidentFilter};
 use crate::store::tickets::{self, RowStream};
 use crate::store::{self, INCIDENT_NUMBER, Snapshot, Store, db_error};
 
@@ -76,22 +76,69 @@ pub enum Lookup {
     Number(i64),
 }
 
-/// A validated ListIncidents request.
+/// A ListIncidents request (or ExportReport's filter) as parsed at the edge;
+/// the catalog codes are checked here, in `filter`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub stage: Option<Stage>,
     pub statuses: Vec<IncidentStatus>,
-    pub filter: IncidentFilter,
+    pub kinds: Vec<IncidentKind>,
+    pub carrier: Option<String>,
+    pub category: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Created in [from, to) (µs).
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// Free text: a case- and accent-insensitive substring of the searchable fields.
+    pub text: Option<String>,
     pub descending: bool,
-    pub cursor: Option<Cursor>,
+    /// (created_at, number) of the last incident of the previous page.
+    pub after: Option<(i64, i64)>,
     pub page_size: u64,
+}
+
+impl ListQuery {
+    /// The store's filter for `who`: its account only for a requester, the
+    /// catalog codes checked (INVALID_ARGUMENT naming the field), the text as
+    /// a LIKE pattern over the folded search text.
+    fn filter(&self, who: &Principal, catalog: &Catalog) -> Result<IncidentFilter> {
+        let mut v = Violations::default();
+        if let Some(c) = &self.carrier
+            && catalog.carrier(c).is_none()
+        {
+            v.push(
+                "carrier",
+                format!("unknown carrier {c:?}; see ListCarriers"),
+            );
+        }
+        if let Some(c) = &self.category
+            && catalog.category(c).is_none()
+        {
+            v.push(
+                "category",
+                format!("unknown category {c:?}; see ListCategories"),
+            );
+        }
+        v.into_result()?;
+        Ok(IncidentFilter {
+            account: who.scope().map(str::to_owned),
+            statuses: vec![],
+            kinds: self.kinds.iter().map(|k| k.as_str()).collect(),
+            carrier: self.carrier.clone(),
+            category: self.category.clone(),
+            assignee_id: self.assignee_id.clone(),
+            created_from: self.created_from,
+            created_to: self.created_to,
+            search_pattern: self.text.as_deref().map(like_contains),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct ListPage {
     pub incidents: Vec<row::Model>,
-    /// The cursor of the next page, when there is one.
-    pub next: Option<Cursor>,
+    /// (created_at, number) of the page's last incident, when more follow.
+    pub next: Option<(i64, i64)>,
     pub total_size: i64,
     /// (all, new, in review, resolved) for the filters without stage and statuses.
     pub stage_counts: [i64; 4],
@@ -401,10 +448,10 @@ impl Incidents {
         self.load(self.store.conn(), who, lookup).await
     }
 
-    pub async fn list(&self, who: &Principal, mut query: ListQuery) -> Result<ListPage> {
+    pub async fn list(&self, who: &Principal, query: ListQuery) -> Result<ListPage> {
         let conn = self.store.conn();
-        query.filter.account = who.scope().map(str::to_owned);
-        let counts = tickets::count_by_status(conn, &query.filter).await?;
+        let mut filter = query.filter(who, &self.catalog)?;
+        let counts = tickets::count_by_status(conn, &filter).await?;
         let mut stage_counts = [0i64; 4];
         for (status, n) in &counts {
             stage_counts[0] += n;
@@ -435,7 +482,6 @@ impl Incidents {
                 stage_counts,
             });
         }
-        let mut filter = query.filter;
         if narrowed {
             filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
         }
@@ -443,16 +489,13 @@ impl Incidents {
             conn,
             &filter,
             query.descending,
-            query.cursor.map(|c| (c.created_at, c.number)),
+            query.after,
             query.page_size + 1,
         )
         .await?;
         let next = if incidents.len() as u64 > query.page_size {
             incidents.truncate(query.page_size as usize);
-            incidents.last().map(|m| Cursor {
-                created_at: m.created_at,
-                number: m.number,
-            })
+            incidents.last().map(|m| (m.created_at, m.number))
         } else {
             None
         };
@@ -474,8 +517,7 @@ impl Incidents {
         locale: Locale,
         time_zone: Tz,
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
-        let mut filter = query.filter;
-        filter.account = who.scope().map(str::to_owned);
+        let mut filter = query.filter(who, &self.catalog)?;
         let narrowed = narrowed_statuses(query.stage, &query.statuses);
         let empty = narrowed.as_ref().is_some_and(Vec::is_empty);
         filter.statuses = narrowed
