@@ -12,17 +12,15 @@ use chrono_tz::Tz;
 use super::export::{self, ExportStream};
 use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
-use crate::domain::consultation::ConsultationStatus;
 use crate::domain::error::Violations;
 use crate::domain::event::Audience;
 use crate::domain::principal::Locale;
-use crate::domain::text::{self, like_contains};
+use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
 use crate::report::columns::{self, CONSULTATION_COLUMNS};
-use crate::service::consultations::{self, Consultations, Lookup, NewConsultation};
-use crate::store::consultations::ConsultationFilter;
+use crate::service::consultations::{self, Consultations, ListQuery, Lookup, NewConsultation};
 
 #[derive(Clone)]
 pub struct ConsultationApi {
@@ -137,16 +135,8 @@ impl ConsultationService for ConsultationApi {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
         let fingerprint = list_fingerprint(&r);
-        let ListParams {
-            statuses,
-            filter,
-            cursor,
-            page_size,
-        } = self.parse_list(&r, &fingerprint)?;
-        let page = self
-            .consultations
-            .list(&who, statuses, filter, cursor, page_size)
-            .await?;
+        let query = parse_list(&r, &fingerprint)?;
+        let page = self.consultations.list(&who, query).await?;
         let [all, received, in_progress, solved] = page.status_counts;
         Ok(Response::new(ListConsultationsResponse {
             consultations: page
@@ -307,16 +297,12 @@ impl ConsultationService for ConsultationApi {
             &r.columns,
         )?;
         let list = r.filter.unwrap_or_default();
-        let ListParams {
-            statuses,
-            mut filter,
-            ..
-        } = self.parse_list(&list, &list_fingerprint(&list))?;
-        let (from, to) = range.clamp(filter.created_from, filter.created_to);
-        (filter.created_from, filter.created_to) = (Some(from), Some(to));
+        let mut query = parse_list(&list, &list_fingerprint(&list))?;
+        let (from, to) = range.clamp(query.created_from, query.created_to);
+        (query.created_from, query.created_to) = (Some(from), Some(to));
         let (count, chunks) = self
             .consultations
-            .export(&who, statuses, filter, columns, locale, self.time_zone)
+            .export(&who, query, columns, locale, self.time_zone)
             .await?;
         let stem = match locale {
             Locale::Es => "consultas",
@@ -350,14 +336,6 @@ impl ConsultationService for ConsultationApi {
     }
 }
 
-/// A validated ListConsultations request.
-struct ListParams {
-    statuses: Vec<ConsultationStatus>,
-    filter: ConsultationFilter,
-    cursor: Option<(i64, String)>,
-    page_size: u64,
-}
-
 /// The parts of a list request that must stay the same across its pages.
 fn list_fingerprint(r: &ListConsultationsRequest) -> String {
     let mut stable = r.clone();
@@ -366,69 +344,54 @@ fn list_fingerprint(r: &ListConsultationsRequest) -> String {
     page_token::fingerprint(&stable.encode_to_vec())
 }
 
-impl ConsultationApi {
-    fn parse_list(&self, r: &ListConsultationsRequest, fingerprint: &str) -> Result<ListParams> {
-        let mut v = Violations::default();
-        let statuses = v
-            .check(enum_list(
-                "statuses",
-                &r.statuses,
-                convert::parse_consultation_status,
-            ))?
-            .unwrap_or_default();
-        let complexities = v
-            .check(enum_list(
-                "complexities",
-                &r.complexities,
-                convert::parse_complexity,
-            ))?
-            .unwrap_or_default();
-        let category = v
-            .check(text::optional("category", &r.category, MAX_CODE))?
-            .flatten();
-        if let Some(c) = &category
-            && self.consultations.classify(c).is_err()
-        {
-            v.push(
-                "category",
-                format!("unknown consultation category {c:?}; see ListCategories"),
-            );
-        }
-        let assignee_id = v
-            .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
-            .flatten();
-        let (created_from, created_to) =
-            created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
-        let query = v
-            .check(text::optional("query", &r.query, MAX_QUERY))?
-            .flatten();
-        let page_size = v
-            .check(page_token::page_size(r.page_size, 50, 500))?
-            .unwrap_or(50);
-        let cursor = v
-            .check(page_token::decode::<(i64, String)>(
-                &r.page_token,
-                fingerprint,
-            ))?
-            .flatten();
-        v.into_result()?;
-        let filter = ConsultationFilter {
-            account: None,
-            statuses: vec![],
-            complexities: complexities.iter().map(|c| c.as_str()).collect(),
-            category,
-            assignee_id,
-            created_from,
-            created_to,
-            search_pattern: query.map(|q| like_contains(&q)),
-        };
-        Ok(ListParams {
-            statuses,
-            filter,
-            cursor,
-            page_size,
-        })
-    }
+fn parse_list(r: &ListConsultationsRequest, fingerprint: &str) -> Result<ListQuery> {
+    let mut v = Violations::default();
+    let statuses = v
+        .check(enum_list(
+            "statuses",
+            &r.statuses,
+            convert::parse_consultation_status,
+        ))?
+        .unwrap_or_default();
+    let complexities = v
+        .check(enum_list(
+            "complexities",
+            &r.complexities,
+            convert::parse_complexity,
+        ))?
+        .unwrap_or_default();
+    let category = v
+        .check(text::optional("category", &r.category, MAX_CODE))?
+        .flatten();
+    let assignee_id = v
+        .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
+        .flatten();
+    let (created_from, created_to) =
+        created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
+    let query = v
+        .check(text::optional("query", &r.query, MAX_QUERY))?
+        .flatten();
+    let page_size = v
+        .check(page_token::page_size(r.page_size, 50, 500))?
+        .unwrap_or(50);
+    let cursor = v
+        .check(page_token::decode::<(i64, String)>(
+            &r.page_token,
+            fingerprint,
+        ))?
+        .flatten();
+    v.into_result()?;
+    Ok(ListQuery {
+        statuses,
+        complexities,
+        category,
+        assignee_id,
+        created_from,
+        created_to,
+        text: query,
+        after: cursor,
+        page_size,
+    })
 }
 
 fn minutes(d: std::time::Duration) -> i32 {

@@ -20,7 +20,7 @@ use crate::domain::consultation::{self, Complexity, ConsultationStatus, Targets}
 use crate::domain::event::EventPayload;
 use crate::domain::event::{Comment, Event, TicketType};
 use crate::domain::principal::{Locale, Principal, Role};
-use crate::domain::text::fold;
+use crate::domain::text::{fold, like_contains};
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::consultations::{self as rows, ConsultationFilter};
@@ -69,6 +69,24 @@ pub struct ListPage {
     pub total_size: i64,
     /// (all, received, in progress, solved) for the filters without statuses.
     pub status_counts: [i64; 4],
+}
+
+/// A ListConsultations request (or ExportReport's filter) as parsed at the
+/// edge; the category code is checked here, in `filter`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub statuses: Vec<ConsultationStatus>,
+    pub complexities: Vec<Complexity>,
+    pub category: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Created in [from, to) (µs).
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// Free text: a case- and accent-insensitive substring of the searchable fields.
+    pub text: Option<String>,
+    /// (created_at, id) of the last consultation of the previous page.
+    pub after: Option<(i64, String)>,
+    pub page_size: u64,
 }
 
 #[derive(Clone)]
@@ -214,16 +232,41 @@ impl Consultations {
         self.load(self.store.conn(), who, lookup).await
     }
 
-    pub async fn list(
-        &self,
-        who: &Principal,
-        statuses: Vec<ConsultationStatus>,
-        mut filter: ConsultationFilter,
-        cursor: Option<(i64, String)>,
-        page_size: u64,
-    ) -> Result<ListPage> {
+    /// The store's filter for `who`: its account only for a requester, the
+    /// category checked (INVALID_ARGUMENT naming it), the text as a LIKE
+    /// pattern over the folded search text.
+    fn filter(&self, who: &Principal, query: &ListQuery) -> Result<ConsultationFilter> {
+        if let Some(c) = &query.category
+            && self.classify(c).is_err()
+        {
+            return Err(Error::invalid(
+                "category",
+                format!("unknown consultation category {c:?}; see ListCategories"),
+            ));
+        }
+        Ok(ConsultationFilter {
+            account: who.scope().map(str::to_owned),
+            statuses: query.statuses.iter().map(|s| s.as_str()).collect(),
+            complexities: query.complexities.iter().map(|c| c.as_str()).collect(),
+            category: query.category.clone(),
+            assignee_id: query.assignee_id.clone(),
+            created_from: query.created_from,
+            created_to: query.created_to,
+            search_pattern: query.text.as_deref().map(like_contains),
+        })
+    }
+
+    pub async fn list(&self, who: &Principal, query: ListQuery) -> Result<ListPage> {
         let conn = self.store.conn();
-        filter.account = who.scope().map(str::to_owned);
+        let ListQuery {
+            ref statuses,
+            ref after,
+            page_size,
+            ..
+        } = query;
+        let mut filter = self.filter(who, &query)?;
+        // The counts are for every status of the other filters.
+        filter.statuses = vec![];
         let counts = tickets::count_by_status(conn, &filter).await?;
         let mut status_counts = [0i64; 4];
         for (status, n) in &counts {
@@ -245,7 +288,8 @@ impl Consultations {
                 .sum()
         };
         filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
-        let mut consultations = tickets::page(conn, &filter, true, cursor, page_size + 1).await?;
+        let mut consultations =
+            tickets::page(conn, &filter, true, after.clone(), page_size + 1).await?;
         let next = if consultations.len() as u64 > page_size {
             consultations.truncate(page_size as usize);
             consultations.last().map(|m| (m.created_at, m.id.clone()))
@@ -265,14 +309,12 @@ impl Consultations {
     pub async fn export(
         &self,
         who: &Principal,
-        statuses: Vec<ConsultationStatus>,
-        mut filter: ConsultationFilter,
+        query: ListQuery,
         columns: Vec<&'static Column<row::ExportRow>>,
         locale: Locale,
         time_zone: Tz,
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
-        filter.account = who.scope().map(str::to_owned);
-        filter.statuses = statuses.iter().map(|s| s.as_str()).collect();
+        let filter = self.filter(who, &query)?;
         let txn = self.store.begin_snapshot(&who.quota_key()).await?;
         let count = tickets::count(&*txn, &filter).await?;
         let source = ConsultationRows { txn, filter };
