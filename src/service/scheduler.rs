@@ -18,14 +18,20 @@ pub async fn run(
 ) {
     let wake = incidents.deadlines();
     loop {
-        if let Err(e) = incidents.auto_close_due().await {
-            tracing::warn!(error = %e, "auto-close failed; retrying");
+        match incidents.auto_close_due().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(closed = n, "auto-closed incidents left waiting for data"),
+            Err(e) => tracing::warn!(error = %e, "auto-close failed; retrying"),
         }
-        if let Err(e) = incidents.breach_due().await {
-            tracing::warn!(error = %e, "incident SLA breach check failed; retrying");
+        match incidents.breach_due().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(breached = n, "incidents passed their estimate"),
+            Err(e) => tracing::warn!(error = %e, "incident SLA breach check failed; retrying"),
         }
-        if let Err(e) = consultations.breach_due().await {
-            tracing::warn!(error = %e, "consultation SLA breach check failed; retrying");
+        match consultations.breach_due().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(breached = n, "consultations passed their due time"),
+            Err(e) => tracing::warn!(error = %e, "consultation SLA breach check failed; retrying"),
         }
         let now = to_micros(incidents.clock().now());
         let next = async {
