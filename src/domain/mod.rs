@@ -31,5 +31,6 @@ pub mod event;
 pub mod incident;
 pub mod principal;
 pub mod text;
+pub mod ticket;
 
 pub use error::{Error, FieldViolation, Result};

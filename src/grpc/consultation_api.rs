@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::validate::{
-    Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_TEXT, assignment, created_range, enum_list,
+    self, Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_TEXT, assignment, created_range, enum_list,
     expected_version, incomplete, ticket_id,
 };
 use chrono_tz::Tz;
@@ -12,11 +12,11 @@ use chrono_tz::Tz;
 use super::export::{self, ExportStream};
 use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
+use crate::domain::Result;
 use crate::domain::error::Violations;
 use crate::domain::event::Audience;
 use crate::domain::principal::Locale;
 use crate::domain::text;
-use crate::domain::{Error, Result};
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
 use crate::report::columns::{self, CONSULTATION_COLUMNS};
@@ -117,13 +117,10 @@ impl ConsultationService for ConsultationApi {
     ) -> Result<Response<Consultation>, Status> {
         let (who, locale) = caller(&request)?;
         let lookup = match request.into_inner().lookup {
-            Some(get_consultation_request::Lookup::Id(id)) => Lookup::Id(ticket_id("id", &id)?),
-            Some(get_consultation_request::Lookup::Number(n)) if n > 0 => Lookup::Number(n),
-            Some(get_consultation_request::Lookup::Number(n)) => {
-                return Err(Error::invalid("number", format!("must be positive, got {n}")).into());
-            }
-            None => return Err(Error::invalid("lookup", "give an id or a number").into()),
-        };
+            Some(get_consultation_request::Lookup::Id(id)) => validate::lookup(Some(id), None),
+            Some(get_consultation_request::Lookup::Number(n)) => validate::lookup(None, Some(n)),
+            None => validate::lookup(None, None),
+        }?;
         let model = self.consultations.get(&who, &lookup).await?;
         Ok(self.reply(&model, locale))
     }

@@ -10,7 +10,7 @@ use super::export::{self, ExportStream};
 use super::page_token;
 use super::thread;
 use super::validate::{
-    Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_REASON, MAX_TEXT, assignment, created_range,
+    self, Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_REASON, MAX_TEXT, assignment, created_range,
     enum_list, expected_version, incomplete, ticket_id,
 };
 use super::watch::{WatchStream, Watcher};
@@ -78,13 +78,10 @@ impl IncidentService for IncidentApi {
     ) -> Result<Response<Incident>, Status> {
         let (who, locale) = caller(&request)?;
         let lookup = match request.into_inner().lookup {
-            Some(get_incident_request::Lookup::Id(id)) => Lookup::Id(ticket_id("id", &id)?),
-            Some(get_incident_request::Lookup::Number(n)) if n > 0 => Lookup::Number(n),
-            Some(get_incident_request::Lookup::Number(n)) => {
-                return Err(Error::invalid("number", format!("must be positive, got {n}")).into());
-            }
-            None => return Err(Error::invalid("lookup", "give an id or a number").into()),
-        };
+            Some(get_incident_request::Lookup::Id(id)) => validate::lookup(Some(id), None),
+            Some(get_incident_request::Lookup::Number(n)) => validate::lookup(None, Some(n)),
+            None => validate::lookup(None, None),
+        }?;
         let model = self.incidents.get(&who, &lookup).await?;
         Ok(self.reply(&model, locale))
     }

@@ -4,6 +4,7 @@ use prost_types::Timestamp;
 use super::convert::micros;
 use crate::domain::error::Violations;
 use crate::domain::text;
+use crate::domain::ticket::Lookup;
 use crate::domain::{Error, Result};
 
 /// At most this many values in a repeated filter.
@@ -20,6 +21,20 @@ pub const MAX_ID: usize = 128;
 pub const MAX_NAME: usize = 256;
 /// Longest search query.
 pub const MAX_QUERY: usize = 200;
+
+/// GetIncident's and GetConsultation's `lookup`: a well-formed ticket id, or a
+/// positive number.
+pub fn lookup(id: Option<String>, number: Option<i64>) -> Result<Lookup> {
+    match (id, number) {
+        (Some(id), _) => Ok(Lookup::Id(ticket_id("id", &id)?)),
+        (None, Some(n)) if n > 0 => Ok(Lookup::Number(n)),
+        (None, Some(n)) => Err(Error::invalid(
+            "number",
+            format!("must be positive, got {n}"),
+        )),
+        (None, None) => Err(Error::invalid("lookup", "give an id or a number")),
+    }
+}
 
 /// A ticket id: a UUID.
 pub fn ticket_id(field: &str, value: &str) -> Result<String> {

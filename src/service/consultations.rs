@@ -55,12 +55,7 @@ impl NewConsultation {
     }
 }
 
-/// How to find one consultation.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    Id(String),
-    Number(i64),
-}
+pub use crate::domain::ticket::Lookup;
 
 #[derive(Debug, Clone)]
 pub struct ListPage {

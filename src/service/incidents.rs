@@ -69,12 +69,7 @@ impl NewIncident {
     }
 }
 
-/// How to find one incident.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    Id(String),
-    Number(i64),
-}
+pub use crate::domain::ticket::Lookup;
 
 /// A ListIncidents request (or ExportReport's filter) as parsed at the edge;
 /// the catalog codes are checked here, in `filter`.

@@ -325,16 +325,35 @@ async fn bad_ids_versions_and_statuses_are_refused_clearly() {
         .await,
         Code::NotFound,
     );
-    for lookup in [
-        None,
-        Some(get_incident_request::Lookup::Number(-1)),
-        Some(get_incident_request::Lookup::Id("x".into())),
+    for (lookup, field) in [
+        (None, "lookup"),
+        (Some(get_incident_request::Lookup::Number(0)), "number"),
+        (Some(get_incident_request::Lookup::Number(-1)), "number"),
+        (Some(get_incident_request::Lookup::Id("x".into())), "id"),
     ] {
-        assert_code(
+        let status = assert_code(
             c.get_incident(req(&agent(), GetIncidentRequest { lookup }))
                 .await,
             Code::InvalidArgument,
         );
+        assert_eq!(violated_fields(&status), [field]);
+    }
+    let mut consultations =
+        ticketd::pb::consultation_service_client::ConsultationServiceClient::new(
+            app.channel.clone(),
+        );
+    for (lookup, field) in [
+        (None, "lookup"),
+        (Some(get_consultation_request::Lookup::Number(0)), "number"),
+        (Some(get_consultation_request::Lookup::Id("x".into())), "id"),
+    ] {
+        let status = assert_code(
+            consultations
+                .get_consultation(req(&agent(), GetConsultationRequest { lookup }))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), [field]);
     }
     assert_code(
         c.get_incident(req(
