@@ -266,11 +266,35 @@ async fn the_estimated_resolution_pauses_while_waiting_for_the_stores_data() {
 
 /// A COLLABORATIVE consultation (due 6 h after filing).
 async fn file_consultation(app: &TestApp, driver: &str) -> Consultation {
+    file_in(app, driver, "delivery_not_acknowledged").await
+}
+
+/// Waits until the consultation `id` is marked breached, as an agent sees it.
+async fn consultation_breached(app: &TestApp, id: &str, what: &str) {
+    wait_for(what, TEN_SECONDS, || async {
+        let read = app
+            .consultations()
+            .get_consultation(req(
+                &agent(),
+                GetConsultationRequest {
+                    lookup: Some(get_consultation_request::Lookup::Id(id.to_owned())),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        read.sla_breached.then_some(())
+    })
+    .await
+}
+
+/// A consultation of `category` filed by `driver`.
+async fn file_in(app: &TestApp, driver: &str, category: &str) -> Consultation {
     app.consultations()
         .create_consultation(req(
             driver,
             CreateConsultationRequest {
-                category: "delivery_not_acknowledged".into(),
+                category: category.into(),
                 description: "Ayuda".into(),
                 ..Default::default()
             },
@@ -407,19 +431,7 @@ async fn consultation_due_times_can_count_business_hours() {
         s.consultation_targets.business_hours = true;
     })
     .await;
-    let consultation = app
-        .consultations()
-        .create_consultation(req(
-            &requester("driver-1"),
-            CreateConsultationRequest {
-                category: "delivery_not_acknowledged".into(),
-                description: "Ayuda".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let consultation = file_consultation(&app, &requester("driver-1")).await;
     // 6 business hours from Friday 17:00: Friday 17–18, Saturday 09–14.
     assert_eq!(
         consultation.due_at.unwrap().seconds,
@@ -528,26 +540,6 @@ async fn the_scheduler_sleeps_until_the_next_deadline_not_until_its_poll() {
     let consultation = file_consultation(&app, &driver).await;
     let incident = waiting_for_data(&app).await;
 
-    let consultation_breached = |id: String| {
-        let app = &app;
-        wait_for("a consultation marked breached", TEN_SECONDS, move || {
-            let id = id.clone();
-            async move {
-                let read = app
-                    .consultations()
-                    .get_consultation(req(
-                        &agent(),
-                        GetConsultationRequest {
-                            lookup: Some(get_consultation_request::Lookup::Id(id)),
-                        },
-                    ))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                read.sla_breached.then_some(())
-            }
-        })
-    };
     let replica_clock = ManualClock::at("2026-11-07T04:59:58Z");
     let _replica = app
         .replica_with(|s| {
@@ -555,9 +547,9 @@ async fn the_scheduler_sleeps_until_the_next_deadline_not_until_its_poll() {
             s.scheduler_poll = hour;
         })
         .await;
-    consultation_breached(early_consultation.id).await;
+    consultation_breached(&app, &early_consultation.id, "the control's breach").await;
     replica_clock.set("2026-11-07T05:00:01Z");
-    consultation_breached(consultation.id).await;
+    consultation_breached(&app, &consultation.id, "the breach at the due time").await;
 
     let other_clock = ManualClock::at("2026-11-09T20:59:58Z");
     let _other = app
@@ -589,36 +581,9 @@ async fn a_new_consultations_due_time_wakes_the_scheduler() {
     .await;
     let driver = requester("driver-1");
     for which in ["first", "second"] {
-        let consultation = app
-            .consultations()
-            .create_consultation(req(
-                &driver,
-                CreateConsultationRequest {
-                    category: "earnings_difference".into(),
-                    description: "No me cuadra la quincena".into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        // TECHNOLOGY: due `technology_due` after filing.
+        let consultation = file_in(&app, &driver, "earnings_difference").await;
         let what = format!("the {which} consultation's breach, 2 s after filing");
-        wait_for(&what, TEN_SECONDS, || async {
-            let read = app
-                .consultations()
-                .get_consultation(req(
-                    &driver,
-                    GetConsultationRequest {
-                        lookup: Some(get_consultation_request::Lookup::Id(
-                            consultation.id.clone(),
-                        )),
-                    },
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            read.sla_breached.then_some(())
-        })
-        .await;
+        consultation_breached(&app, &consultation.id, &what).await;
     }
 }
