@@ -266,7 +266,7 @@ async fn the_estimated_resolution_pauses_while_waiting_for_the_stores_data() {
 
 /// A COLLABORATIVE consultation (due 6 h after filing).
 async fn file_consultation(app: &TestApp, driver: &str) -> Consultation {
-    file_in(app, driver, "delivery_not_acknowledged").await
+    consult(app, driver, "delivery_not_acknowledged").await
 }
 
 /// Waits until the consultation `id` is marked breached, as an agent sees it.
@@ -286,22 +286,6 @@ async fn consultation_breached(app: &TestApp, id: &str, what: &str) {
         read.sla_breached.then_some(())
     })
     .await
-}
-
-/// A consultation of `category` filed by `driver`.
-async fn file_in(app: &TestApp, driver: &str, category: &str) -> Consultation {
-    app.consultations()
-        .create_consultation(req(
-            driver,
-            CreateConsultationRequest {
-                category: category.into(),
-                description: "Ayuda".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 /// The sla_breached events of a ticket.
@@ -582,7 +566,7 @@ async fn a_new_consultations_due_time_wakes_the_scheduler() {
     let driver = requester("driver-1");
     for which in ["first", "second"] {
         // TECHNOLOGY: due `technology_due` after filing.
-        let consultation = file_in(&app, &driver, "earnings_difference").await;
+        let consultation = consult(&app, &driver, "earnings_difference").await;
         let what = format!("the {which} consultation's breach, 2 s after filing");
         consultation_breached(&app, &consultation.id, &what).await;
     }

@@ -365,19 +365,7 @@ async fn an_admin_sees_every_accounts_tickets_and_the_internal_notes() {
 async fn an_internal_note_from_a_requester_on_another_accounts_ticket_is_not_found() {
     let app = TestApp::spawn().await;
     let incident = create(&app, &requester("acme"), "EST-1").await;
-    let consultation = app
-        .consultations()
-        .create_consultation(req(
-            &requester("acme"),
-            CreateConsultationRequest {
-                category: "delivery_not_acknowledged".into(),
-                description: "Ayuda".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let consultation = consult(&app, &requester("acme"), "delivery_not_acknowledged").await;
     let note = |id: &str| AddCommentRequest {
         ticket_id: id.into(),
         body: "nota".into(),

@@ -228,19 +228,7 @@ async fn a_requester_asking_for_what_it_may_never_do_is_denied_before_its_versio
     assert_code(change(&app, &store, &stale, Cancelled).await, Code::Aborted);
 
     let driver = requester("driver-1");
-    let consultation = app
-        .consultations()
-        .create_consultation(req(
-            &driver,
-            CreateConsultationRequest {
-                category: "delivery_not_acknowledged".into(),
-                description: "Ayuda".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let consultation = consult(&app, &driver, "delivery_not_acknowledged").await;
     let moved = app
         .consultations()
         .change_consultation_status(req(
