@@ -2,7 +2,13 @@
 //! ticket number is given; states move RECEIVED → IN_PROGRESS → SOLVED.
 use std::time::Duration;
 
+use chrono::DateTime;
+
+use super::calendar::Calendar;
+use super::catalog::{Catalog, Category};
+use super::event::{EventPayload, TicketType};
 use super::principal::{Locale, Role};
+use super::ticket::{By, Header, Outcome, Ticket};
 use super::{Error, Result};
 
 string_enum!(
@@ -108,8 +114,6 @@ impl ConsultationStatus {
     }
 }
 
-/// Decides whether `role` may move a consultation from `from` to `to`.
-/// Only agents move consultations, one step at a time.
 /// Whether `role` may ever change a consultation's status: only agents (and
 /// admins) may. Decided before the version and the status are looked at.
 pub fn may_change_status(role: Role) -> Result<()> {
@@ -121,6 +125,8 @@ pub fn may_change_status(role: Role) -> Result<()> {
     }
 }
 
+/// Decides whether `role` may move a consultation from `from` to `to`.
+/// Only agents move consultations, one step at a time.
 pub fn transition(from: ConsultationStatus, to: ConsultationStatus, role: Role) -> Result<()> {
     use ConsultationStatus::*;
     let legal = matches!((from, to), (Received, InProgress) | (InProgress, Solved));
@@ -136,6 +142,207 @@ pub fn transition(from: ConsultationStatus, to: ConsultationStatus, role: Role) 
             from.as_str(),
             to.as_str()
         ))),
+    }
+}
+
+impl Targets {
+    /// When a consultation of `complexity` created at `created_at` is due:
+    /// wall-clock time, or business hours on `calendar` when so configured.
+    pub fn due_at(&self, created_at: i64, complexity: Complexity, calendar: &Calendar) -> i64 {
+        let after = complexity.due_after(self);
+        if self.business_hours {
+            let start = DateTime::from_timestamp_micros(created_at).unwrap_or_default();
+            return calendar.add(start, after).timestamp_micros();
+        }
+        created_at.saturating_add(i64::try_from(after.as_micros()).unwrap_or(i64::MAX / 2))
+    }
+}
+
+/// A consultation category and its complexity; an unknown code (or another
+/// ticket type's) is INVALID_ARGUMENT naming `category`.
+pub fn classify<'a>(catalog: &'a Catalog, code: &str) -> Result<(&'a Category, Complexity)> {
+    catalog
+        .category(code)
+        .filter(|c| c.ticket_type == TicketType::Consultation)
+        .and_then(|c| Some((c, c.complexity?)))
+        .ok_or_else(|| {
+            Error::invalid(
+                "category",
+                format!("unknown consultation category {code:?}; see ListCategories"),
+            )
+        })
+}
+
+/// A consultation (instants in µs since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consultation {
+    pub header: Header,
+    pub category: String,
+    pub complexity: Complexity,
+    pub status: ConsultationStatus,
+    /// The category's name when filed.
+    pub title: String,
+    pub description: String,
+    pub order_reference: Option<String>,
+    pub due_at: i64,
+    pub solved_at: Option<i64>,
+}
+
+/// A CreateConsultation request, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct NewConsultation {
+    pub category: String,
+    pub description: String,
+    pub order_reference: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewConsultation {
+    /// A digest of everything but the idempotency key: a retry must match it.
+    pub fn fingerprint(&self) -> String {
+        super::ticket::fingerprint([
+            self.category.as_str(),
+            &self.description,
+            self.order_reference.as_deref().unwrap_or(""),
+        ])
+    }
+}
+
+impl Consultation {
+    /// Files `new` under `header` (whose number the complexity decided, see
+    /// `Complexity::creates_ticket`), due by `targets`.
+    pub fn file(
+        header: Header,
+        new: NewConsultation,
+        catalog: &Catalog,
+        targets: &Targets,
+        calendar: &Calendar,
+    ) -> Result<Outcome<Consultation>> {
+        let (category, complexity) = classify(catalog, &new.category)?;
+        let due_at = targets.due_at(header.created_at, complexity, calendar);
+        let consultation = Consultation {
+            header,
+            title: category.name.clone(),
+            category: new.category,
+            complexity,
+            status: ConsultationStatus::Received,
+            description: new.description,
+            order_reference: new.order_reference,
+            due_at,
+            solved_at: None,
+        };
+        let event = EventPayload::Created {
+            status: consultation.status.as_str().to_owned(),
+        };
+        Ok(Outcome::new(consultation, By::Caller, event))
+    }
+
+    /// ChangeConsultationStatus, after `may_change_status`.
+    pub fn change_status(
+        &self,
+        to: ConsultationStatus,
+        comment: Option<String>,
+        role: Role,
+        now: i64,
+    ) -> Result<Outcome<Consultation>> {
+        transition(self.status, to, role)?;
+        let mut next = self.clone();
+        next.status = to;
+        next.solved_at = to.is_terminal().then_some(now);
+        next.header.touch(now);
+        let event = EventPayload::StatusChanged {
+            from: self.status.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            reason: None,
+            comment: comment.clone(),
+        };
+        Ok(Outcome {
+            next,
+            comment,
+            events: vec![(By::Caller, event)],
+        })
+    }
+
+    /// Changes the complexity and recomputes the due time from creation.
+    /// `new_number` is the ticket number a SIMPLE consultation moved up
+    /// gets (see `gets_number`).
+    pub fn reclassify(
+        &self,
+        to: Complexity,
+        new_number: Option<i64>,
+        targets: &Targets,
+        calendar: &Calendar,
+        now: i64,
+    ) -> Result<Outcome<Consultation>> {
+        if self.status.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is SOLVED; it cannot be reclassified",
+                self.name()
+            )));
+        }
+        if self.complexity == to {
+            return Err(Error::FailedPrecondition(format!(
+                "consultation is already {}",
+                to.as_str()
+            )));
+        }
+        let mut next = self.clone();
+        next.header.number = self.header.number.or(new_number);
+        next.complexity = to;
+        next.due_at = targets.due_at(self.header.created_at, to, calendar);
+        next.header.touch(now);
+        let event = EventPayload::Reclassified {
+            from: self.complexity.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            due_at: Some(next.due_at),
+            number: new_number,
+        };
+        Ok(Outcome::new(next, By::Caller, event))
+    }
+
+    /// Whether moving to `to` gives it its first ticket number.
+    pub fn gets_number(&self, to: Complexity) -> bool {
+        self.header.number.is_none() && to.creates_ticket()
+    }
+}
+
+impl Ticket for Consultation {
+    const TYPE: TicketType = TicketType::Consultation;
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
+    }
+
+    type Status = ConsultationStatus;
+
+    fn status(&self) -> ConsultationStatus {
+        self.status
+    }
+
+    fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+
+    fn target_at(&self) -> Option<i64> {
+        Some(self.due_at)
+    }
+
+    fn search_fields(&self, _: &Catalog) -> Vec<String> {
+        let h = &self.header;
+        let assignee = h.assignee.as_ref();
+        vec![
+            h.number.map(|n| n.to_string()).unwrap_or_default(),
+            self.title.clone(),
+            self.category.clone(),
+            self.description.clone(),
+            self.order_reference.clone().unwrap_or_default(),
+            assignee.map(|p| p.name.clone()).unwrap_or_default(),
+            assignee.map(|p| p.id.clone()).unwrap_or_default(),
+        ]
     }
 }
 

@@ -63,6 +63,16 @@ string_enum!(
     TicketType { Incident = "INCIDENT", Consultation = "CONSULTATION" }
 );
 
+impl TicketType {
+    /// How messages name one: "incident 12".
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Incident => "incident",
+            Self::Consultation => "consultation",
+        }
+    }
+}
+
 /// Who caused an event, as recorded: id, display name, role (`system` for
 /// ticketd's own changes).
 #[derive(Debug, Clone, PartialEq, Eq)]

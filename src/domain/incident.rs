@@ -1,5 +1,16 @@
-//! The incident status machine (DESIGN §3) and the vocabulary around it.
+//! Incidents (DESIGN §3): the status machine, the vocabulary around it, and
+//! the rules that file and move one — pure functions of the incident, the
+//! command, the caller's role, the instant and the calendar.
+use std::time::Duration;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+
+use super::calendar::Calendar;
+use super::catalog::{Carrier, Catalog};
+use super::event::{EventPayload, TicketType};
 use super::principal::{Locale, Role};
+use super::ticket::{By, Header, Outcome, Ticket};
 use super::{Error, Result};
 
 string_enum!(
@@ -227,6 +238,480 @@ pub fn transition(from: IncidentStatus, to: IncidentStatus, role: Role) -> Resul
 pub fn estimate_at(stored: Option<i64>, paused_since: Option<i64>, now: i64) -> Option<i64> {
     let paused = paused_since.map_or(0, |since| (now - since).max(0));
     stored.map(|at| at + paused)
+}
+
+/// A tracking number (guía): 3 to 64 letters, digits, '-' or '_'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingNumber(String);
+
+impl TrackingNumber {
+    pub fn parse(value: &str) -> Result<Self> {
+        let value = super::text::required("tracking_number", value, 64)?;
+        if value.chars().count() < 3
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::invalid(
+                "tracking_number",
+                "must be 3 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    /// A number read back from the store, which only ever held parsed ones.
+    pub fn stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A claimed amount: a non-negative decimal with at most 2 fractional
+/// digits, and an ISO 4217 currency code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub amount: String,
+    pub currency: String,
+}
+
+impl Money {
+    /// Checks both parts; each violation names its field under `field`.
+    pub fn parse(field: &str, amount: &str, currency: &str) -> Result<Self> {
+        let mut v = super::error::Violations::default();
+        let amount = amount.trim();
+        let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
+        let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+        let amount_ok = !int.is_empty()
+            && int.len() <= 12
+            && digits(int)
+            && frac.len() <= 2
+            && digits(frac)
+            && frac.is_empty() != amount.contains('.');
+        if !amount_ok {
+            v.push(
+                format!("{field}.amount"),
+                "must be a non-negative decimal like 1250.50 (at most 12 integer and 2 fractional digits)",
+            );
+        }
+        let currency = currency.trim();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            v.push(
+                format!("{field}.currency"),
+                "must be an ISO 4217 code such as MXN",
+            );
+        }
+        v.into_result()?;
+        Ok(Self {
+            amount: amount.to_owned(),
+            currency: currency.to_owned(),
+        })
+    }
+}
+
+/// An incident (instants in µs since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub header: Header,
+    pub kind: IncidentKind,
+    pub status: IncidentStatus,
+    /// While MISSING_DATA: the status it returns to.
+    pub previous_status: Option<IncidentStatus>,
+    pub tracking_number: TrackingNumber,
+    pub carrier: String,
+    pub category: String,
+    pub description: String,
+    pub shipped_at: Option<i64>,
+    pub claimed_amount: Option<Money>,
+    pub resolution_reason: Option<ResolutionReason>,
+    pub resolution_note: Option<String>,
+    pub resolved_at: Option<i64>,
+    /// While MISSING_DATA: when the system finalizes it for want of an answer.
+    pub auto_close_at: Option<i64>,
+    /// Fecha estimada as stored: created + the category's target, moved on by
+    /// earlier waits for data (see `estimate_at` for the value at an instant).
+    pub estimated_resolution_at: Option<i64>,
+    /// While MISSING_DATA: since when the estimate is paused.
+    pub paused_since: Option<i64>,
+}
+
+/// A CreateIncident request, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub kind: IncidentKind,
+    pub tracking_number: TrackingNumber,
+    pub carrier: String,
+    pub category: String,
+    pub description: String,
+    pub shipped_at: Option<i64>,
+    pub claimed_amount: Option<Money>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewIncident {
+    /// A digest of everything but the idempotency key: a retry must match it.
+    pub fn fingerprint(&self) -> String {
+        let shipped = self.shipped_at.map(|t| t.to_string()).unwrap_or_default();
+        let amount = self
+            .claimed_amount
+            .as_ref()
+            .map(|m| format!("{} {}", m.amount, m.currency))
+            .unwrap_or_default();
+        super::ticket::fingerprint([
+            self.kind.as_str(),
+            self.tracking_number.as_str(),
+            &self.carrier,
+            &self.category,
+            &self.description,
+            &shipped,
+            &amount,
+        ])
+    }
+}
+
+/// A status change asked through ChangeIncidentStatus or CancelIncident.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub to: IncidentStatus,
+    pub reason: Option<ResolutionReason>,
+    pub comment: Option<String>,
+    /// Free text kept as the resolution note (cancellations).
+    pub note: Option<String>,
+}
+
+/// An incident waiting for the store's data this long, in business time,
+/// without a requester comment, is finalized by the system.
+pub const MISSING_DATA_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+/// Days until the estimate when a category sets none.
+const DEFAULT_TARGET_DAYS: i32 = 21;
+/// How far ahead of our clock a shipping date may be (the caller's clock skew).
+const SHIPPING_SKEW: i64 = 5 * 60 * 1_000_000;
+const DAY: i64 = 86_400_000_000;
+
+impl Incident {
+    /// Files `new` under `header`: checks it against the catalog, sets the
+    /// estimate, and declines at once what comes after the claim window.
+    pub fn file(
+        header: Header,
+        new: NewIncident,
+        catalog: &Catalog,
+        time_zone: Tz,
+    ) -> Result<Outcome<Incident>> {
+        let now = header.created_at;
+        let Some(carrier) = catalog.carrier(&new.carrier) else {
+            return Err(Error::invalid(
+                "carrier",
+                format!("unknown carrier {:?}; see ListCarriers", new.carrier),
+            ));
+        };
+        let target_days = match catalog.category(&new.category) {
+            Some(c)
+                if c.ticket_type == TicketType::Incident && c.incident_kind == Some(new.kind) =>
+            {
+                c.resolution_target_days.unwrap_or(DEFAULT_TARGET_DAYS)
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    "category",
+                    format!(
+                        "category {:?} is not an incident category of kind {}",
+                        new.category,
+                        new.kind.as_str()
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    "category",
+                    format!("unknown category {:?}; see ListCategories", new.category),
+                ));
+            }
+        };
+        if new.shipped_at.is_some_and(|t| t > now + SHIPPING_SKEW) {
+            return Err(Error::invalid("shipped_at", "must not be in the future"));
+        }
+        let window = catalog.claim_window_days(carrier, &new.category);
+        let late = new
+            .shipped_at
+            .and_then(|shipped| outside_claim_window(carrier, window, shipped, now, time_zone));
+        let mut incident = Incident {
+            header,
+            kind: new.kind,
+            status: IncidentStatus::NewTicket,
+            previous_status: None,
+            tracking_number: new.tracking_number,
+            carrier: new.carrier,
+            category: new.category,
+            description: new.description,
+            shipped_at: new.shipped_at,
+            claimed_amount: new.claimed_amount,
+            resolution_reason: None,
+            resolution_note: None,
+            resolved_at: None,
+            auto_close_at: None,
+            estimated_resolution_at: Some(now + i64::from(target_days) * DAY),
+            paused_since: None,
+        };
+        let created = EventPayload::Created {
+            status: IncidentStatus::NewTicket.as_str().to_owned(),
+        };
+        let mut events = vec![(By::Caller, created)];
+        // Filed after the claim window: created already declined, so the store sees why.
+        if let Some(note) = late {
+            incident = incident.moved(IncidentStatus::Declined, now, None);
+            incident.resolution_reason = Some(ResolutionReason::OutOfClaimWindow);
+            incident.resolution_note = Some(note.clone());
+            events.push((
+                By::System,
+                status_changed(
+                    IncidentStatus::NewTicket,
+                    IncidentStatus::Declined,
+                    Some(ResolutionReason::OutOfClaimWindow),
+                    Some(note),
+                ),
+            ));
+        }
+        Ok(Outcome {
+            next: incident,
+            comment: None,
+            events,
+        })
+    }
+
+    /// ChangeIncidentStatus and CancelIncident: who may, whether the machine
+    /// allows it, what the change must carry, and the incident after it.
+    /// Entering MISSING_DATA starts the auto-close clock on the calendar.
+    pub fn change_status(
+        &self,
+        change: StatusChange,
+        role: Role,
+        now: i64,
+        calendar: &Calendar,
+    ) -> Result<Outcome<Incident>> {
+        let to = change.to;
+        let rule = transition(self.status, to, role)?;
+        if rule.needs_comment && change.comment.is_none() {
+            return Err(Error::invalid(
+                "comment",
+                format!(
+                    "a comment saying what is missing is required to move to {}",
+                    to.as_str()
+                ),
+            ));
+        }
+        let reason = match (rule.reasons, change.reason) {
+            _ if to == IncidentStatus::Cancelled => match change.reason {
+                None | Some(ResolutionReason::Cancelled) => Some(ResolutionReason::Cancelled),
+                Some(r) => {
+                    return Err(Error::invalid(
+                        "reason",
+                        format!("{} takes no reason, got {}", to.as_str(), r.as_str()),
+                    ));
+                }
+            },
+            ([], None) => None,
+            ([], Some(r)) => {
+                return Err(Error::invalid(
+                    "reason",
+                    format!("{} takes no reason, got {}", to.as_str(), r.as_str()),
+                ));
+            }
+            (allowed, Some(r)) if allowed.contains(&r) => Some(r),
+            (allowed, _) => {
+                let names: Vec<_> = allowed.iter().map(|r| r.as_str()).collect();
+                return Err(Error::invalid(
+                    "reason",
+                    format!(
+                        "moving to {} requires a reason among {}",
+                        to.as_str(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        };
+        let auto_close_at = (to == IncidentStatus::MissingData).then(|| {
+            let start = DateTime::from_timestamp_micros(now).unwrap_or_default();
+            calendar.add(start, MISSING_DATA_TIMEOUT).timestamp_micros()
+        });
+        let mut next = self.moved(to, now, auto_close_at);
+        if to.is_terminal() {
+            next.resolution_reason = reason;
+            next.resolution_note = change.note.clone();
+        }
+        let event = status_changed(
+            self.status,
+            to,
+            reason,
+            change.comment.clone().or(change.note),
+        );
+        Ok(Outcome {
+            next,
+            comment: change.comment,
+            events: vec![(By::Caller, event)],
+        })
+    }
+
+    /// Finalizes an incident whose wait for data has run out at `now`, by
+    /// the system; `None` when it is not (or no longer) due.
+    pub fn auto_close(&self, now: i64) -> Option<Outcome<Incident>> {
+        let due = self.auto_close_at.is_some_and(|at| at <= now);
+        if !due || self.status != IncidentStatus::MissingData {
+            return None;
+        }
+        let reason = ResolutionReason::NoCustomerResponse;
+        let mut next = self.moved(IncidentStatus::Finalized, now, None);
+        next.resolution_reason = Some(reason);
+        let event = status_changed(self.status, next.status, Some(reason), None);
+        Some(Outcome::new(next, By::System, event))
+    }
+
+    /// The incident after moving to `to` at `now`: the one place where a
+    /// status change keeps its bookkeeping. Entering MISSING_DATA remembers
+    /// where it came from, pauses the estimate and starts the auto-close
+    /// clock (`auto_close_at`); any other status forgets both and moves the
+    /// estimate on by the wait; a terminal status is resolved now. One
+    /// version more.
+    fn moved(&self, to: IncidentStatus, now: i64, auto_close_at: Option<i64>) -> Incident {
+        let mut next = self.clone();
+        next.status = to;
+        if to == IncidentStatus::MissingData {
+            next.previous_status = Some(self.status);
+            next.paused_since = Some(now);
+            next.auto_close_at = auto_close_at;
+        } else {
+            next.previous_status = None;
+            next.auto_close_at = None;
+            let since = next.paused_since.take();
+            next.estimated_resolution_at = estimate_at(next.estimated_resolution_at, since, now);
+        }
+        if to.is_terminal() {
+            next.resolved_at = Some(now);
+        }
+        next.header.touch(now);
+        next
+    }
+
+    /// The estimate as of `now` (see `estimate_at`).
+    pub fn estimate(&self, now: i64) -> Option<i64> {
+        estimate_at(self.estimated_resolution_at, self.paused_since, now)
+    }
+}
+
+impl Ticket for Incident {
+    const TYPE: TicketType = TicketType::Incident;
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
+    }
+
+    type Status = IncidentStatus;
+
+    fn status(&self) -> IncidentStatus {
+        self.status
+    }
+
+    fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+
+    /// Paused while waiting for the store's data.
+    fn target_at(&self) -> Option<i64> {
+        match self.paused_since {
+            Some(_) => None,
+            None => self.estimated_resolution_at,
+        }
+    }
+
+    fn search_fields(&self, catalog: &Catalog) -> Vec<String> {
+        let h = &self.header;
+        let assignee = h.assignee.as_ref();
+        vec![
+            h.number_or_zero().to_string(),
+            self.tracking_number.as_str().to_owned(),
+            catalog.category_name(&self.category).to_owned(),
+            self.category.clone(),
+            catalog.carrier_name(&self.carrier).to_owned(),
+            self.carrier.clone(),
+            assignee.map(|p| p.name.clone()).unwrap_or_default(),
+            assignee.map(|p| p.id.clone()).unwrap_or_default(),
+            self.description.clone(),
+        ]
+    }
+
+    /// The auto-close while waiting for data, else the estimate.
+    fn next_deadline(&self) -> Option<i64> {
+        if self.auto_close_at.is_some() {
+            return self.auto_close_at;
+        }
+        if self.header.breached_at.is_some() || self.is_terminal() {
+            return None;
+        }
+        self.target_at()
+    }
+
+    /// A requester's comment on an incident waiting for its data returns it,
+    /// by the system, to the status it came from.
+    fn on_requester_comment(&self, now: i64) -> Option<Outcome<Incident>> {
+        if self.status != IncidentStatus::MissingData {
+            return None;
+        }
+        let back = self.previous_status.unwrap_or(IncidentStatus::NewTicket);
+        let next = self.moved(back, now, None);
+        let event = status_changed(self.status, back, None, None);
+        Some(Outcome::new(next, By::System, event))
+    }
+}
+
+fn status_changed(
+    from: IncidentStatus,
+    to: IncidentStatus,
+    reason: Option<ResolutionReason>,
+    comment: Option<String>,
+) -> EventPayload {
+    EventPayload::StatusChanged {
+        from: from.as_str().to_owned(),
+        to: to.as_str().to_owned(),
+        reason: reason.map(|r| r.as_str().to_owned()),
+        comment,
+    }
+}
+
+/// Why an incident about a shipment of `carrier` shipped at `shipped` is
+/// filed too late at `now`, if it is: claims are accepted for `window_days`
+/// calendar days after shipping (the carrier's, or the category's own). The
+/// dates in the message are days of `time_zone`.
+pub fn outside_claim_window(
+    carrier: &Carrier,
+    window_days: i32,
+    shipped: i64,
+    now: i64,
+    time_zone: Tz,
+) -> Option<String> {
+    let deadline = shipped + i64::from(window_days) * DAY;
+    (now > deadline).then(|| {
+        let day = |us: i64| {
+            DateTime::from_timestamp_micros(us)
+                .unwrap_or_default()
+                .with_timezone(&time_zone)
+                .date_naive()
+        };
+        format!(
+            "{} acepta reclamaciones hasta {} días después del envío: enviado el {}, plazo hasta el {}, presentado el {}",
+            carrier.name,
+            window_days,
+            day(shipped),
+            day(deadline),
+            day(now)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,23 @@ macro_rules! string_enum {
                 match text { $($text => Some($name::$variant),)+ _ => None }
             }
         }
+
+        impl $crate::domain::Code for $name {
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+
+            fn parse(text: &str) -> Option<Self> {
+                $name::parse(text)
+            }
+        }
     };
+}
+
+/// What `string_enum!` gives an enum: its stored name and back.
+pub trait Code: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
+    fn as_str(self) -> &'static str;
+    fn parse(text: &str) -> Option<Self>;
 }
 
 pub mod calendar;

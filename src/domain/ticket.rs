@@ -1,8 +1,269 @@
-//! What both ticket types share.
+//! What both ticket types share: the header every ticket carries, the rules
+//! that are the same for both (who sees a ticket, versions, assignment,
+//! comments, SLA breaches, idempotent filing), and the `Ticket` trait the one
+//! workflow (`service::tickets`) runs them through.
+use sha2::{Digest, Sha256};
+
+use super::catalog::Catalog;
+use super::event::{EventPayload, TicketType};
+use super::principal::{Principal, Role};
+use super::{Code, Error, Result};
 
 /// How a caller names one ticket: by id, or by its human number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     Id(String),
     Number(i64),
+}
+
+/// Someone a ticket names: its requester or its assignee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
+/// A create request's idempotency key and the digest of the request it came
+/// with: a retry with the same key must carry the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What every ticket has, whatever its type. Instants are µs since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub id: String,
+    /// The human number; `None` for a SIMPLE consultation, which gets none.
+    pub number: Option<i64>,
+    /// The tenant.
+    pub account: String,
+    pub requester: Person,
+    pub assignee: Option<Person>,
+    /// Bumped by every change; writers name the version they read.
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// When the target passed unresolved (its sla_breached event).
+    pub breached_at: Option<i64>,
+    pub idempotency: Option<Idempotency>,
+}
+
+impl Header {
+    /// A ticket `who` files at `now` (version 1).
+    pub fn filed(
+        ticket_type: TicketType,
+        who: &Principal,
+        number: Option<i64>,
+        now: i64,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Self> {
+        if who.role != Role::Requester {
+            return Err(Error::PermissionDenied(format!(
+                "only requesters file {}s",
+                ticket_type.noun()
+            )));
+        }
+        let account = who
+            .account
+            .clone()
+            .ok_or_else(|| Error::Unauthenticated("requester token has no account claim".into()))?;
+        Ok(Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            number,
+            account,
+            requester: Person {
+                id: who.sub.clone(),
+                name: who.name.clone(),
+            },
+            assignee: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            breached_at: None,
+            idempotency,
+        })
+    }
+
+    /// One version more, changed at `now`.
+    pub fn touch(&mut self, now: i64) {
+        self.version += 1;
+        self.updated_at = now;
+    }
+
+    /// The human number, or 0 where there is none (the event log's form).
+    pub fn number_or_zero(&self) -> i64 {
+        self.number.unwrap_or(0)
+    }
+}
+
+/// Who an event of an outcome is recorded as caused by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The principal whose request it was.
+    Caller,
+    /// ticketd itself (auto-close, the return from missing data, breaches).
+    System,
+}
+
+/// What a command did to a ticket: the ticket after it, a public comment of
+/// the caller's to write first (if the command carried one), and the events
+/// that say what happened, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    pub next: T,
+    pub comment: Option<String>,
+    pub events: Vec<(By, EventPayload)>,
+}
+
+impl<T> Outcome<T> {
+    pub fn new(next: T, by: By, event: EventPayload) -> Self {
+        Self {
+            next,
+            comment: None,
+            events: vec![(by, event)],
+        }
+    }
+}
+
+/// A ticket type, as the shared workflow sees it.
+pub trait Ticket: Clone + Send + Sync + 'static {
+    const TYPE: TicketType;
+
+    fn header(&self) -> &Header;
+    fn header_mut(&mut self) -> &mut Header;
+
+    type Status: Code;
+
+    fn status(&self) -> Self::Status;
+
+    /// Resolved: no more status changes, no breach.
+    fn is_terminal(&self) -> bool;
+
+    /// The instant its target passes, while that can breach it (open, not
+    /// paused); `None` otherwise.
+    fn target_at(&self) -> Option<i64>;
+
+    /// What free-text search matches, before folding.
+    fn search_fields(&self, catalog: &Catalog) -> Vec<String>;
+
+    /// What a requester's comment does besides being written (an incident
+    /// waiting for the store's data returns to work).
+    fn on_requester_comment(&self, _now: i64) -> Option<Outcome<Self>> {
+        None
+    }
+
+    /// The earliest instant the scheduler must act on for it, if any.
+    fn next_deadline(&self) -> Option<i64> {
+        if self.header().breached_at.is_some() || self.is_terminal() {
+            return None;
+        }
+        self.target_at()
+    }
+
+    /// How messages name it: by number, or by id where it has none.
+    fn name(&self) -> String {
+        let h = self.header();
+        match h.number {
+            Some(n) => format!("{} {n}", Self::TYPE.noun()),
+            None => format!("{} {}", Self::TYPE.noun(), h.id),
+        }
+    }
+}
+
+/// Whether `who` may see `ticket` at all: requesters see their account's
+/// only; to them every other ticket does not exist (DESIGN §7).
+pub fn may_see<T: Ticket>(who: &Principal, ticket: &T) -> bool {
+    who.scope()
+        .is_none_or(|account| account == ticket.header().account)
+}
+
+/// A writer that read another version than the stored one retries.
+pub fn check_version<T: Ticket>(ticket: &T, expected: Option<i64>) -> Result<()> {
+    let version = ticket.header().version;
+    match expected {
+        Some(v) if v != version => Err(Error::Aborted(format!(
+            "{} is at version {version}, not {v}; read it again and retry",
+            ticket.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Only agents (and admins) do this to a ticket.
+pub fn agents_only<T: Ticket>(who: &Principal, verb: &str) -> Result<()> {
+    match who.role {
+        Role::Agent | Role::Admin => Ok(()),
+        Role::Requester => Err(Error::PermissionDenied(format!(
+            "only agents {verb} {}s",
+            T::TYPE.noun()
+        ))),
+    }
+}
+
+/// Whether `who` may write this comment: internal notes are for agents.
+pub fn may_comment(who: &Principal, internal: bool) -> Result<()> {
+    if internal && !who.is_agent() {
+        return Err(Error::PermissionDenied(
+            "requesters cannot write internal comments".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Assigns the ticket (or unassigns it with `None`).
+pub fn assign<T: Ticket>(ticket: &T, assignee: Option<Person>, now: i64) -> Outcome<T> {
+    let mut next = ticket.clone();
+    let previous = ticket.header().assignee.as_ref().map(|p| p.id.clone());
+    let h = next.header_mut();
+    h.assignee = assignee;
+    h.touch(now);
+    let event = EventPayload::Assigned {
+        assignee_id: h.assignee.as_ref().map(|p| p.id.clone()),
+        assignee_name: h.assignee.as_ref().map(|p| p.name.clone()),
+        previous_assignee_id: previous,
+    };
+    Outcome::new(next, By::Caller, event)
+}
+
+/// The sla_breached event of a ticket whose target has passed at `now`
+/// unresolved and unmarked; `None` when there is nothing to mark.
+pub fn breach<T: Ticket>(ticket: &T, now: i64) -> Option<EventPayload> {
+    if ticket.header().breached_at.is_some() || ticket.is_terminal() {
+        return None;
+    }
+    let due_at = ticket.target_at()?;
+    (due_at <= now).then_some(EventPayload::SlaBreached { due_at })
+}
+
+/// The answer to a retried create: the ticket the key made, if the request
+/// is the same; a different request under a used key is refused.
+pub fn same_request<T: Ticket>(existing: T, request_hash: &str) -> Result<T> {
+    let same = existing
+        .header()
+        .idempotency
+        .as_ref()
+        .is_some_and(|i| i.request_hash == request_hash);
+    if same {
+        Ok(existing)
+    } else {
+        Err(Error::invalid(
+            "idempotency_key",
+            format!(
+                "this key was already used with a different request; use a new key for a new {}",
+                T::TYPE.noun()
+            ),
+        ))
+    }
+}
+
+/// A digest of a create request's parts: retries must match it.
+pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    format!("{:x}", hasher.finalize())
 }

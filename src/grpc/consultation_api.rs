@@ -4,8 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::validate::{
-    self, Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_TEXT, assignment, created_range, enum_list,
-    expected_version, incomplete, ticket_id,
+    self, MAX_CODE, MAX_ID, MAX_QUERY, MAX_TEXT, created_range, enum_list, expected_version,
+    incomplete, ticket_id,
 };
 use chrono_tz::Tz;
 
@@ -13,14 +13,16 @@ use super::export::{self, ExportStream};
 use super::watch::{WatchStream, Watcher};
 use super::{caller, page_token, thread};
 use crate::domain::Result;
+use crate::domain::consultation::{self, NewConsultation};
 use crate::domain::error::Violations;
-use crate::domain::event::Audience;
+use crate::domain::event::TicketType;
 use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
 use crate::report::columns::{self, CONSULTATION_COLUMNS};
-use crate::service::consultations::{self, Consultations, ListQuery, Lookup, NewConsultation};
+use crate::service::consultations::{Consultations, ListQuery};
+use crate::service::tickets::Paging;
 
 #[derive(Clone)]
 pub struct ConsultationApi {
@@ -44,10 +46,10 @@ impl ConsultationApi {
 
     fn reply(
         &self,
-        model: &crate::store::entity::consultation::Model,
+        consultation: &consultation::Consultation,
         locale: Locale,
     ) -> Response<Consultation> {
-        Response::new(convert::consultation(model, locale))
+        Response::new(convert::consultation(consultation, locale))
     }
 }
 
@@ -121,7 +123,7 @@ impl ConsultationService for ConsultationApi {
             Some(get_consultation_request::Lookup::Number(n)) => validate::lookup(None, Some(n)),
             None => validate::lookup(None, None),
         }?;
-        let model = self.consultations.get(&who, &lookup).await?;
+        let model = self.consultations.flow().get(&who, &lookup).await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -132,12 +134,11 @@ impl ConsultationService for ConsultationApi {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
         let fingerprint = list_fingerprint(&r);
-        let query = parse_list(&r, &fingerprint)?;
-        let page = self.consultations.list(&who, query).await?;
-        let [all, received, in_progress, solved] = page.status_counts;
+        let (query, paging) = parse_list(&r, &fingerprint)?;
+        let page = self.consultations.list(&who, query, paging).await?;
         Ok(Response::new(ListConsultationsResponse {
             consultations: page
-                .consultations
+                .tickets
                 .iter()
                 .map(|m| convert::consultation(m, locale))
                 .collect(),
@@ -146,12 +147,7 @@ impl ConsultationService for ConsultationApi {
                 .map(|c| page_token::encode(c, &fingerprint))
                 .unwrap_or_default(),
             total_size: page.total_size,
-            status_counts: Some(StatusCounts {
-                all,
-                received,
-                in_progress,
-                solved,
-            }),
+            status_counts: Some(convert::status_counts(&page.counts)),
         }))
     }
 
@@ -210,15 +206,9 @@ impl ConsultationService for ConsultationApi {
     ) -> Result<Response<Consultation>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let Assignment {
-            id,
-            assignee,
-            expected_version: expected,
-        } = assignment(&r.id, &r.assignee_id, &r.assignee_name, r.expected_version)?;
-        let model = self
-            .consultations
-            .assign(&who, &id, assignee, expected)
-            .await?;
+        let flow = self.consultations.flow();
+        let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
+        let model = thread::assign(flow, &who, id, assignee, name, r.expected_version).await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -226,37 +216,21 @@ impl ConsultationService for ConsultationApi {
         &self,
         request: Request<AddCommentRequest>,
     ) -> Result<Response<Comment>, Status> {
-        let (who, _) = caller(&request)?;
-        let (id, body, internal) = thread::parse_add_comment(request.into_inner())?;
-        let comment = self
-            .consultations
-            .add_comment(&who, &id, body, internal)
-            .await?;
-        Ok(Response::new(convert::comment(&comment)))
+        thread::add_comment(self.consultations.flow(), request).await
     }
 
     async fn list_comments(
         &self,
         request: Request<ListCommentsRequest>,
     ) -> Result<Response<ListCommentsResponse>, Status> {
-        thread::list_comments(request, |who, id, after, limit| async move {
-            self.consultations
-                .list_comments(&who, &id, after, limit)
-                .await
-        })
-        .await
+        thread::list_comments(self.consultations.flow(), request).await
     }
 
     async fn list_ticket_events(
         &self,
         request: Request<ListTicketEventsRequest>,
     ) -> Result<Response<ListTicketEventsResponse>, Status> {
-        thread::list_events(request, |who, id, after, limit| async move {
-            self.consultations
-                .list_events(&who, &id, after, limit)
-                .await
-        })
-        .await
+        thread::list_events(self.consultations.flow(), request).await
     }
 
     type WatchTicketStream = WatchStream;
@@ -265,18 +239,7 @@ impl ConsultationService for ConsultationApi {
         &self,
         request: Request<WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let id = ticket_id("ticket_id", &r.ticket_id)?;
-        // NOT_FOUND for a ticket the caller may not see.
-        self.consultations
-            .get(&who, &Lookup::Id(id.clone()))
-            .await?;
-        Ok(Response::new(
-            self.watcher
-                .open(Audience::of_ticket(&who, id), r.after_sequence, locale)
-                .await?,
-        ))
+        thread::watch(self.consultations.flow(), &self.watcher, request).await
     }
 
     type ExportReportStream = ExportStream;
@@ -294,7 +257,7 @@ impl ConsultationService for ConsultationApi {
             &r.columns,
         )?;
         let list = r.filter.unwrap_or_default();
-        let mut query = parse_list(&list, &list_fingerprint(&list))?;
+        let (mut query, _) = parse_list(&list, &list_fingerprint(&list))?;
         let (from, to) = range.clamp(query.created_from, query.created_to);
         (query.created_from, query.created_to) = (Some(from), Some(to));
         let (count, chunks) = self
@@ -319,7 +282,7 @@ impl ConsultationService for ConsultationApi {
         let categories = self
             .consultations
             .catalog()
-            .categories_of(consultations::TICKET_TYPE)
+            .categories_of(TicketType::Consultation)
             .map(|c| {
                 let mut category = convert::category(c);
                 if let Ok((_, complexity)) = self.consultations.classify(&c.code) {
@@ -341,7 +304,10 @@ fn list_fingerprint(r: &ListConsultationsRequest) -> String {
     page_token::fingerprint(&stable.encode_to_vec())
 }
 
-fn parse_list(r: &ListConsultationsRequest, fingerprint: &str) -> Result<ListQuery> {
+fn parse_list(
+    r: &ListConsultationsRequest,
+    fingerprint: &str,
+) -> Result<(ListQuery, Paging<String>)> {
     let mut v = Violations::default();
     let statuses = v
         .check(enum_list(
@@ -378,7 +344,7 @@ fn parse_list(r: &ListConsultationsRequest, fingerprint: &str) -> Result<ListQue
         ))?
         .flatten();
     v.into_result()?;
-    Ok(ListQuery {
+    let query = ListQuery {
         statuses,
         complexities,
         category,
@@ -386,9 +352,13 @@ fn parse_list(r: &ListConsultationsRequest, fingerprint: &str) -> Result<ListQue
         created_from,
         created_to,
         text: query,
+    };
+    let paging = Paging {
+        descending: true,
         after: cursor,
         page_size,
-    })
+    };
+    Ok((query, paging))
 }
 
 fn minutes(d: std::time::Duration) -> i32 {

@@ -1,15 +1,15 @@
-//! Conversions between stored models and protobuf messages.
+//! Conversions between domain types and protobuf messages.
 use prost_types::Timestamp;
 
 use crate::domain::catalog::Catalog;
 use crate::domain::catalog::{Carrier, Category};
-use crate::domain::consultation::{Complexity, ConsultationStatus};
+use crate::domain::consultation::{Complexity, Consultation, ConsultationStatus};
 use crate::domain::event::{Comment, Event, EventPayload, TicketType};
-use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason, Stage};
+use crate::domain::incident::{Incident, IncidentKind, IncidentStatus, ResolutionReason, Stage};
 use crate::domain::principal::Locale;
+use crate::domain::ticket::Header;
 use crate::domain::{Error, Result};
 use crate::pb;
-use crate::store::entity::{consultation, incident};
 
 /// Microseconds since the epoch → Timestamp.
 pub fn timestamp(us: i64) -> Timestamp {
@@ -143,64 +143,104 @@ pub fn parse_reason(value: i32) -> Result<Option<ResolutionReason>> {
     }
 }
 
-fn reason(text: Option<&str>) -> pb::ResolutionReason {
-    match text.and_then(ResolutionReason::parse) {
-        None => pb::ResolutionReason::Unspecified,
-        Some(ResolutionReason::Resolved) => pb::ResolutionReason::Resolved,
-        Some(ResolutionReason::Indemnified) => pb::ResolutionReason::Indemnified,
-        Some(ResolutionReason::NoCustomerResponse) => pb::ResolutionReason::NoCustomerResponse,
-        Some(ResolutionReason::OutOfClaimWindow) => pb::ResolutionReason::OutOfClaimWindow,
-        Some(ResolutionReason::CarrierRejected) => pb::ResolutionReason::CarrierRejected,
-        Some(ResolutionReason::Cancelled) => pb::ResolutionReason::Cancelled,
+fn reason(r: ResolutionReason) -> pb::ResolutionReason {
+    match r {
+        ResolutionReason::Resolved => pb::ResolutionReason::Resolved,
+        ResolutionReason::Indemnified => pb::ResolutionReason::Indemnified,
+        ResolutionReason::NoCustomerResponse => pb::ResolutionReason::NoCustomerResponse,
+        ResolutionReason::OutOfClaimWindow => pb::ResolutionReason::OutOfClaimWindow,
+        ResolutionReason::CarrierRejected => pb::ResolutionReason::CarrierRejected,
+        ResolutionReason::Cancelled => pb::ResolutionReason::Cancelled,
     }
 }
 
+/// A ticket message of type `$message` with the fields every ticket has
+/// from `$header`, and the fields of its own type.
+macro_rules! ticket_message {
+    ($message:path, $header:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let h: &Header = $header;
+        $message {
+            id: h.id.clone(),
+            number: h.number_or_zero(),
+            account: h.account.clone(),
+            requester: Some(actor(&h.requester.id, &h.requester.name, "requester")),
+            assignee_id: h.assignee.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+            assignee_name: h.assignee.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+            version: h.version,
+            created_at: Some(timestamp(h.created_at)),
+            updated_at: Some(timestamp(h.updated_at)),
+            sla_breached: h.breached_at.is_some(),
+            $($field: $value),*
+        }
+    }};
+}
+
 /// An incident as read at `now` (µs), which sets its remaining SLA time.
-pub fn incident(m: &incident::Model, catalog: &Catalog, locale: Locale, now: i64) -> pb::Incident {
-    let status = IncidentStatus::parse(&m.status).unwrap_or(IncidentStatus::NewTicket);
-    let kind = IncidentKind::parse(&m.kind).unwrap_or(IncidentKind::Shipment);
-    pb::Incident {
-        id: m.id.clone(),
-        number: m.number,
+pub fn incident(t: &Incident, catalog: &Catalog, locale: Locale, now: i64) -> pb::Incident {
+    let (status, kind) = (t.status, t.kind);
+    let estimate = t.estimate(now);
+    ticket_message!(pb::Incident, &t.header, {
         kind: incident_kind(kind) as i32,
         kind_label: kind.label(locale).to_owned(),
         status: incident_status(status) as i32,
         status_label: status.label(locale).to_owned(),
         stage: stage(status.stage()) as i32,
         stage_label: status.stage().label(locale).to_owned(),
-        tracking_number: m.tracking_number.clone(),
-        carrier_code: m.carrier_code.clone(),
-        carrier_name: catalog.carrier_name(&m.carrier_code).to_owned(),
-        category_code: m.category_code.clone(),
-        category_name: catalog.category_name(&m.category_code).to_owned(),
-        description: m.description.clone(),
-        shipped_at: opt_timestamp(m.shipped_at),
-        claimed_amount: m.claimed_amount.as_ref().map(|amount| pb::Money {
-            amount: amount.clone(),
-            currency: m.claimed_currency.clone().unwrap_or_default(),
+        tracking_number: t.tracking_number.as_str().to_owned(),
+        carrier_code: t.carrier.clone(),
+        carrier_name: catalog.carrier_name(&t.carrier).to_owned(),
+        category_code: t.category.clone(),
+        category_name: catalog.category_name(&t.category).to_owned(),
+        description: t.description.clone(),
+        shipped_at: opt_timestamp(t.shipped_at),
+        claimed_amount: t.claimed_amount.as_ref().map(|m| pb::Money {
+            amount: m.amount.clone(),
+            currency: m.currency.clone(),
         }),
-        account: m.account.clone(),
-        requester: Some(actor(&m.requester_id, &m.requester_name, "requester")),
-        assignee_id: m.assignee_id.clone().unwrap_or_default(),
-        assignee_name: m.assignee_name.clone().unwrap_or_default(),
-        resolution_reason: reason(m.resolution_reason.as_deref()) as i32,
-        resolution_note: m.resolution_note.clone().unwrap_or_default(),
-        version: m.version,
-        created_at: Some(timestamp(m.created_at)),
-        updated_at: Some(timestamp(m.updated_at)),
-        resolved_at: opt_timestamp(m.resolved_at),
-        estimated_resolution_at: opt_timestamp(estimate_at(m, now)),
-        sla_remaining_seconds: match (m.resolved_at, estimate_at(m, now)) {
+        resolution_reason: t.resolution_reason.map_or(pb::ResolutionReason::Unspecified, reason) as i32,
+        resolution_note: t.resolution_note.clone().unwrap_or_default(),
+        resolved_at: opt_timestamp(t.resolved_at),
+        estimated_resolution_at: opt_timestamp(estimate),
+        sla_remaining_seconds: match (t.resolved_at, estimate) {
             (None, Some(at)) => (at - now).div_euclid(1_000_000),
             _ => 0,
         },
-        sla_breached: m.breached_at.is_some(),
-        sla_paused: m.paused_since.is_some(),
+        sla_paused: t.paused_since.is_some(),
+    })
+}
+
+/// The tab counts of a list: every incident, then per stage.
+pub fn stage_counts(counts: &[(IncidentStatus, i64)]) -> pb::StageCounts {
+    let of = |stage: Stage| {
+        counts
+            .iter()
+            .filter(|(s, _)| s.stage() == stage)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    pb::StageCounts {
+        all: counts.iter().map(|(_, n)| n).sum(),
+        new: of(Stage::New),
+        in_review: of(Stage::InReview),
+        resolved: of(Stage::Resolved),
     }
 }
 
-fn estimate_at(m: &incident::Model, now: i64) -> Option<i64> {
-    crate::domain::incident::estimate_at(m.estimated_resolution_at, m.paused_since, now)
+/// The status counts of a consultation list: every one, then per status.
+pub fn status_counts(counts: &[(ConsultationStatus, i64)]) -> pb::StatusCounts {
+    let of = |status: ConsultationStatus| {
+        counts
+            .iter()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    pb::StatusCounts {
+        all: counts.iter().map(|(_, n)| n).sum(),
+        received: of(ConsultationStatus::Received),
+        in_progress: of(ConsultationStatus::InProgress),
+        solved: of(ConsultationStatus::Solved),
+    }
 }
 
 /// Declares the Incident fields a read_mask may name, once: the list that
@@ -301,7 +341,10 @@ pub fn event(e: &Event, locale: Locale) -> pb::TicketEvent {
             to_status: status_name(kind, &to),
             from_label: status_label(kind, &from, locale),
             to_label: status_label(kind, &to, locale),
-            reason: reason(r.as_deref()) as i32,
+            reason: r
+                .as_deref()
+                .and_then(ResolutionReason::parse)
+                .map_or(pb::ResolutionReason::Unspecified, reason) as i32,
             comment: comment.unwrap_or_default(),
         }),
         EventPayload::CommentAdded {
@@ -431,29 +474,18 @@ pub fn parse_consultation_status(field: &str, value: i32) -> Result<Consultation
     }
 }
 
-pub fn consultation(m: &consultation::Model, locale: Locale) -> pb::Consultation {
-    let status = ConsultationStatus::parse(&m.status).unwrap_or(ConsultationStatus::Received);
-    let level = Complexity::parse(&m.complexity).unwrap_or(Complexity::Simple);
-    pb::Consultation {
-        id: m.id.clone(),
-        number: m.number.unwrap_or(0),
+pub fn consultation(t: &Consultation, locale: Locale) -> pb::Consultation {
+    let (status, level) = (t.status, t.complexity);
+    ticket_message!(pb::Consultation, &t.header, {
         status: consultation_status(status) as i32,
         status_label: status.label(locale).to_owned(),
         complexity: complexity(level) as i32,
         complexity_label: level.label(locale).to_owned(),
-        category_code: m.category_code.clone(),
-        title: m.title.clone(),
-        description: m.description.clone(),
-        order_reference: m.order_reference.clone().unwrap_or_default(),
-        account: m.account.clone(),
-        requester: Some(actor(&m.requester_id, &m.requester_name, "requester")),
-        assignee_id: m.assignee_id.clone().unwrap_or_default(),
-        assignee_name: m.assignee_name.clone().unwrap_or_default(),
-        version: m.version,
-        created_at: Some(timestamp(m.created_at)),
-        updated_at: Some(timestamp(m.updated_at)),
-        due_at: Some(timestamp(m.due_at)),
-        solved_at: opt_timestamp(m.solved_at),
-        sla_breached: m.breached_at.is_some(),
-    }
+        category_code: t.category.clone(),
+        title: t.title.clone(),
+        description: t.description.clone(),
+        order_reference: t.order_reference.clone().unwrap_or_default(),
+        due_at: Some(timestamp(t.due_at)),
+        solved_at: opt_timestamp(t.solved_at),
+    })
 }

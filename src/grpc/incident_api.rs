@@ -10,20 +10,21 @@ use super::export::{self, ExportStream};
 use super::page_token;
 use super::thread;
 use super::validate::{
-    self, Assignment, MAX_CODE, MAX_ID, MAX_QUERY, MAX_REASON, MAX_TEXT, assignment, created_range,
-    enum_list, expected_version, incomplete, ticket_id,
+    self, MAX_CODE, MAX_ID, MAX_QUERY, MAX_REASON, MAX_TEXT, created_range, enum_list,
+    expected_version, incomplete, ticket_id,
 };
 use super::watch::{WatchStream, Watcher};
 use crate::domain::error::Violations;
-use crate::domain::event::Audience;
-use crate::domain::incident::IncidentStatus;
+use crate::domain::event::TicketType;
+use crate::domain::incident::{self, IncidentStatus, NewIncident, StatusChange, TrackingNumber};
 use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
 use crate::report::columns::{self, INCIDENT_COLUMNS};
-use crate::service::incidents::{Incidents, ListQuery, Lookup, NewIncident, StatusChange};
+use crate::service::incidents::{Incidents, ListQuery};
+use crate::service::tickets::Paging;
 
 #[derive(Clone)]
 pub struct IncidentApi {
@@ -34,14 +35,10 @@ pub struct IncidentApi {
 }
 
 impl IncidentApi {
-    fn reply(
-        &self,
-        model: &crate::store::entity::incident::Model,
-        locale: Locale,
-    ) -> Response<Incident> {
-        let now = self.incidents.clock().now().timestamp_micros();
+    fn reply(&self, incident: &incident::Incident, locale: Locale) -> Response<Incident> {
+        let now = self.incidents.flow().now();
         Response::new(convert::incident(
-            model,
+            incident,
             self.incidents.catalog(),
             locale,
             now,
@@ -82,7 +79,7 @@ impl IncidentService for IncidentApi {
             Some(get_incident_request::Lookup::Number(n)) => validate::lookup(None, Some(n)),
             None => validate::lookup(None, None),
         }?;
-        let model = self.incidents.get(&who, &lookup).await?;
+        let model = self.incidents.flow().get(&who, &lookup).await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -94,22 +91,22 @@ impl IncidentService for IncidentApi {
         let request = request.into_inner();
         let mask = read_mask(request.read_mask.as_ref())?;
         let fingerprint = list_fingerprint(&request);
-        let query = self.parse_list(request)?;
-        let page = self.incidents.list(&who, query).await?;
+        let (query, paging) = self.parse_list(request)?;
+        let page = self.incidents.list(&who, query, paging).await?;
         let catalog = self.incidents.catalog();
-        let now = self.incidents.clock().now().timestamp_micros();
+        let now = self.incidents.flow().now();
         let incidents = page
-            .incidents
+            .tickets
             .iter()
-            .map(|m| {
-                let full = convert::incident(m, catalog, locale, now);
+            .map(|t| {
+                let full = convert::incident(t, catalog, locale, now);
                 match &mask {
                     Some(paths) => convert::mask_incident(full, paths),
                     None => full,
                 }
             })
             .collect();
-        let [all, new, in_review, resolved] = page.stage_counts;
+        let stages = convert::stage_counts(&page.counts);
         Ok(Response::new(ListIncidentsResponse {
             incidents,
             next_page_token: page
@@ -117,12 +114,7 @@ impl IncidentService for IncidentApi {
                 .map(|after| page_token::encode(after, &fingerprint))
                 .unwrap_or_default(),
             total_size: page.total_size,
-            stage_counts: Some(StageCounts {
-                all,
-                new,
-                in_review,
-                resolved,
-            }),
+            stage_counts: Some(stages),
         }))
     }
 
@@ -148,12 +140,14 @@ impl IncidentService for IncidentApi {
         };
         let change = StatusChange {
             to,
-            expected_version: expected,
             reason,
             comment,
             note: None,
         };
-        let model = self.incidents.change_status(&who, &id, change).await?;
+        let model = self
+            .incidents
+            .change_status(&who, &id, expected, change)
+            .await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -163,12 +157,9 @@ impl IncidentService for IncidentApi {
     ) -> Result<Response<Incident>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let Assignment {
-            id,
-            assignee,
-            expected_version: expected,
-        } = assignment(&r.id, &r.assignee_id, &r.assignee_name, r.expected_version)?;
-        let model = self.incidents.assign(&who, &id, assignee, expected).await?;
+        let flow = self.incidents.flow();
+        let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
+        let model = thread::assign(flow, &who, id, assignee, name, r.expected_version).await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -190,12 +181,14 @@ impl IncidentService for IncidentApi {
         };
         let change = StatusChange {
             to: IncidentStatus::Cancelled,
-            expected_version: expected,
             reason: None,
             comment: None,
             note: Some(reason),
         };
-        let model = self.incidents.change_status(&who, &id, change).await?;
+        let model = self
+            .incidents
+            .change_status(&who, &id, expected, change)
+            .await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -203,33 +196,21 @@ impl IncidentService for IncidentApi {
         &self,
         request: Request<AddCommentRequest>,
     ) -> Result<Response<Comment>, Status> {
-        let (who, _) = caller(&request)?;
-        let (id, body, internal) = thread::parse_add_comment(request.into_inner())?;
-        let comment = self
-            .incidents
-            .add_comment(&who, &id, body, internal)
-            .await?;
-        Ok(Response::new(convert::comment(&comment)))
+        thread::add_comment(self.incidents.flow(), request).await
     }
 
     async fn list_comments(
         &self,
         request: Request<ListCommentsRequest>,
     ) -> Result<Response<ListCommentsResponse>, Status> {
-        thread::list_comments(request, |who, id, after, limit| async move {
-            self.incidents.list_comments(&who, &id, after, limit).await
-        })
-        .await
+        thread::list_comments(self.incidents.flow(), request).await
     }
 
     async fn list_ticket_events(
         &self,
         request: Request<ListTicketEventsRequest>,
     ) -> Result<Response<ListTicketEventsResponse>, Status> {
-        thread::list_events(request, |who, id, after, limit| async move {
-            self.incidents.list_events(&who, &id, after, limit).await
-        })
-        .await
+        thread::list_events(self.incidents.flow(), request).await
     }
 
     type WatchTicketStream = WatchStream;
@@ -238,16 +219,7 @@ impl IncidentService for IncidentApi {
         &self,
         request: Request<WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let id = ticket_id("ticket_id", &r.ticket_id)?;
-        // NOT_FOUND for a ticket the caller may not see.
-        self.incidents.get(&who, &Lookup::Id(id.clone())).await?;
-        Ok(Response::new(
-            self.watcher
-                .open(Audience::of_ticket(&who, id), r.after_sequence, locale)
-                .await?,
-        ))
+        thread::watch(self.incidents.flow(), &self.watcher, request).await
     }
 
     type ExportReportStream = ExportStream;
@@ -260,7 +232,7 @@ impl IncidentService for IncidentApi {
         let r = request.into_inner();
         let (range, locale) = export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
         let columns = columns::select(INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, &r.columns)?;
-        let mut query = self.parse_list(r.filter.unwrap_or_default())?;
+        let (mut query, _) = self.parse_list(r.filter.unwrap_or_default())?;
         let (from, to) = range.clamp(query.created_from, query.created_to);
         (query.created_from, query.created_to) = (Some(from), Some(to));
         let (count, chunks) = self
@@ -289,7 +261,7 @@ impl IncidentService for IncidentApi {
         let categories = self
             .incidents
             .catalog()
-            .categories_of(crate::service::incidents::TICKET_TYPE)
+            .categories_of(TicketType::Incident)
             .filter(|c| kind.is_none_or(|k| c.incident_kind == Some(k)))
             .map(convert::category)
             .collect();
@@ -312,7 +284,7 @@ impl IncidentService for IncidentApi {
 }
 
 impl IncidentApi {
-    fn parse_list(&self, r: ListIncidentsRequest) -> Result<ListQuery> {
+    fn parse_list(&self, r: ListIncidentsRequest) -> Result<(ListQuery, Paging<i64>)> {
         let mut v = Violations::default();
         let stage = v.check(convert::parse_stage(r.stage))?.flatten();
         let statuses = v
@@ -370,7 +342,7 @@ impl IncidentApi {
             ))?
             .flatten();
         v.into_result()?;
-        Ok(ListQuery {
+        let query = ListQuery {
             stage,
             statuses,
             kinds,
@@ -380,10 +352,13 @@ impl IncidentApi {
             created_from,
             created_to,
             text: query,
+        };
+        let paging = Paging {
             descending,
             after: cursor,
             page_size,
-        })
+        };
+        Ok((query, paging))
     }
 }
 
@@ -409,7 +384,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
     } = r;
     let mut v = Violations::default();
     let kind = v.check(convert::parse_incident_kind("kind", kind))?;
-    let tracking_number = v.check(tracking(&tracking_number))?;
+    let tracking_number = v.check(TrackingNumber::parse(&tracking_number))?;
     let carrier = v.check(text::required("carrier", &carrier, MAX_CODE))?;
     let category = v.check(text::required("category", &category, MAX_CODE))?;
     let description = v.check(text::required("description", &description, MAX_TEXT))?;
@@ -421,7 +396,13 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
                 .transpose(),
         )?
         .flatten();
-    let claimed_amount = v.check(claimed_amount.map(money).transpose())?.flatten();
+    let claimed_amount = v
+        .check(
+            claimed_amount
+                .map(|m| incident::Money::parse("claimed_amount", &m.amount, &m.currency))
+                .transpose(),
+        )?
+        .flatten();
     let idempotency_key = v
         .check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?
         .flatten();
@@ -441,48 +422,6 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
         claimed_amount,
         idempotency_key,
     })
-}
-
-/// A tracking number (guía): 3 to 64 letters, digits, '-' or '_'.
-fn tracking(value: &str) -> Result<String> {
-    let value = text::required("tracking_number", value, 64)?;
-    if value.chars().count() < 3
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(Error::invalid(
-            "tracking_number",
-            "must be 3 to 64 letters, digits, '-' or '_'",
-        ));
-    }
-    Ok(value)
-}
-
-/// A non-negative decimal with at most 2 fractional digits and an ISO 4217 code.
-fn money(m: Money) -> Result<(String, String)> {
-    let mut v = Violations::default();
-    let amount = m.amount.trim();
-    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    let amount_ok = !int.is_empty()
-        && int.len() <= 12
-        && digits(int)
-        && frac.len() <= 2
-        && digits(frac)
-        && frac.is_empty() != amount.contains('.');
-    if !amount_ok {
-        v.push("claimed_amount.amount", "must be a non-negative decimal like 1250.50 (at most 12 integer and 2 fractional digits)");
-    }
-    let currency = m.currency.trim();
-    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-        v.push(
-            "claimed_amount.currency",
-            "must be an ISO 4217 code such as MXN",
-        );
-    }
-    v.into_result()?;
-    Ok((amount.to_owned(), currency.to_owned()))
 }
 
 fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<Option<Vec<String>>> {

@@ -4,7 +4,7 @@ use prost_types::Timestamp;
 use super::convert::micros;
 use crate::domain::error::Violations;
 use crate::domain::text;
-use crate::domain::ticket::Lookup;
+use crate::domain::ticket::{Lookup, Person};
 use crate::domain::{Error, Result};
 
 /// At most this many values in a repeated filter.
@@ -89,8 +89,8 @@ pub fn incomplete(field: &str) -> Error {
 /// A validated Assign… request.
 pub struct Assignment {
     pub id: String,
-    /// (id, display name); None unassigns.
-    pub assignee: Option<(String, String)>,
+    /// None unassigns.
+    pub assignee: Option<Person>,
     pub expected_version: i64,
 }
 
@@ -114,9 +114,9 @@ pub fn assignment(
     let (Some(id), Some(expected_version)) = (id, expected) else {
         return Err(incomplete("id"));
     };
-    let assignee = assignee.map(|a| {
-        let name = name.unwrap_or_else(|| a.clone());
-        (a, name)
+    let assignee = assignee.map(|id| Person {
+        name: name.unwrap_or_else(|| id.clone()),
+        id,
     });
     Ok(Assignment {
         id,

@@ -5,6 +5,7 @@ pub mod export;
 pub mod incidents;
 pub mod scheduler;
 pub mod thread;
+pub mod tickets;
 
 use chrono::{DateTime, Utc};
 

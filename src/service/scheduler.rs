@@ -8,7 +8,6 @@ use tokio::sync::watch;
 
 use super::consultations::Consultations;
 use super::incidents::Incidents;
-use super::to_micros;
 
 pub async fn run(
     incidents: Incidents,
@@ -23,24 +22,24 @@ pub async fn run(
             Ok(n) => tracing::info!(closed = n, "auto-closed incidents left waiting for data"),
             Err(e) => tracing::warn!(error = %e, "auto-close failed; retrying"),
         }
-        match incidents.breach_due().await {
+        match incidents.flow().breach_due().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(breached = n, "incidents passed their estimate"),
             Err(e) => tracing::warn!(error = %e, "incident SLA breach check failed; retrying"),
         }
-        match consultations.breach_due().await {
+        match consultations.flow().breach_due().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(breached = n, "consultations passed their due time"),
             Err(e) => tracing::warn!(error = %e, "consultation SLA breach check failed; retrying"),
         }
-        let now = to_micros(incidents.clock().now());
+        let now = incidents.flow().now();
         let next = async {
             Ok::<_, crate::domain::Error>(
                 incidents
                     .next_deadline()
                     .await?
                     .into_iter()
-                    .chain(consultations.next_deadline().await?)
+                    .chain(consultations.flow().next_breach().await?)
                     .min(),
             )
         };

@@ -1,117 +1,133 @@
-//! Incident rows: insert, optimistic updates, filtered keyset listing.
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+//! Incident rows: the mapping to `domain::incident::Incident`, the list
+//! filters of their own, and the auto-close queries.
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, Select,
 };
 
-use super::db_error;
 use super::entity::incident::{self, Column, Entity};
-use super::tickets::{self, TicketFilter};
+use super::tickets::{Filter, Stored, TicketFilter, header_of, parse_code, row_of};
+use super::{INCIDENT_NUMBER, db_error};
 use crate::domain::Error;
+use crate::domain::incident::{Incident, IncidentStatus, Money, TrackingNumber};
 
 /// The filters of ListIncidents, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
-    /// A requester's account; `None` for agents.
-    pub account: Option<String>,
+    pub common: Filter,
     /// Empty means any.
-    pub statuses: Vec<&'static str>,
     pub kinds: Vec<&'static str>,
     pub carrier: Option<String>,
-    pub category: Option<String>,
-    pub assignee_id: Option<String>,
-    pub created_from: Option<i64>,
-    pub created_to: Option<i64>,
-    /// A LIKE pattern over `search_text` (see `domain::text::like_contains`).
-    pub search_pattern: Option<String>,
 }
 
 impl TicketFilter for IncidentFilter {
     type Table = Entity;
 
-    fn created_range(&mut self) -> (&mut Option<i64>, &mut Option<i64>) {
-        (&mut self.created_from, &mut self.created_to)
+    fn common(&mut self) -> &mut Filter {
+        &mut self.common
     }
 
     fn apply(&self, mut query: Select<Entity>) -> Select<Entity> {
-        if let Some(account) = &self.account {
-            query = query.filter(Column::Account.eq(account.as_str()));
-        }
-        if !self.statuses.is_empty() {
-            query = query.filter(Column::Status.is_in(self.statuses.iter().copied()));
-        }
+        query = self.common.apply(query);
         if !self.kinds.is_empty() {
             query = query.filter(Column::Kind.is_in(self.kinds.iter().copied()));
         }
         if let Some(carrier) = &self.carrier {
             query = query.filter(Column::CarrierCode.eq(carrier.as_str()));
         }
-        if let Some(category) = &self.category {
-            query = query.filter(Column::CategoryCode.eq(category.as_str()));
-        }
-        if let Some(assignee) = &self.assignee_id {
-            query = query.filter(Column::AssigneeId.eq(assignee.as_str()));
-        }
-        if let Some(from) = self.created_from {
-            query = query.filter(Column::CreatedAt.gte(from));
-        }
-        if let Some(to) = self.created_to {
-            query = query.filter(Column::CreatedAt.lt(to));
-        }
-        if let Some(pattern) = &self.search_pattern {
-            query = query.filter(
-                Expr::col((incident::Entity, Column::SearchText))
-                    .like(LikeExpr::new(pattern.as_str()).escape('\\')),
-            );
-        }
         query
     }
 }
 
-/// A position in the (created_at, number) order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: i64,
-    pub number: i64,
-}
+/// Statuses whose estimate can still be breached (MISSING_DATA is paused).
+const OPEN_UNPAUSED: [IncidentStatus; 3] = [
+    IncidentStatus::NewTicket,
+    IncidentStatus::InProgress,
+    IncidentStatus::PreApproved,
+];
 
-pub async fn insert(
-    conn: &impl ConnectionTrait,
-    model: incident::Model,
-) -> Result<(), sea_orm::DbErr> {
-    tickets::insert::<Entity>(conn, model).await
-}
+impl Stored for Incident {
+    type Table = Entity;
+    type Filter = IncidentFilter;
+    type ExportRow = incident::ExportRow;
+    type Tie = i64;
+    const NUMBERS: &'static str = INCIDENT_NUMBER;
 
-pub async fn find_by_id(
-    conn: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<incident::Model>, Error> {
-    tickets::find_by_id::<Entity>(conn, id).await
-}
+    fn from_row(m: incident::Model) -> Result<Self, Error> {
+        let id = m.id.clone();
+        let code = |what: &str, text: &str| parse_code::<IncidentStatus>(what, &id, text);
+        let status = code("status", &m.status)?;
+        let previous_status = m
+            .previous_status
+            .as_deref()
+            .map(|s| code("previous status", s))
+            .transpose()?;
+        let kind = parse_code("kind", &id, &m.kind)?;
+        let resolution_reason = m
+            .resolution_reason
+            .as_deref()
+            .map(|r| parse_code("resolution reason", &id, r))
+            .transpose()?;
+        let claimed_amount = m
+            .claimed_amount
+            .clone()
+            .zip(m.claimed_currency.clone())
+            .map(|(amount, currency)| Money { amount, currency });
+        Ok(Incident {
+            kind,
+            status,
+            previous_status,
+            tracking_number: TrackingNumber::stored(m.tracking_number.clone()),
+            carrier: m.carrier_code.clone(),
+            category: m.category_code.clone(),
+            description: m.description.clone(),
+            shipped_at: m.shipped_at,
+            claimed_amount,
+            resolution_reason,
+            resolution_note: m.resolution_note.clone(),
+            resolved_at: m.resolved_at,
+            auto_close_at: m.auto_close_at,
+            estimated_resolution_at: m.estimated_resolution_at,
+            paused_since: m.paused_since,
+            header: header_of!(m),
+        })
+    }
 
-pub async fn find_by_number(
-    conn: &impl ConnectionTrait,
-    number: i64,
-) -> Result<Option<incident::Model>, Error> {
-    tickets::find_by_number::<Entity>(conn, number).await
-}
+    fn to_row(&self, search_text: String) -> incident::Model {
+        let amount = self.claimed_amount.as_ref();
+        row_of!(incident::Model, &self.header, search_text, self.header.number_or_zero(), {
+            kind: self.kind.as_str().to_owned(),
+            status: self.status.as_str().to_owned(),
+            previous_status: self.previous_status.map(|s| s.as_str().to_owned()),
+            tracking_number: self.tracking_number.as_str().to_owned(),
+            carrier_code: self.carrier.clone(),
+            category_code: self.category.clone(),
+            description: self.description.clone(),
+            shipped_at: self.shipped_at,
+            claimed_amount: amount.map(|m| m.amount.clone()),
+            claimed_currency: amount.map(|m| m.currency.clone()),
+            resolution_reason: self.resolution_reason.map(|r| r.as_str().to_owned()),
+            resolution_note: self.resolution_note.clone(),
+            resolved_at: self.resolved_at,
+            auto_close_at: self.auto_close_at,
+            estimated_resolution_at: self.estimated_resolution_at,
+            paused_since: self.paused_since,
+        })
+    }
 
-pub async fn find_by_idempotency_key(
-    conn: &impl ConnectionTrait,
-    account: &str,
-    key: &str,
-) -> Result<Option<incident::Model>, Error> {
-    tickets::find_by_idempotency_key::<Entity>(conn, account, key).await
-}
+    fn tie(&self) -> i64 {
+        self.header.number_or_zero()
+    }
 
-/// Writes `model` if the stored version is still `expected_version`.
-pub async fn update_versioned(
-    conn: &impl ConnectionTrait,
-    model: &incident::Model,
-    expected_version: i64,
-) -> Result<bool, Error> {
-    tickets::update_versioned::<Entity>(conn, model, &model.id, expected_version).await
+    fn breach_candidates() -> (Select<Entity>, Column) {
+        let open = OPEN_UNPAUSED.map(IncidentStatus::as_str);
+        let candidates = Entity::find()
+            .filter(Column::BreachedAt.is_null())
+            .filter(Column::PausedSince.is_null())
+            .filter(Column::Status.is_in(open));
+        (candidates, Column::EstimatedResolutionAt)
+    }
 }
 
 /// Inserts many rows at once (seeding, benchmarks). Events are not written.
@@ -146,54 +162,13 @@ pub async fn due_auto_close(
     conn: &impl ConnectionTrait,
     now: i64,
     limit: u64,
-) -> Result<Vec<incident::Model>, Error> {
-    Entity::find()
+) -> Result<Vec<Incident>, Error> {
+    let rows = Entity::find()
         .filter(Column::AutoCloseAt.lte(now))
         .order_by_asc(Column::AutoCloseAt)
         .limit(limit)
         .all(conn)
         .await
-        .map_err(db_error)
-}
-
-/// Statuses whose estimate can still be breached (MISSING_DATA is paused).
-const OPEN_UNPAUSED: [&str; 3] = ["NEW_TICKET", "IN_PROGRESS", "PRE_APPROVED"];
-
-fn breach_candidates() -> Select<Entity> {
-    Entity::find()
-        .filter(Column::BreachedAt.is_null())
-        .filter(Column::PausedSince.is_null())
-        .filter(Column::Status.is_in(OPEN_UNPAUSED))
-}
-
-/// The earliest estimate an open incident may still breach.
-pub async fn next_breach(conn: &impl ConnectionTrait) -> Result<Option<i64>, Error> {
-    let next: Option<Option<i64>> = breach_candidates()
-        .select_only()
-        .column_as(Expr::col(Column::EstimatedResolutionAt).min(), "next")
-        .into_tuple()
-        .one(conn)
-        .await
         .map_err(db_error)?;
-    Ok(next.flatten())
-}
-
-/// Open incidents whose estimate has passed at `now` without a breach mark.
-pub async fn due_breach(
-    conn: &impl ConnectionTrait,
-    now: i64,
-    limit: u64,
-) -> Result<Vec<incident::Model>, Error> {
-    breach_candidates()
-        .filter(Column::EstimatedResolutionAt.lte(now))
-        .order_by_asc(Column::EstimatedResolutionAt)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)
-}
-
-/// Sets the breach mark if it is still unset; false when it was already set.
-pub async fn mark_breached(conn: &impl ConnectionTrait, id: &str, at: i64) -> Result<bool, Error> {
-    tickets::mark_breached::<Entity>(conn, id, at).await
+    rows.into_iter().map(Incident::from_row).collect()
 }

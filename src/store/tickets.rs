@@ -1,17 +1,20 @@
 //! The queries both ticket tables share, written once over their common columns.
 use std::pin::Pin;
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     IntoActiveModel, Order, PaginatorTrait, PartialModelTrait, QueryFilter, QueryOrder,
     QuerySelect, Select, Value,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_stream::{Stream, StreamExt};
 
 use super::db_error;
 use super::entity::{consultation, incident};
-use crate::domain::Error;
+use crate::domain::ticket::{Lookup, Ticket};
+use crate::domain::{Code, Error};
 
 /// The rows of one query, read as the consumer asks for them.
 pub type RowStream<'a, M> = Pin<Box<dyn Stream<Item = Result<M, Error>> + Send + 'a>>;
@@ -25,65 +28,206 @@ pub trait TicketTable: EntityTrait {
     const VERSION: Self::Column;
     const BREACHED_AT: Self::Column;
     const STATUS: Self::Column;
+    const CATEGORY: Self::Column;
+    const ASSIGNEE_ID: Self::Column;
+    const SEARCH_TEXT: Self::Column;
     const CREATED_AT: Self::Column;
     /// Orders tickets created in the same microsecond (with CREATED_AT, the
     /// order of lists and exports).
     const TIE: Self::Column;
 }
 
-impl TicketTable for incident::Entity {
-    const ID: incident::Column = incident::Column::Id;
-    const NUMBER: incident::Column = incident::Column::Number;
-    const ACCOUNT: incident::Column = incident::Column::Account;
-    const IDEMPOTENCY_KEY: incident::Column = incident::Column::IdempotencyKey;
-    const VERSION: incident::Column = incident::Column::Version;
-    const BREACHED_AT: incident::Column = incident::Column::BreachedAt;
-    const STATUS: incident::Column = incident::Column::Status;
-    const CREATED_AT: incident::Column = incident::Column::CreatedAt;
-    const TIE: incident::Column = incident::Column::Number;
+macro_rules! ticket_table {
+    ($table:ident, tie = $tie:ident) => {
+        impl TicketTable for $table::Entity {
+            const ID: $table::Column = $table::Column::Id;
+            const NUMBER: $table::Column = $table::Column::Number;
+            const ACCOUNT: $table::Column = $table::Column::Account;
+            const IDEMPOTENCY_KEY: $table::Column = $table::Column::IdempotencyKey;
+            const VERSION: $table::Column = $table::Column::Version;
+            const BREACHED_AT: $table::Column = $table::Column::BreachedAt;
+            const STATUS: $table::Column = $table::Column::Status;
+            const CATEGORY: $table::Column = $table::Column::CategoryCode;
+            const ASSIGNEE_ID: $table::Column = $table::Column::AssigneeId;
+            const SEARCH_TEXT: $table::Column = $table::Column::SearchText;
+            const CREATED_AT: $table::Column = $table::Column::CreatedAt;
+            const TIE: $table::Column = $table::Column::$tie;
+        }
+    };
 }
 
-impl TicketTable for consultation::Entity {
-    const ID: consultation::Column = consultation::Column::Id;
-    const NUMBER: consultation::Column = consultation::Column::Number;
-    const ACCOUNT: consultation::Column = consultation::Column::Account;
-    const IDEMPOTENCY_KEY: consultation::Column = consultation::Column::IdempotencyKey;
-    const VERSION: consultation::Column = consultation::Column::Version;
-    const BREACHED_AT: consultation::Column = consultation::Column::BreachedAt;
-    const STATUS: consultation::Column = consultation::Column::Status;
-    const CREATED_AT: consultation::Column = consultation::Column::CreatedAt;
-    const TIE: consultation::Column = consultation::Column::Id;
+ticket_table!(incident, tie = Number);
+ticket_table!(consultation, tie = Id);
+
+/// The columns of `Header` as a row holds them, under the same names in
+/// both tables: `header_of!(row)` reads them into a `Header`.
+macro_rules! header_of {
+    ($row:expr) => {{
+        let row = $row;
+        $crate::domain::ticket::Header {
+            id: row.id,
+            number: Option::from(row.number),
+            account: row.account,
+            requester: $crate::domain::ticket::Person {
+                id: row.requester_id,
+                name: row.requester_name,
+            },
+            assignee: row
+                .assignee_id
+                .zip(row.assignee_name)
+                .map(|(id, name)| $crate::domain::ticket::Person { id, name }),
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            breached_at: row.breached_at,
+            idempotency: row
+                .idempotency_key
+                .zip(row.request_hash)
+                .map(|(key, request_hash)| $crate::domain::ticket::Idempotency {
+                    key,
+                    request_hash,
+                }),
+        }
+    }};
+}
+pub(crate) use header_of;
+
+/// A row of `$model` from a `Header`, its search text and the columns
+/// of its own type: `row_of!(model::Model, header, search_text, number, { … })`.
+macro_rules! row_of {
+    ($model:path, $header:expr, $search_text:expr, $number:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let h: &$crate::domain::ticket::Header = $header;
+        $model {
+            id: h.id.clone(),
+            number: $number,
+            account: h.account.clone(),
+            requester_id: h.requester.id.clone(),
+            requester_name: h.requester.name.clone(),
+            assignee_id: h.assignee.as_ref().map(|p| p.id.clone()),
+            assignee_name: h.assignee.as_ref().map(|p| p.name.clone()),
+            version: h.version,
+            created_at: h.created_at,
+            updated_at: h.updated_at,
+            breached_at: h.breached_at,
+            idempotency_key: h.idempotency.as_ref().map(|i| i.key.clone()),
+            request_hash: h.idempotency.as_ref().map(|i| i.request_hash.clone()),
+            search_text: $search_text,
+            $($field: $value),*
+        }
+    }};
+}
+pub(crate) use row_of;
+
+type Row<E> = <E as EntityTrait>::Model;
+
+/// A ticket type as stored: its table, the filters of its lists, and the
+/// one mapping between its rows and its domain type.
+pub trait Stored: Ticket {
+    type Table: TicketTable<
+        Model: IntoActiveModel<<Self::Table as EntityTrait>::ActiveModel> + Sync,
+    >;
+    type Filter: TicketFilter<Table = Self::Table>;
+    /// The export's projection (see `entity::incident::ExportRow`).
+    type ExportRow: PartialModelTrait + Send + Sync + 'static;
+    /// The value of `TicketTable::TIE` (page tokens carry it).
+    type Tie: Into<Value> + Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
+    /// The counter its numbers come from.
+    const NUMBERS: &'static str;
+
+    /// A stored row as the domain type; a row the domain cannot read (an
+    /// unknown status, say) is INTERNAL, here and nowhere else.
+    fn from_row(row: Row<Self::Table>) -> Result<Self, Error>;
+    fn to_row(&self, search_text: String) -> Row<Self::Table>;
+    fn tie(&self) -> Self::Tie;
+    /// Tickets whose target can still be breached, and that target's column.
+    fn breach_candidates() -> (Select<Self::Table>, <Self::Table as EntityTrait>::Column);
 }
 
-/// The validated filters of a ticket list (ListIncidents, ListConsultations,
-/// their reports), as conditions on their table.
-pub trait TicketFilter: Clone {
+/// A stored name that must be one of `C`'s; anything else is a corrupt row.
+pub fn parse_code<C: Code>(what: &str, id: &str, text: &str) -> Result<C, Error> {
+    C::parse(text).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "ticket {id} has an unknown {what} {text:?}"
+        ))
+    })
+}
+
+/// The filters every ticket list has, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// A requester's account; `None` for agents.
+    pub account: Option<String>,
+    /// Empty means any.
+    pub statuses: Vec<&'static str>,
+    pub category: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Created in [from, to) (µs).
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// A LIKE pattern over `search_text` (see `domain::text::like_contains`).
+    pub search_pattern: Option<String>,
+}
+
+impl Filter {
+    pub fn apply<E: TicketTable>(&self, mut query: Select<E>) -> Select<E> {
+        if let Some(account) = &self.account {
+            query = query.filter(E::ACCOUNT.eq(account.as_str()));
+        }
+        if !self.statuses.is_empty() {
+            query = query.filter(E::STATUS.is_in(self.statuses.iter().copied()));
+        }
+        if let Some(category) = &self.category {
+            query = query.filter(E::CATEGORY.eq(category.as_str()));
+        }
+        if let Some(assignee) = &self.assignee_id {
+            query = query.filter(E::ASSIGNEE_ID.eq(assignee.as_str()));
+        }
+        if let Some(from) = self.created_from {
+            query = query.filter(E::CREATED_AT.gte(from));
+        }
+        if let Some(to) = self.created_to {
+            query = query.filter(E::CREATED_AT.lt(to));
+        }
+        if let Some(pattern) = &self.search_pattern {
+            use sea_orm::sea_query::ExprTrait as _;
+            query = query.filter(
+                Expr::col(E::SEARCH_TEXT).like(LikeExpr::new(pattern.as_str()).escape('\\')),
+            );
+        }
+        query
+    }
+}
+
+/// The validated filters of one ticket type's lists and reports.
+pub trait TicketFilter: Clone + Send + Sync + 'static {
     type Table: TicketTable;
+    fn common(&mut self) -> &mut Filter;
     fn apply(&self, query: Select<Self::Table>) -> Select<Self::Table>;
-    /// The created_at bounds `[from, to)`, for keyset pages to narrow.
-    fn created_range(&mut self) -> (&mut Option<i64>, &mut Option<i64>);
 }
 
-type Model<F> = <<F as TicketFilter>::Table as EntityTrait>::Model;
-
-/// One page of the rows `filter` matches, in (created_at, tie) order, after
-/// `cursor` (the last row of the previous page: its created_at and tie).
-pub async fn page<F: TicketFilter>(
+/// One page of the tickets `filter` matches, in (created_at, tie) order,
+/// after `cursor` (the last ticket of the previous page: created_at, tie).
+pub async fn page<T: Stored>(
     conn: &impl ConnectionTrait,
-    filter: &F,
+    filter: &T::Filter,
     descending: bool,
-    cursor: Option<(i64, impl Into<Value>)>,
+    cursor: Option<(i64, T::Tie)>,
     limit: u64,
-) -> Result<Vec<Model<F>>, Error> {
+) -> Result<Vec<T>, Error> {
     let mut filter = filter.clone();
-    let (from, to) = filter.created_range();
-    (*from, *to) = seek_range(*from, *to, cursor.as_ref().map(|(at, _)| *at), descending);
-    let mut query = filter.apply(F::Table::find());
+    let common = filter.common();
+    (common.created_from, common.created_to) = seek_range(
+        common.created_from,
+        common.created_to,
+        cursor.as_ref().map(|(at, _)| *at),
+        descending,
+    );
+    let mut query = filter.apply(T::Table::find());
     if let Some((at, tie)) = cursor {
         use sea_orm::sea_query::ExprTrait as _;
         // A row-value comparison, which both databases answer from the
         // (created_at, tie) index, unlike the equivalent OR of two terms.
-        let key = Expr::tuple([Expr::col(F::Table::CREATED_AT), Expr::col(F::Table::TIE)]);
+        let key = Expr::tuple([Expr::col(T::Table::CREATED_AT), Expr::col(T::Table::TIE)]);
         let after = Expr::tuple([Expr::val(at), Expr::val(tie)]);
         query = query.filter(if descending {
             key.lt(after)
@@ -92,19 +236,20 @@ pub async fn page<F: TicketFilter>(
         });
     }
     let order = if descending { Order::Desc } else { Order::Asc };
-    query
-        .order_by(F::Table::CREATED_AT, order.clone())
-        .order_by(F::Table::TIE, order)
+    let rows = query
+        .order_by(T::Table::CREATED_AT, order.clone())
+        .order_by(T::Table::TIE, order)
         .limit(limit)
         .all(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+    rows.into_iter().map(T::from_row).collect()
 }
 
 /// How many tickets match `filter`.
 pub async fn count<F: TicketFilter>(conn: &impl ConnectionTrait, filter: &F) -> Result<i64, Error>
 where
-    Model<F>: Sync,
+    Row<F::Table>: Sync,
 {
     let n = filter
         .apply(F::Table::find())
@@ -115,21 +260,25 @@ where
 }
 
 /// How many tickets per status match `filter`.
-pub async fn count_by_status<F: TicketFilter>(
+pub async fn count_by_status<T: Stored>(
     conn: &impl ConnectionTrait,
-    filter: &F,
-) -> Result<Vec<(String, i64)>, Error> {
+    filter: &T::Filter,
+) -> Result<Vec<(T::Status, i64)>, Error> {
     use sea_orm::sea_query::ExprTrait as _;
-    filter
-        .apply(F::Table::find())
+    let counts: Vec<(String, i64)> = filter
+        .apply(T::Table::find())
         .select_only()
-        .column(F::Table::STATUS)
-        .column_as(Expr::col(F::Table::ID).count(), "n")
-        .group_by(F::Table::STATUS)
-        .into_tuple::<(String, i64)>()
+        .column(T::Table::STATUS)
+        .column_as(Expr::col(T::Table::ID).count(), "n")
+        .group_by(T::Table::STATUS)
+        .into_tuple()
         .all(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+    counts
+        .into_iter()
+        .map(|(status, n)| Ok((parse_code("status", "counted", &status)?, n)))
+        .collect()
 }
 
 /// The created_at range of a keyset page: `[from, to)` narrowed so that it
@@ -154,94 +303,80 @@ pub fn seek_range(
     }
 }
 
-/// The projection `P` of every row `filter` matches, in creation order, as
+/// The export rows of every ticket `filter` matches, in creation order, as
 /// one query whose rows are decoded as they are consumed (exports: no
 /// per-page round trips, nothing held but the rows in flight).
-pub async fn stream<'a, F, P>(
+pub async fn stream<'a, T: Stored>(
     txn: &'a DatabaseTransaction,
-    filter: &F,
-) -> Result<RowStream<'a, P>, Error>
-where
-    F: TicketFilter,
-    P: PartialModelTrait + Send + 'a,
-{
+    filter: &T::Filter,
+) -> Result<RowStream<'a, T::ExportRow>, Error> {
     let rows = filter
-        .apply(F::Table::find())
-        .order_by_asc(F::Table::CREATED_AT)
-        .order_by_asc(F::Table::TIE)
-        .into_partial_model::<P>()
+        .apply(T::Table::find())
+        .order_by_asc(T::Table::CREATED_AT)
+        .order_by_asc(T::Table::TIE)
+        .into_partial_model::<T::ExportRow>()
         .stream(txn)
         .await
         .map_err(db_error)?;
     Ok(Box::pin(rows.map(|row| row.map_err(db_error))))
 }
 
-pub async fn insert<E: TicketTable>(
+/// Inserts a new ticket; the raw error, so that the caller can tell a
+/// duplicate idempotency key from a failure.
+pub async fn insert<T: Stored>(
     conn: &impl ConnectionTrait,
-    model: E::Model,
-) -> Result<(), sea_orm::DbErr>
-where
-    E::Model: IntoActiveModel<E::ActiveModel>,
-{
-    E::insert(model.into_active_model())
+    ticket: &T,
+    search_text: String,
+) -> Result<(), DbErr> {
+    T::Table::insert(ticket.to_row(search_text).into_active_model())
         .exec_without_returning(conn)
         .await?;
     Ok(())
 }
 
-pub async fn find_by_id<E: TicketTable>(
+pub async fn find<T: Stored>(
     conn: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<E::Model>, Error> {
-    E::find()
-        .filter(E::ID.eq(id))
-        .one(conn)
-        .await
-        .map_err(db_error)
+    lookup: &Lookup,
+) -> Result<Option<T>, Error> {
+    let query = match lookup {
+        Lookup::Id(id) => T::Table::find().filter(T::Table::ID.eq(id.as_str())),
+        Lookup::Number(n) => T::Table::find().filter(T::Table::NUMBER.eq(*n)),
+    };
+    let row = query.one(conn).await.map_err(db_error)?;
+    row.map(T::from_row).transpose()
 }
 
-pub async fn find_by_number<E: TicketTable>(
-    conn: &impl ConnectionTrait,
-    number: i64,
-) -> Result<Option<E::Model>, Error> {
-    E::find()
-        .filter(E::NUMBER.eq(number))
-        .one(conn)
-        .await
-        .map_err(db_error)
-}
-
-pub async fn find_by_idempotency_key<E: TicketTable>(
+pub async fn find_by_idempotency_key<T: Stored>(
     conn: &impl ConnectionTrait,
     account: &str,
     key: &str,
-) -> Result<Option<E::Model>, Error> {
-    E::find()
-        .filter(E::ACCOUNT.eq(account))
-        .filter(E::IDEMPOTENCY_KEY.eq(key))
+) -> Result<Option<T>, Error> {
+    let row = T::Table::find()
+        .filter(T::Table::ACCOUNT.eq(account))
+        .filter(T::Table::IDEMPOTENCY_KEY.eq(key))
         .one(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+    row.map(T::from_row).transpose()
 }
 
-/// Writes `model` (its version already bumped) if the stored version is
+/// Writes `ticket` (its version already bumped) if the stored version is
 /// still `expected_version`; false when someone else got there first.
-pub async fn update_versioned<E: TicketTable>(
+pub async fn update_versioned<T: Stored>(
     conn: &impl ConnectionTrait,
-    model: &E::Model,
-    id: &str,
+    ticket: &T,
+    search_text: String,
     expected_version: i64,
 ) -> Result<bool, Error>
 where
-    E::Model: IntoActiveModel<E::ActiveModel> + Clone,
-    E::ActiveModel: ActiveModelTrait<Entity = E>,
+    <T::Table as EntityTrait>::ActiveModel: ActiveModelTrait<Entity = T::Table>,
 {
     // Every column is written: reset_all() marks them all as set.
-    let active = model.clone().into_active_model().reset_all();
-    let result = E::update_many()
+    let active = ticket.to_row(search_text).into_active_model().reset_all();
+    let result = T::Table::update_many()
         .set(active)
-        .filter(E::ID.eq(id))
-        .filter(E::VERSION.eq(expected_version))
+        .filter(T::Table::ID.eq(ticket.header().id.as_str()))
+        .filter(T::Table::VERSION.eq(expected_version))
         .exec(conn)
         .await
         .map_err(db_error)?;
@@ -249,19 +384,51 @@ where
 }
 
 /// Sets the breach mark if it is still unset; false when it was already set.
-pub async fn mark_breached<E: TicketTable>(
+pub async fn mark_breached<T: Stored>(
     conn: &impl ConnectionTrait,
     id: &str,
     at: i64,
 ) -> Result<bool, Error> {
-    let result = E::update_many()
-        .col_expr(E::BREACHED_AT, Expr::val(at))
-        .filter(E::ID.eq(id))
-        .filter(E::BREACHED_AT.is_null())
+    let result = T::Table::update_many()
+        .col_expr(T::Table::BREACHED_AT, Expr::val(at))
+        .filter(T::Table::ID.eq(id))
+        .filter(T::Table::BREACHED_AT.is_null())
         .exec(conn)
         .await
         .map_err(db_error)?;
     Ok(result.rows_affected == 1)
+}
+
+/// The earliest target an open ticket may still breach.
+pub async fn next_breach<T: Stored>(conn: &impl ConnectionTrait) -> Result<Option<i64>, Error> {
+    use sea_orm::sea_query::ExprTrait as _;
+    let (candidates, target) = T::breach_candidates();
+    let next: Option<Option<i64>> = candidates
+        .select_only()
+        .column_as(Expr::col(target).min(), "next")
+        .into_tuple()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(next.flatten())
+}
+
+/// Open tickets whose target has passed at `now` without a breach mark,
+/// earliest first.
+pub async fn due_breach<T: Stored>(
+    conn: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<T>, Error> {
+    let (candidates, target) = T::breach_candidates();
+    let rows = candidates
+        .filter(target.lte(now))
+        .order_by_asc(target)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    rows.into_iter().map(T::from_row).collect()
 }
 
 #[cfg(test)]
