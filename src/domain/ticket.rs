@@ -267,3 +267,15 @@ pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     }
     format!("{:x}", hasher.finalize())
 }
+
+/// The list filters every ticket type has, as parsed at the edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Criteria {
+    pub category: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Created in [from, to) (µs).
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// Free text: a case- and accent-insensitive substring of the searchable fields.
+    pub text: Option<String>,
+}

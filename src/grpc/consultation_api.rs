@@ -4,14 +4,13 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::validate::{
-    self, MAX_CODE, MAX_ID, MAX_QUERY, MAX_TEXT, created_range, enum_list, expected_version,
-    incomplete, ticket_id,
+    self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list, expected_version, incomplete, ticket_id,
 };
 use chrono_tz::Tz;
 
-use super::export::{self, ExportStream};
-use super::watch::{WatchStream, Watcher};
-use super::{caller, page_token, thread};
+use super::thread::ticket_service;
+use super::watch::Watcher;
+use super::{caller, page_token};
 use crate::domain::Result;
 use crate::domain::consultation::{self, NewConsultation};
 use crate::domain::error::Violations;
@@ -20,7 +19,7 @@ use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
-use crate::report::columns::{self, CONSULTATION_COLUMNS};
+use crate::report::columns::CONSULTATION_COLUMNS;
 use crate::service::consultations::{Consultations, ListQuery};
 use crate::service::tickets::Paging;
 
@@ -53,8 +52,16 @@ impl ConsultationApi {
     }
 }
 
-#[tonic::async_trait]
-impl ConsultationService for ConsultationApi {
+ticket_service! {
+    impl ConsultationService for ConsultationApi {
+        tickets: consultations,
+        message: Consultation,
+        get: get_consultation(GetConsultationRequest, get_consultation_request),
+        assign: assign_consultation(AssignConsultationRequest),
+        export: ExportConsultationsRequest,
+        report: (CONSULTATION_COLUMNS, DEFAULT_CONSULTATION_COLUMNS, es = "consultas", en = "consultations"),
+    }
+
     async fn classify_consultation(
         &self,
         request: Request<ClassifyConsultationRequest>,
@@ -113,20 +120,6 @@ impl ConsultationService for ConsultationApi {
         Ok(self.reply(&model, locale))
     }
 
-    async fn get_consultation(
-        &self,
-        request: Request<GetConsultationRequest>,
-    ) -> Result<Response<Consultation>, Status> {
-        let (who, locale) = caller(&request)?;
-        let lookup = match request.into_inner().lookup {
-            Some(get_consultation_request::Lookup::Id(id)) => validate::lookup(Some(id), None),
-            Some(get_consultation_request::Lookup::Number(n)) => validate::lookup(None, Some(n)),
-            None => validate::lookup(None, None),
-        }?;
-        let model = self.consultations.flow().get(&who, &lookup).await?;
-        Ok(self.reply(&model, locale))
-    }
-
     async fn list_consultations(
         &self,
         request: Request<ListConsultationsRequest>,
@@ -134,8 +127,8 @@ impl ConsultationService for ConsultationApi {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
         let fingerprint = list_fingerprint(&r);
-        let (query, paging) = parse_list(&r, &fingerprint)?;
-        let page = self.consultations.list(&who, query, paging).await?;
+        let (query, paging) = parse_list(&r)?;
+        let page = self.consultations.flow().list(&who, &query, paging).await?;
         Ok(Response::new(ListConsultationsResponse {
             consultations: page
                 .tickets
@@ -200,81 +193,6 @@ impl ConsultationService for ConsultationApi {
         Ok(self.reply(&model, locale))
     }
 
-    async fn assign_consultation(
-        &self,
-        request: Request<AssignConsultationRequest>,
-    ) -> Result<Response<Consultation>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let flow = self.consultations.flow();
-        let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
-        let model = thread::assign(flow, &who, id, assignee, name, r.expected_version).await?;
-        Ok(self.reply(&model, locale))
-    }
-
-    async fn add_comment(
-        &self,
-        request: Request<AddCommentRequest>,
-    ) -> Result<Response<Comment>, Status> {
-        thread::add_comment(self.consultations.flow(), request).await
-    }
-
-    async fn list_comments(
-        &self,
-        request: Request<ListCommentsRequest>,
-    ) -> Result<Response<ListCommentsResponse>, Status> {
-        thread::list_comments(self.consultations.flow(), request).await
-    }
-
-    async fn list_ticket_events(
-        &self,
-        request: Request<ListTicketEventsRequest>,
-    ) -> Result<Response<ListTicketEventsResponse>, Status> {
-        thread::list_events(self.consultations.flow(), request).await
-    }
-
-    type WatchTicketStream = WatchStream;
-
-    async fn watch_ticket(
-        &self,
-        request: Request<WatchTicketRequest>,
-    ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        thread::watch(self.consultations.flow(), &self.watcher, request).await
-    }
-
-    type ExportReportStream = ExportStream;
-
-    async fn export_report(
-        &self,
-        request: Request<ExportConsultationsRequest>,
-    ) -> Result<Response<Self::ExportReportStream>, Status> {
-        let (who, _) = caller(&request)?;
-        let r = request.into_inner();
-        let (range, locale) = export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
-        let columns = columns::select(
-            CONSULTATION_COLUMNS,
-            DEFAULT_CONSULTATION_COLUMNS,
-            &r.columns,
-        )?;
-        let list = r.filter.unwrap_or_default();
-        let (mut query, _) = parse_list(&list, &list_fingerprint(&list))?;
-        let (from, to) = range.clamp(query.created_from, query.created_to);
-        (query.created_from, query.created_to) = (Some(from), Some(to));
-        let (count, chunks) = self
-            .consultations
-            .export(&who, query, columns, locale, self.time_zone)
-            .await?;
-        let stem = match locale {
-            Locale::Es => "consultas",
-            Locale::En => "consultations",
-        };
-        Ok(Response::new(export::stream(
-            range.file_name(stem),
-            count,
-            chunks,
-        )))
-    }
-
     async fn list_categories(
         &self,
         _: Request<ListCategoriesRequest>,
@@ -304,10 +222,7 @@ fn list_fingerprint(r: &ListConsultationsRequest) -> String {
     page_token::fingerprint(&stable.encode_to_vec())
 }
 
-fn parse_list(
-    r: &ListConsultationsRequest,
-    fingerprint: &str,
-) -> Result<(ListQuery, Paging<String>)> {
+fn parse_list(r: &ListConsultationsRequest) -> Result<(ListQuery, Paging<String>)> {
     let mut v = Violations::default();
     let statuses = v
         .check(enum_list(
@@ -323,40 +238,20 @@ fn parse_list(
             convert::parse_complexity,
         ))?
         .unwrap_or_default();
-    let category = v
-        .check(text::optional("category", &r.category, MAX_CODE))?
-        .flatten();
-    let assignee_id = v
-        .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
-        .flatten();
-    let (created_from, created_to) =
-        created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
-    let query = v
-        .check(text::optional("query", &r.query, MAX_QUERY))?
-        .flatten();
-    let page_size = v
-        .check(page_token::page_size(r.page_size, 50, 500))?
-        .unwrap_or(50);
-    let cursor = v
-        .check(page_token::decode::<(i64, String)>(
-            &r.page_token,
-            fingerprint,
-        ))?
-        .flatten();
+    let (from, to) = (r.created_from.as_ref(), r.created_to.as_ref());
+    let criteria = validate::criteria(&mut v, &r.category, &r.assignee_id, from, to, &r.query)?;
+    let paging = validate::paging(
+        &mut v,
+        r.page_size,
+        &r.page_token,
+        &list_fingerprint(r),
+        true,
+    )?;
     v.into_result()?;
     let query = ListQuery {
+        criteria,
         statuses,
         complexities,
-        category,
-        assignee_id,
-        created_from,
-        created_to,
-        text: query,
-    };
-    let paging = Paging {
-        descending: true,
-        after: cursor,
-        page_size,
     };
     Ok((query, paging))
 }

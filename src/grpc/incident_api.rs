@@ -6,14 +6,13 @@ use chrono_tz::Tz;
 
 use super::caller;
 use super::convert::{self, micros};
-use super::export::{self, ExportStream};
 use super::page_token;
-use super::thread;
+use super::thread::ticket_service;
 use super::validate::{
-    self, MAX_CODE, MAX_ID, MAX_QUERY, MAX_REASON, MAX_TEXT, created_range, enum_list,
-    expected_version, incomplete, ticket_id,
+    self, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, expected_version, incomplete,
+    ticket_id,
 };
-use super::watch::{WatchStream, Watcher};
+use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
 use crate::domain::incident::{self, IncidentStatus, NewIncident, StatusChange, TrackingNumber};
@@ -22,7 +21,7 @@ use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
-use crate::report::columns::{self, INCIDENT_COLUMNS};
+use crate::report::columns::INCIDENT_COLUMNS;
 use crate::service::incidents::{Incidents, ListQuery};
 use crate::service::tickets::Paging;
 
@@ -57,8 +56,16 @@ impl IncidentApi {
 /// The module's report: No. … Resolución.
 const DEFAULT_INCIDENT_COLUMNS: usize = 10;
 
-#[tonic::async_trait]
-impl IncidentService for IncidentApi {
+ticket_service! {
+    impl IncidentService for IncidentApi {
+        tickets: incidents,
+        message: Incident,
+        get: get_incident(GetIncidentRequest, get_incident_request),
+        assign: assign_incident(AssignIncidentRequest),
+        export: ExportIncidentsRequest,
+        report: (INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, es = "incidencias", en = "incidents"),
+    }
+
     async fn create_incident(
         &self,
         request: Request<CreateIncidentRequest>,
@@ -66,20 +73,6 @@ impl IncidentService for IncidentApi {
         let (who, locale) = caller(&request)?;
         let new = parse_create(request.into_inner())?;
         let model = self.incidents.create(&who, new).await?;
-        Ok(self.reply(&model, locale))
-    }
-
-    async fn get_incident(
-        &self,
-        request: Request<GetIncidentRequest>,
-    ) -> Result<Response<Incident>, Status> {
-        let (who, locale) = caller(&request)?;
-        let lookup = match request.into_inner().lookup {
-            Some(get_incident_request::Lookup::Id(id)) => validate::lookup(Some(id), None),
-            Some(get_incident_request::Lookup::Number(n)) => validate::lookup(None, Some(n)),
-            None => validate::lookup(None, None),
-        }?;
-        let model = self.incidents.flow().get(&who, &lookup).await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -91,8 +84,8 @@ impl IncidentService for IncidentApi {
         let request = request.into_inner();
         let mask = read_mask(request.read_mask.as_ref())?;
         let fingerprint = list_fingerprint(&request);
-        let (query, paging) = self.parse_list(request)?;
-        let page = self.incidents.list(&who, query, paging).await?;
+        let (query, paging) = parse_list(&request)?;
+        let page = self.incidents.flow().list(&who, &query, paging).await?;
         let catalog = self.incidents.catalog();
         let now = self.incidents.flow().now();
         let incidents = page
@@ -151,18 +144,6 @@ impl IncidentService for IncidentApi {
         Ok(self.reply(&model, locale))
     }
 
-    async fn assign_incident(
-        &self,
-        request: Request<AssignIncidentRequest>,
-    ) -> Result<Response<Incident>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let flow = self.incidents.flow();
-        let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
-        let model = thread::assign(flow, &who, id, assignee, name, r.expected_version).await?;
-        Ok(self.reply(&model, locale))
-    }
-
     async fn cancel_incident(
         &self,
         request: Request<CancelIncidentRequest>,
@@ -190,64 +171,6 @@ impl IncidentService for IncidentApi {
             .change_status(&who, &id, expected, change)
             .await?;
         Ok(self.reply(&model, locale))
-    }
-
-    async fn add_comment(
-        &self,
-        request: Request<AddCommentRequest>,
-    ) -> Result<Response<Comment>, Status> {
-        thread::add_comment(self.incidents.flow(), request).await
-    }
-
-    async fn list_comments(
-        &self,
-        request: Request<ListCommentsRequest>,
-    ) -> Result<Response<ListCommentsResponse>, Status> {
-        thread::list_comments(self.incidents.flow(), request).await
-    }
-
-    async fn list_ticket_events(
-        &self,
-        request: Request<ListTicketEventsRequest>,
-    ) -> Result<Response<ListTicketEventsResponse>, Status> {
-        thread::list_events(self.incidents.flow(), request).await
-    }
-
-    type WatchTicketStream = WatchStream;
-
-    async fn watch_ticket(
-        &self,
-        request: Request<WatchTicketRequest>,
-    ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        thread::watch(self.incidents.flow(), &self.watcher, request).await
-    }
-
-    type ExportReportStream = ExportStream;
-
-    async fn export_report(
-        &self,
-        request: Request<ExportIncidentsRequest>,
-    ) -> Result<Response<Self::ExportReportStream>, Status> {
-        let (who, _) = caller(&request)?;
-        let r = request.into_inner();
-        let (range, locale) = export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
-        let columns = columns::select(INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, &r.columns)?;
-        let (mut query, _) = self.parse_list(r.filter.unwrap_or_default())?;
-        let (from, to) = range.clamp(query.created_from, query.created_to);
-        (query.created_from, query.created_to) = (Some(from), Some(to));
-        let (count, chunks) = self
-            .incidents
-            .export(&who, query, columns, locale, self.time_zone)
-            .await?;
-        let stem = match locale {
-            Locale::Es => "incidencias",
-            Locale::En => "incidents",
-        };
-        Ok(Response::new(export::stream(
-            range.file_name(stem),
-            count,
-            chunks,
-        )))
     }
 
     async fn list_categories(
@@ -283,83 +206,60 @@ impl IncidentService for IncidentApi {
     }
 }
 
-impl IncidentApi {
-    fn parse_list(&self, r: ListIncidentsRequest) -> Result<(ListQuery, Paging<i64>)> {
-        let mut v = Violations::default();
-        let stage = v.check(convert::parse_stage(r.stage))?.flatten();
-        let statuses = v
-            .check(enum_list(
-                "statuses",
-                &r.statuses,
-                convert::parse_incident_status,
-            ))?
-            .unwrap_or_default();
-        let kinds = v
-            .check(enum_list("kinds", &r.kinds, convert::parse_incident_kind))?
-            .unwrap_or_default();
-        let carrier = v
-            .check(text::optional("carrier", &r.carrier, MAX_CODE))?
-            .flatten();
-        let category = v
-            .check(text::optional("category", &r.category, MAX_CODE))?
-            .flatten();
-        let assignee_id = v
-            .check(text::optional("assignee_id", &r.assignee_id, MAX_ID))?
-            .flatten();
-        let (created_from, created_to) =
-            created_range(&mut v, r.created_from.as_ref(), r.created_to.as_ref())?;
-        let query = v
-            .check(text::optional("query", &r.query, MAX_QUERY))?
-            .flatten();
-        let page_size = v
-            .check(page_token::page_size(r.page_size, 50, 500))?
-            .unwrap_or(50);
-        let descending = match r
-            .order_by
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "" | "created_at desc" => true,
-            "created_at" | "created_at asc" => false,
-            other => {
-                v.push(
-                    "order_by",
-                    format!(
-                        "unsupported order {other:?}: use \"created_at desc\" or \"created_at asc\""
-                    ),
-                );
-                true
-            }
-        };
-        let fingerprint = list_fingerprint(&r);
-        let cursor = v
-            .check(page_token::decode::<(i64, i64)>(
-                &r.page_token,
-                &fingerprint,
-            ))?
-            .flatten();
-        v.into_result()?;
-        let query = ListQuery {
-            stage,
-            statuses,
-            kinds,
-            carrier,
-            category,
-            assignee_id,
-            created_from,
-            created_to,
-            text: query,
-        };
-        let paging = Paging {
-            descending,
-            after: cursor,
-            page_size,
-        };
-        Ok((query, paging))
-    }
+fn parse_list(r: &ListIncidentsRequest) -> Result<(ListQuery, Paging<i64>)> {
+    let mut v = Violations::default();
+    let stage = v.check(convert::parse_stage(r.stage))?.flatten();
+    let statuses = v
+        .check(enum_list(
+            "statuses",
+            &r.statuses,
+            convert::parse_incident_status,
+        ))?
+        .unwrap_or_default();
+    let kinds = v
+        .check(enum_list("kinds", &r.kinds, convert::parse_incident_kind))?
+        .unwrap_or_default();
+    let carrier = v
+        .check(text::optional("carrier", &r.carrier, MAX_CODE))?
+        .flatten();
+    let (from, to) = (r.created_from.as_ref(), r.created_to.as_ref());
+    let criteria = validate::criteria(&mut v, &r.category, &r.assignee_id, from, to, &r.query)?;
+    let descending = match r
+        .order_by
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "created_at desc" => true,
+        "created_at" | "created_at asc" => false,
+        other => {
+            v.push(
+                "order_by",
+                format!(
+                    "unsupported order {other:?}: use \"created_at desc\" or \"created_at asc\""
+                ),
+            );
+            true
+        }
+    };
+    let paging = validate::paging(
+        &mut v,
+        r.page_size,
+        &r.page_token,
+        &list_fingerprint(r),
+        descending,
+    )?;
+    v.into_result()?;
+    let query = ListQuery {
+        criteria,
+        stage,
+        statuses,
+        kinds,
+        carrier,
+    };
+    Ok((query, paging))
 }
 
 /// The parts of a list request that must stay the same across its pages.

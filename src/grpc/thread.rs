@@ -115,3 +115,115 @@ pub async fn watch<T: Kind>(
         watcher.open(audience, r.after_sequence, locale).await?,
     ))
 }
+
+/// Implements a ticket service's tonic trait: the RPCs every ticket type
+/// shares, written here once over the service's workflow (`$tickets.flow()`),
+/// and the service's own RPCs (`$own`). The API type provides `reply(&self,
+/// &ticket, locale)` and its module a `parse_list(&ListRequest)`.
+macro_rules! ticket_service {
+    (
+        impl $service:ident for $api:ty {
+            tickets: $tickets:ident,
+            message: $message:ty,
+            get: $get:ident($get_request:ty, $lookup:ident),
+            assign: $assign:ident($assign_request:ty),
+            export: $export_request:ty,
+            report: ($columns:expr, $defaults:expr, es = $es:literal, en = $en:literal),
+        }
+        $($own:tt)*
+    ) => {
+        #[tonic::async_trait]
+        impl $service for $api {
+            async fn $get(
+                &self,
+                request: tonic::Request<$get_request>,
+            ) -> Result<tonic::Response<$message>, tonic::Status> {
+                use $crate::pb::$lookup::Lookup;
+                use $crate::grpc::validate::lookup;
+                let (who, locale) = $crate::grpc::caller(&request)?;
+                let lookup = match request.into_inner().lookup {
+                    Some(Lookup::Id(id)) => lookup(Some(id), None),
+                    Some(Lookup::Number(n)) => lookup(None, Some(n)),
+                    None => lookup(None, None),
+                }?;
+                let ticket = self.$tickets.flow().get(&who, &lookup).await?;
+                Ok(self.reply(&ticket, locale))
+            }
+
+            async fn $assign(
+                &self,
+                request: tonic::Request<$assign_request>,
+            ) -> Result<tonic::Response<$message>, tonic::Status> {
+                let (who, locale) = $crate::grpc::caller(&request)?;
+                let r = request.into_inner();
+                let flow = self.$tickets.flow();
+                let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
+                let ticket = $crate::grpc::thread::assign(
+                    flow, &who, id, assignee, name, r.expected_version,
+                ).await?;
+                Ok(self.reply(&ticket, locale))
+            }
+
+            async fn add_comment(
+                &self,
+                request: tonic::Request<$crate::pb::AddCommentRequest>,
+            ) -> Result<tonic::Response<$crate::pb::Comment>, tonic::Status> {
+                $crate::grpc::thread::add_comment(self.$tickets.flow(), request).await
+            }
+
+            async fn list_comments(
+                &self,
+                request: tonic::Request<$crate::pb::ListCommentsRequest>,
+            ) -> Result<tonic::Response<$crate::pb::ListCommentsResponse>, tonic::Status> {
+                $crate::grpc::thread::list_comments(self.$tickets.flow(), request).await
+            }
+
+            async fn list_ticket_events(
+                &self,
+                request: tonic::Request<$crate::pb::ListTicketEventsRequest>,
+            ) -> Result<tonic::Response<$crate::pb::ListTicketEventsResponse>, tonic::Status> {
+                $crate::grpc::thread::list_events(self.$tickets.flow(), request).await
+            }
+
+            type WatchTicketStream = $crate::grpc::watch::WatchStream;
+
+            async fn watch_ticket(
+                &self,
+                request: tonic::Request<$crate::pb::WatchTicketRequest>,
+            ) -> Result<tonic::Response<Self::WatchTicketStream>, tonic::Status> {
+                $crate::grpc::thread::watch(self.$tickets.flow(), &self.watcher, request).await
+            }
+
+            type ExportReportStream = $crate::grpc::export::ExportStream;
+
+            async fn export_report(
+                &self,
+                request: tonic::Request<$export_request>,
+            ) -> Result<tonic::Response<Self::ExportReportStream>, tonic::Status> {
+                use $crate::grpc::export;
+                use $crate::service::tickets::Query as _;
+                let (who, _) = $crate::grpc::caller(&request)?;
+                let r = request.into_inner();
+                let (range, locale) =
+                    export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
+                let columns = $crate::report::columns::select($columns, $defaults, &r.columns)?;
+                let (mut query, _) = parse_list(&r.filter.unwrap_or_default())?;
+                let criteria = query.criteria();
+                let (from, to) = range.clamp(criteria.created_from, criteria.created_to);
+                (criteria.created_from, criteria.created_to) = (Some(from), Some(to));
+                let flow = self.$tickets.flow();
+                let (count, chunks) = flow
+                    .export(&who, &query, columns, locale, self.time_zone)
+                    .await?;
+                let stem = match locale {
+                    $crate::domain::principal::Locale::Es => $es,
+                    $crate::domain::principal::Locale::En => $en,
+                };
+                Ok(tonic::Response::new(export::stream(range.file_name(stem), count, chunks)))
+            }
+
+            $($own)*
+        }
+    };
+}
+pub(crate) use ticket_service;

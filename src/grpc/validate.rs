@@ -2,10 +2,12 @@
 use prost_types::Timestamp;
 
 use super::convert::micros;
+use super::page_token;
 use crate::domain::error::Violations;
 use crate::domain::text;
-use crate::domain::ticket::{Lookup, Person};
+use crate::domain::ticket::{Criteria, Lookup, Person};
 use crate::domain::{Error, Result};
+use crate::service::tickets::Paging;
 
 /// At most this many values in a repeated filter.
 pub const MAX_FILTER_VALUES: usize = 20;
@@ -143,4 +145,52 @@ pub fn created_range(
         v.push("created_from", "must not be after created_to");
     }
     Ok((from, to))
+}
+
+/// The filters every ticket list request has; violations go to `v`.
+pub fn criteria(
+    v: &mut Violations,
+    category: &str,
+    assignee_id: &str,
+    created_from: Option<&Timestamp>,
+    created_to: Option<&Timestamp>,
+    query: &str,
+) -> Result<Criteria> {
+    let category = v
+        .check(text::optional("category", category, MAX_CODE))?
+        .flatten();
+    let assignee_id = v
+        .check(text::optional("assignee_id", assignee_id, MAX_ID))?
+        .flatten();
+    let (created_from, created_to) = created_range(v, created_from, created_to)?;
+    let text = v
+        .check(text::optional("query", query, MAX_QUERY))?
+        .flatten();
+    Ok(Criteria {
+        category,
+        assignee_id,
+        created_from,
+        created_to,
+        text,
+    })
+}
+
+/// A list's page size (default 50, at most 500) and its page token, which
+/// must come from a request with the same `fingerprint`.
+pub fn paging<Tie: serde::de::DeserializeOwned>(
+    v: &mut Violations,
+    page_size: i32,
+    token: &str,
+    fingerprint: &str,
+    descending: bool,
+) -> Result<Paging<Tie>> {
+    let page_size = v
+        .check(page_token::page_size(page_size, 50, 500))?
+        .unwrap_or(50);
+    let after = v.check(page_token::decode(token, fingerprint))?.flatten();
+    Ok(Paging {
+        descending,
+        after,
+        page_size,
+    })
 }

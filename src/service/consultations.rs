@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono_tz::Tz;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-use super::tickets::{Page, Paging, Selection, Workflow};
+use super::tickets::{Query, Selection, Workflow};
 use crate::domain::Result;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::{Catalog, Category};
@@ -15,47 +14,35 @@ use crate::domain::clock::Clock;
 use crate::domain::consultation::{
     self, Complexity, Consultation, ConsultationStatus, NewConsultation, Targets,
 };
-use crate::domain::principal::{Locale, Principal};
-use crate::domain::text::like_contains;
-use crate::domain::ticket;
-use crate::report::columns::Column;
+use crate::domain::principal::Principal;
+use crate::domain::ticket::{self, Criteria};
 use crate::store::Store;
 use crate::store::consultations::ConsultationFilter;
-use crate::store::entity::consultation::ExportRow;
 use crate::store::tickets::Filter;
 
 /// A ListConsultations request (or ExportReport's filter) as parsed at the
-/// edge; the category code is checked here, in `selection`.
+/// edge; the category code is checked in `selection`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
+    pub criteria: Criteria,
     pub statuses: Vec<ConsultationStatus>,
     pub complexities: Vec<Complexity>,
-    pub category: Option<String>,
-    pub assignee_id: Option<String>,
-    /// Created in [from, to) (µs).
-    pub created_from: Option<i64>,
-    pub created_to: Option<i64>,
-    /// Free text: a case- and accent-insensitive substring of the searchable fields.
-    pub text: Option<String>,
 }
 
-impl ListQuery {
-    /// What `who` may list of it: its account only for a requester, the
-    /// category checked (INVALID_ARGUMENT naming it), the text as a LIKE
-    /// pattern over the folded search text.
+impl Query<Consultation> for ListQuery {
+    fn criteria(&mut self) -> &mut Criteria {
+        &mut self.criteria
+    }
+
     fn selection(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<Consultation>> {
-        if let Some(c) = &self.category {
+        if let Some(c) = &self.criteria.category {
             consultation::classify(catalog, c)?;
         }
         let filter = ConsultationFilter {
             common: Filter {
                 account: who.scope().map(str::to_owned),
                 statuses: vec![],
-                category: self.category.clone(),
-                assignee_id: self.assignee_id.clone(),
-                created_from: self.created_from,
-                created_to: self.created_to,
-                search_pattern: self.text.as_deref().map(like_contains),
+                criteria: self.criteria.clone(),
             },
             complexities: self.complexities.iter().map(|c| c.as_str()).collect(),
         };
@@ -121,32 +108,6 @@ impl Consultations {
                 complexity.creates_ticket(),
                 |header| Consultation::file(header, new, catalog, &self.targets, &self.calendar),
             )
-            .await
-    }
-
-    pub async fn list(
-        &self,
-        who: &Principal,
-        query: ListQuery,
-        paging: Paging<String>,
-    ) -> Result<Page<Consultation>> {
-        let selection = query.selection(who, self.flow.catalog())?;
-        self.flow.list(selection, paging).await
-    }
-
-    /// Starts an export of the consultations `query` selects, oldest first;
-    /// returns the row count and the file's chunks.
-    pub async fn export(
-        &self,
-        who: &Principal,
-        query: ListQuery,
-        columns: Vec<&'static Column<ExportRow>>,
-        locale: Locale,
-        time_zone: Tz,
-    ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
-        let selection = query.selection(who, self.flow.catalog())?;
-        self.flow
-            .export(who, selection, columns, locale, time_zone)
             .await
     }
 

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono_tz::Tz;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-use super::tickets::{Page, Paging, Selection, Workflow};
+use super::tickets::{Query, Selection, Workflow};
 use crate::domain::Result;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::Catalog;
@@ -15,36 +14,29 @@ use crate::domain::error::Violations;
 use crate::domain::incident::{
     self, Incident, IncidentKind, IncidentStatus, NewIncident, Stage, StatusChange,
 };
-use crate::domain::principal::{Locale, Principal};
-use crate::domain::text::like_contains;
-use crate::report::columns::Column;
+use crate::domain::principal::Principal;
+use crate::domain::ticket::Criteria;
 use crate::store::Store;
-use crate::store::entity::incident::ExportRow;
 use crate::store::incidents::{self as rows, IncidentFilter};
 use crate::store::tickets::Filter;
 
 /// A ListIncidents request (or ExportReport's filter) as parsed at the edge;
-/// the catalog codes are checked here, in `selection`.
+/// the catalog codes are checked in `selection`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
+    pub criteria: Criteria,
     pub stage: Option<Stage>,
     pub statuses: Vec<IncidentStatus>,
     pub kinds: Vec<IncidentKind>,
     pub carrier: Option<String>,
-    pub category: Option<String>,
-    pub assignee_id: Option<String>,
-    /// Created in [from, to) (µs).
-    pub created_from: Option<i64>,
-    pub created_to: Option<i64>,
-    /// Free text: a case- and accent-insensitive substring of the searchable fields.
-    pub text: Option<String>,
 }
 
-impl ListQuery {
-    /// What `who` may list of it: its account only for a requester, the
-    /// catalog codes checked (INVALID_ARGUMENT naming the field), the text
-    /// as a LIKE pattern over the folded search text, and the statuses the
-    /// stage and the status list leave (they narrow each other).
+impl Query<Incident> for ListQuery {
+    fn criteria(&mut self) -> &mut Criteria {
+        &mut self.criteria
+    }
+
+    /// The stage and the status list narrow each other.
     fn selection(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<Incident>> {
         let mut v = Violations::default();
         if let Some(c) = &self.carrier
@@ -55,7 +47,7 @@ impl ListQuery {
                 format!("unknown carrier {c:?}; see ListCarriers"),
             );
         }
-        if let Some(c) = &self.category
+        if let Some(c) = &self.criteria.category
             && catalog.category(c).is_none()
         {
             v.push(
@@ -76,11 +68,7 @@ impl ListQuery {
             common: Filter {
                 account: who.scope().map(str::to_owned),
                 statuses: vec![],
-                category: self.category.clone(),
-                assignee_id: self.assignee_id.clone(),
-                created_from: self.created_from,
-                created_to: self.created_to,
-                search_pattern: self.text.as_deref().map(like_contains),
+                criteria: self.criteria.clone(),
             },
             kinds: self.kinds.iter().map(|k| k.as_str()).collect(),
             carrier: self.carrier.clone(),
@@ -151,32 +139,6 @@ impl Incidents {
             .create(who, key, fingerprint, true, |header| {
                 Incident::file(header, new, catalog, time_zone)
             })
-            .await
-    }
-
-    pub async fn list(
-        &self,
-        who: &Principal,
-        query: ListQuery,
-        paging: Paging<i64>,
-    ) -> Result<Page<Incident>> {
-        let selection = query.selection(who, self.flow.catalog())?;
-        self.flow.list(selection, paging).await
-    }
-
-    /// Starts an export of the incidents `query` selects, oldest first;
-    /// returns the row count and the file's chunks.
-    pub async fn export(
-        &self,
-        who: &Principal,
-        query: ListQuery,
-        columns: Vec<&'static Column<ExportRow>>,
-        locale: Locale,
-        time_zone: Tz,
-    ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
-        let selection = query.selection(who, self.flow.catalog())?;
-        self.flow
-            .export(who, selection, columns, locale, time_zone)
             .await
     }
 

@@ -18,7 +18,9 @@ use crate::domain::clock::Clock;
 use crate::domain::event::{Comment, Event, EventPayload};
 use crate::domain::principal::{Locale, Principal};
 use crate::domain::text::fold;
-use crate::domain::ticket::{self, By, Header, Idempotency, Lookup, Outcome, Person, Ticket};
+use crate::domain::ticket::{
+    self, By, Criteria, Header, Idempotency, Lookup, Outcome, Person, Ticket,
+};
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::events::{self, ActorRef};
@@ -29,6 +31,18 @@ use crate::store::{self, Snapshot, Store, db_error};
 pub trait Kind: Stored {}
 
 impl<T: Stored> Kind for T {}
+
+/// A list request of one ticket type (ListIncidents, ListConsultations,
+/// the filter of their reports), as parsed at the edge.
+pub trait Query<T: Kind>: Send + Sync {
+    /// The filters every ticket type has.
+    fn criteria(&mut self) -> &mut Criteria;
+
+    /// What `who` may list of it: its account only for a requester, the
+    /// catalog codes checked (INVALID_ARGUMENT naming the field), the
+    /// status narrowing.
+    fn selection(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<T>>;
+}
 
 /// The validated filters of a list or a report, with its status narrowing.
 pub struct Selection<T: Kind> {
@@ -340,13 +354,18 @@ impl<T: Kind> Workflow<T> {
         thread::list_events(conn, &ticket.header().id, who, after_sequence, limit).await
     }
 
-    /// A page of the tickets `selection` picks, with the per-status counts.
-    pub async fn list(&self, selection: Selection<T>, paging: Paging<T::Tie>) -> Result<Page<T>> {
+    /// A page of the tickets `query` picks for `who`, with the per-status counts.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        query: &impl Query<T>,
+        paging: Paging<T::Tie>,
+    ) -> Result<Page<T>> {
         let conn = self.store.conn();
         let Selection {
             mut filter,
             statuses,
-        } = selection;
+        } = query.selection(who, &self.catalog)?;
         let counts = tickets::count_by_status::<T>(conn, &filter).await?;
         let total_size = counts
             .iter()
@@ -379,12 +398,12 @@ impl<T: Kind> Workflow<T> {
         Ok(page)
     }
 
-    /// Starts an export of the tickets `selection` picks, oldest first;
-    /// returns the row count and the file's chunks.
+    /// Starts an export of the tickets `query` picks for `who`, oldest
+    /// first; returns the row count and the file's chunks.
     pub async fn export(
         &self,
         who: &Principal,
-        selection: Selection<T>,
+        query: &impl Query<T>,
         columns: Vec<&'static Column<T::ExportRow>>,
         locale: Locale,
         time_zone: Tz,
@@ -392,7 +411,7 @@ impl<T: Kind> Workflow<T> {
         let Selection {
             mut filter,
             statuses,
-        } = selection;
+        } = query.selection(who, &self.catalog)?;
         let empty = statuses.as_ref().is_some_and(Vec::is_empty);
         if let Some(only) = &statuses {
             filter.common().statuses = only

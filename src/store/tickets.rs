@@ -13,7 +13,8 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::db_error;
 use super::entity::{consultation, incident};
-use crate::domain::ticket::{Lookup, Ticket};
+use crate::domain::text::like_contains;
+use crate::domain::ticket::{Criteria, Lookup, Ticket};
 use crate::domain::{Code, Error};
 
 /// The rows of one query, read as the consumer asks for them.
@@ -159,40 +160,36 @@ pub struct Filter {
     pub account: Option<String>,
     /// Empty means any.
     pub statuses: Vec<&'static str>,
-    pub category: Option<String>,
-    pub assignee_id: Option<String>,
-    /// Created in [from, to) (µs).
-    pub created_from: Option<i64>,
-    pub created_to: Option<i64>,
-    /// A LIKE pattern over `search_text` (see `domain::text::like_contains`).
-    pub search_pattern: Option<String>,
+    pub criteria: Criteria,
 }
 
 impl Filter {
     pub fn apply<E: TicketTable>(&self, mut query: Select<E>) -> Select<E> {
+        let c = &self.criteria;
         if let Some(account) = &self.account {
             query = query.filter(E::ACCOUNT.eq(account.as_str()));
         }
         if !self.statuses.is_empty() {
             query = query.filter(E::STATUS.is_in(self.statuses.iter().copied()));
         }
-        if let Some(category) = &self.category {
+        if let Some(category) = &c.category {
             query = query.filter(E::CATEGORY.eq(category.as_str()));
         }
-        if let Some(assignee) = &self.assignee_id {
+        if let Some(assignee) = &c.assignee_id {
             query = query.filter(E::ASSIGNEE_ID.eq(assignee.as_str()));
         }
-        if let Some(from) = self.created_from {
+        if let Some(from) = c.created_from {
             query = query.filter(E::CREATED_AT.gte(from));
         }
-        if let Some(to) = self.created_to {
+        if let Some(to) = c.created_to {
             query = query.filter(E::CREATED_AT.lt(to));
         }
-        if let Some(pattern) = &self.search_pattern {
+        if let Some(text) = &c.text {
             use sea_orm::sea_query::ExprTrait as _;
-            query = query.filter(
-                Expr::col(E::SEARCH_TEXT).like(LikeExpr::new(pattern.as_str()).escape('\\')),
-            );
+            // The search text is folded (see `domain::text::fold`); so is the pattern.
+            let pattern = like_contains(text);
+            query =
+                query.filter(Expr::col(E::SEARCH_TEXT).like(LikeExpr::new(pattern).escape('\\')));
         }
         query
     }
@@ -215,7 +212,7 @@ pub async fn page<T: Stored>(
     limit: u64,
 ) -> Result<Vec<T>, Error> {
     let mut filter = filter.clone();
-    let common = filter.common();
+    let common = &mut filter.common().criteria;
     (common.created_from, common.created_to) = seek_range(
         common.created_from,
         common.created_to,
