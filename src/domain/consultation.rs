@@ -12,11 +12,19 @@ use super::ticket::{By, Header, Outcome, Ticket};
 use super::{Error, Result};
 
 string_enum!(
-    Complexity { Simple = "SIMPLE", Collaborative = "COLLABORATIVE", Technology = "TECHNOLOGY" }
+    Complexity {
+        Simple = "SIMPLE" ("Simple", "Simple"),
+        Collaborative = "COLLABORATIVE" ("Colaborativa", "Collaborative"),
+        Technology = "TECHNOLOGY" ("Tecnología", "Technology"),
+    }
 );
 
 string_enum!(
-    ConsultationStatus { Received = "RECEIVED", InProgress = "IN_PROGRESS", Solved = "SOLVED" }
+    ConsultationStatus {
+        Received = "RECEIVED" ("Recepcionado", "Received"),
+        InProgress = "IN_PROGRESS" ("En curso", "In progress"),
+        Solved = "SOLVED" ("Solución", "Solved"),
+    }
 );
 
 /// How long each complexity may take; TECHNOLOGY's due time is configurable.
@@ -64,17 +72,6 @@ impl Complexity {
         self != Self::Simple
     }
 
-    pub fn label(self, locale: Locale) -> &'static str {
-        match (self, locale) {
-            (Self::Simple, Locale::Es) => "Simple",
-            (Self::Simple, Locale::En) => "Simple",
-            (Self::Collaborative, Locale::Es) => "Colaborativa",
-            (Self::Collaborative, Locale::En) => "Collaborative",
-            (Self::Technology, Locale::Es) => "Tecnología",
-            (Self::Technology, Locale::En) => "Technology",
-        }
-    }
-
     /// What a chat bot can tell the driver before filing.
     pub fn promise(self, targets: &Targets, locale: Locale) -> String {
         let hours = targets.technology_due.as_secs().div_ceil(3600);
@@ -98,17 +95,6 @@ impl Complexity {
 }
 
 impl ConsultationStatus {
-    pub fn label(self, locale: Locale) -> &'static str {
-        match (self, locale) {
-            (Self::Received, Locale::Es) => "Recepcionado",
-            (Self::Received, Locale::En) => "Received",
-            (Self::InProgress, Locale::Es) => "En curso",
-            (Self::InProgress, Locale::En) => "In progress",
-            (Self::Solved, Locale::Es) => "Solución",
-            (Self::Solved, Locale::En) => "Solved",
-        }
-    }
-
     pub fn is_terminal(self) -> bool {
         self == Self::Solved
     }

@@ -9,53 +9,49 @@ use chrono_tz::Tz;
 use super::calendar::Calendar;
 use super::catalog::{Carrier, Catalog};
 use super::event::{EventPayload, TicketType};
-use super::principal::{Locale, Role};
+use super::principal::Role;
 use super::ticket::{By, Header, Outcome, Ticket};
 use super::{Error, Result};
 
 string_enum!(
     /// Shipment problem or additional-charge dispute.
-    IncidentKind { Shipment = "SHIPMENT", AdditionalCharge = "ADDITIONAL_CHARGE" }
+    IncidentKind {
+        Shipment = "SHIPMENT" ("Envío", "Shipment"),
+        AdditionalCharge = "ADDITIONAL_CHARGE" ("Cargo adicional", "Additional charge"),
+    }
 );
 
 string_enum!(
     IncidentStatus {
-        NewTicket = "NEW_TICKET",
-        MissingData = "MISSING_DATA",
-        InProgress = "IN_PROGRESS",
-        PreApproved = "PRE_APPROVED",
-        Finalized = "FINALIZED",
-        Declined = "DECLINED",
-        Cancelled = "CANCELLED",
+        NewTicket = "NEW_TICKET" ("Nuevo ticket", "New ticket"),
+        MissingData = "MISSING_DATA" ("Datos faltantes", "Missing data"),
+        InProgress = "IN_PROGRESS" ("En curso", "In progress"),
+        PreApproved = "PRE_APPROVED" ("Pre aprobado", "Pre-approved"),
+        Finalized = "FINALIZED" ("Finalizado", "Finalized"),
+        Declined = "DECLINED" ("Declinado", "Declined"),
+        Cancelled = "CANCELLED" ("Cancelado", "Cancelled"),
     }
 );
 
 string_enum!(
     /// The list tabs.
-    Stage { New = "NEW", InReview = "IN_REVIEW", Resolved = "RESOLVED" }
+    Stage {
+        New = "NEW" ("Nuevos", "New"),
+        InReview = "IN_REVIEW" ("En revisión", "In review"),
+        Resolved = "RESOLVED" ("Resueltos", "Resolved"),
+    }
 );
 
 string_enum!(
     ResolutionReason {
-        Resolved = "RESOLVED",
-        Indemnified = "INDEMNIFIED",
-        NoCustomerResponse = "NO_CUSTOMER_RESPONSE",
-        OutOfClaimWindow = "OUT_OF_CLAIM_WINDOW",
-        CarrierRejected = "CARRIER_REJECTED",
-        Cancelled = "CANCELLED",
+        Resolved = "RESOLVED" ("Resuelto", "Resolved"),
+        Indemnified = "INDEMNIFIED" ("Indemnizado", "Indemnified"),
+        NoCustomerResponse = "NO_CUSTOMER_RESPONSE" ("Sin respuesta del cliente", "No customer response"),
+        OutOfClaimWindow = "OUT_OF_CLAIM_WINDOW" ("Fuera del plazo de reclamación", "Out of claim window"),
+        CarrierRejected = "CARRIER_REJECTED" ("Rechazado por la paquetería", "Rejected by the carrier"),
+        Cancelled = "CANCELLED" ("Cancelado", "Cancelled"),
     }
 );
-
-impl IncidentKind {
-    pub fn label(self, locale: Locale) -> &'static str {
-        match (self, locale) {
-            (Self::Shipment, Locale::Es) => "Envío",
-            (Self::Shipment, Locale::En) => "Shipment",
-            (Self::AdditionalCharge, Locale::Es) => "Cargo adicional",
-            (Self::AdditionalCharge, Locale::En) => "Additional charge",
-        }
-    }
-}
 
 impl IncidentStatus {
     pub fn stage(self) -> Stage {
@@ -77,58 +73,6 @@ impl IncidentStatus {
             .copied()
             .filter(|s| s.stage() == stage)
             .collect()
-    }
-
-    /// The customer-facing label.
-    pub fn label(self, locale: Locale) -> &'static str {
-        match (self, locale) {
-            (Self::NewTicket, Locale::Es) => "Nuevo ticket",
-            (Self::NewTicket, Locale::En) => "New ticket",
-            (Self::MissingData, Locale::Es) => "Datos faltantes",
-            (Self::MissingData, Locale::En) => "Missing data",
-            (Self::InProgress, Locale::Es) => "En curso",
-            (Self::InProgress, Locale::En) => "In progress",
-            (Self::PreApproved, Locale::Es) => "Pre aprobado",
-            (Self::PreApproved, Locale::En) => "Pre-approved",
-            (Self::Finalized, Locale::Es) => "Finalizado",
-            (Self::Finalized, Locale::En) => "Finalized",
-            (Self::Declined, Locale::Es) => "Declinado",
-            (Self::Declined, Locale::En) => "Declined",
-            (Self::Cancelled, Locale::Es) => "Cancelado",
-            (Self::Cancelled, Locale::En) => "Cancelled",
-        }
-    }
-}
-
-impl ResolutionReason {
-    pub fn label(self, locale: Locale) -> &'static str {
-        match (self, locale) {
-            (Self::Resolved, Locale::Es) => "Resuelto",
-            (Self::Resolved, Locale::En) => "Resolved",
-            (Self::Indemnified, Locale::Es) => "Indemnizado",
-            (Self::Indemnified, Locale::En) => "Indemnified",
-            (Self::NoCustomerResponse, Locale::Es) => "Sin respuesta del cliente",
-            (Self::NoCustomerResponse, Locale::En) => "No customer response",
-            (Self::OutOfClaimWindow, Locale::Es) => "Fuera del plazo de reclamación",
-            (Self::OutOfClaimWindow, Locale::En) => "Out of claim window",
-            (Self::CarrierRejected, Locale::Es) => "Rechazado por la paquetería",
-            (Self::CarrierRejected, Locale::En) => "Rejected by the carrier",
-            (Self::Cancelled, Locale::Es) => "Cancelado",
-            (Self::Cancelled, Locale::En) => "Cancelled",
-        }
-    }
-}
-
-impl Stage {
-    pub fn label(self, locale: Locale) -> &'static str {
-        match (self, locale) {
-            (Self::New, Locale::Es) => "Nuevos",
-            (Self::New, Locale::En) => "New",
-            (Self::InReview, Locale::Es) => "En revisión",
-            (Self::InReview, Locale::En) => "In review",
-            (Self::Resolved, Locale::Es) => "Resueltos",
-            (Self::Resolved, Locale::En) => "Resolved",
-        }
     }
 }
 

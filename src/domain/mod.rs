@@ -1,7 +1,25 @@
 //! Pure rules: statuses and transitions, principals, text handling, errors.
 //! Nothing here knows about the wire or the database.
 /// A fieldless enum stored and sent as its upper-case name.
+/// With labels, `Variant = "NAME" ("etiqueta", "label")`, it also gets the
+/// customer-facing `label` in each language.
 macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident {
+        $($variant:ident = $text:literal ($es:literal, $en:literal)),+ $(,)?
+    }) => {
+        string_enum!($(#[$meta])* $name { $($variant = $text),+ });
+
+        impl $name {
+            /// The customer-facing label.
+            pub fn label(self, locale: $crate::domain::principal::Locale) -> &'static str {
+                use $crate::domain::principal::Locale;
+                match (self, locale) {
+                    $(($name::$variant, Locale::Es) => $es,
+                      ($name::$variant, Locale::En) => $en,)+
+                }
+            }
+        }
+    };
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,9 +3,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::validate::{
-    self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list, expected_version, incomplete, ticket_id,
-};
+use super::validate::{self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list, incomplete};
 use chrono_tz::Tz;
 
 use super::thread::ticket_service;
@@ -150,21 +148,14 @@ ticket_service! {
     ) -> Result<Response<Consultation>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("id", &r.id))?;
-        let to = v.check(convert::parse_consultation_status("status", r.status))?;
-        let expected = v
-            .check(expected_version(r.expected_version, true))?
-            .flatten();
-        let comment = v
-            .check(text::optional("comment", &r.comment, MAX_TEXT))?
-            .flatten();
-        v.into_result()?;
-        let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
-            return Err(incomplete("id").into());
-        };
-        let model = self
-            .consultations
+        let (id, expected, (to, comment)) =
+            validate::change(&r.id, r.expected_version, true, |v| {
+                let to = v.check(convert::parse_consultation_status("status", r.status))?;
+                let comment = v.check(text::optional("comment", &r.comment, MAX_TEXT))?;
+                Ok(to.map(|to| (to, comment.flatten())))
+            })?;
+        let consultations = &self.consultations;
+        let model = consultations
             .change_status(&who, &id, to, expected, comment)
             .await?;
         Ok(self.reply(&model, locale))
@@ -176,20 +167,11 @@ ticket_service! {
     ) -> Result<Response<Consultation>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("id", &r.id))?;
-        let to = v.check(convert::parse_complexity("complexity", r.complexity))?;
-        let expected = v
-            .check(expected_version(r.expected_version, true))?
-            .flatten();
-        v.into_result()?;
-        let (Some(id), Some(to), Some(expected)) = (id, to, expected) else {
-            return Err(incomplete("id").into());
-        };
-        let model = self
-            .consultations
-            .reclassify(&who, &id, to, expected)
-            .await?;
+        let (id, expected, to) = validate::change(&r.id, r.expected_version, true, |v| {
+            v.check(convert::parse_complexity("complexity", r.complexity))
+        })?;
+        let consultations = &self.consultations;
+        let model = consultations.reclassify(&who, &id, to, expected).await?;
         Ok(self.reply(&model, locale))
     }
 

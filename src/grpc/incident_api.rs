@@ -8,10 +8,7 @@ use super::caller;
 use super::convert::{self, micros};
 use super::page_token;
 use super::thread::ticket_service;
-use super::validate::{
-    self, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, expected_version, incomplete,
-    ticket_id,
-};
+use super::validate::{self, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, incomplete};
 use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
@@ -117,30 +114,19 @@ ticket_service! {
     ) -> Result<Response<Incident>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("id", &r.id))?;
-        let to = v.check(convert::parse_incident_status("status", r.status))?;
-        let expected = v
-            .check(expected_version(r.expected_version, true))?
-            .flatten();
-        let reason = v.check(convert::parse_reason(r.reason))?.flatten();
-        let comment = v
-            .check(text::optional("comment", &r.comment, MAX_TEXT))?
-            .flatten();
-        v.into_result()?;
-        let (Some(id), Some(to)) = (id, to) else {
-            return Err(incomplete("id").into());
-        };
-        let change = StatusChange {
-            to,
-            reason,
-            comment,
-            note: None,
-        };
-        let model = self
-            .incidents
-            .change_status(&who, &id, expected, change)
-            .await?;
+        let (id, expected, change) = validate::change(&r.id, r.expected_version, true, |v| {
+            let to = v.check(convert::parse_incident_status("status", r.status))?;
+            let reason = v.check(convert::parse_reason(r.reason))?.flatten();
+            let comment = v.check(text::optional("comment", &r.comment, MAX_TEXT))?;
+            Ok(to.map(|to| StatusChange {
+                to,
+                reason,
+                comment: comment.flatten(),
+                note: None,
+            }))
+        })?;
+        let incidents = &self.incidents;
+        let model = incidents.change_status(&who, &id, expected, change).await?;
         Ok(self.reply(&model, locale))
     }
 
@@ -150,26 +136,17 @@ ticket_service! {
     ) -> Result<Response<Incident>, Status> {
         let (who, locale) = caller(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.check(ticket_id("id", &r.id))?;
-        let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
-        let expected = v
-            .check(expected_version(r.expected_version, false))?
-            .flatten();
-        v.into_result()?;
-        let (Some(id), Some(reason)) = (id, reason) else {
-            return Err(incomplete("id").into());
-        };
-        let change = StatusChange {
-            to: IncidentStatus::Cancelled,
-            reason: None,
-            comment: None,
-            note: Some(reason),
-        };
-        let model = self
-            .incidents
-            .change_status(&who, &id, expected, change)
-            .await?;
+        let (id, expected, change) = validate::change(&r.id, r.expected_version, false, |v| {
+            let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
+            Ok(reason.map(|note| StatusChange {
+                to: IncidentStatus::Cancelled,
+                reason: None,
+                comment: None,
+                note: Some(note),
+            }))
+        })?;
+        let incidents = &self.incidents;
+        let model = incidents.change_status(&who, &id, expected, change).await?;
         Ok(self.reply(&model, locale))
     }
 

@@ -194,3 +194,23 @@ pub fn paging<Tie: serde::de::DeserializeOwned>(
         page_size,
     })
 }
+
+/// A request to change ticket `id`: its id, the version its caller read
+/// (`required` or not), and what `rest` reads of the other fields (`None`
+/// where it found a violation). Every violation is reported at once.
+pub fn change<X>(
+    id: &str,
+    expected: i64,
+    required: bool,
+    rest: impl FnOnce(&mut Violations) -> Result<Option<X>>,
+) -> Result<(String, Option<i64>, X)> {
+    let mut v = Violations::default();
+    let id = v.check(ticket_id("id", id))?;
+    let expected = v.check(expected_version(expected, required))?.flatten();
+    let rest = rest(&mut v)?;
+    v.into_result()?;
+    match (id, rest) {
+        (Some(id), Some(rest)) => Ok((id, expected, rest)),
+        _ => Err(incomplete("id")),
+    }
+}

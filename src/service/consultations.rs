@@ -116,14 +116,14 @@ impl Consultations {
         who: &Principal,
         id: &str,
         to: ConsultationStatus,
-        expected_version: i64,
+        expected_version: Option<i64>,
         comment: Option<String>,
     ) -> Result<Consultation> {
         self.flow
             .change(
                 who,
                 id,
-                Some(expected_version),
+                expected_version,
                 |_| consultation::may_change_status(who.role),
                 |current, now| current.change_status(to, comment, who.role, now),
             )
@@ -137,11 +137,11 @@ impl Consultations {
         who: &Principal,
         id: &str,
         to: Complexity,
-        expected_version: i64,
+        expected_version: Option<i64>,
     ) -> Result<Consultation> {
         let change = self.flow.begin(who, id).await?;
         ticket::agents_only::<Consultation>(who, "reclassify")?;
-        ticket::check_version(&change.current, Some(expected_version))?;
+        ticket::check_version(&change.current, expected_version)?;
         let number = match change.current.gets_number(to) {
             true => Some(change.next_number().await?),
             false => None,

@@ -24,7 +24,7 @@ use crate::domain::ticket::{
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::events::{self, ActorRef};
-use crate::store::tickets::{self, RowStream, Stored, TicketFilter};
+use crate::store::tickets::{self, ExportRow, RowStream, Stored, TicketFilter, TicketTable, Tie};
 use crate::store::{self, Snapshot, Store, db_error};
 
 /// A ticket type the workflow can run: its domain rules and its rows.
@@ -52,11 +52,10 @@ pub struct Selection<T: Kind> {
 }
 
 /// A page of a ticket list.
-#[derive(Debug, Clone)]
 pub struct Page<T: Kind> {
     pub tickets: Vec<T>,
     /// (created_at, tie) of the page's last ticket, when more follow.
-    pub next: Option<(i64, T::Tie)>,
+    pub next: Option<(i64, Tie<T>)>,
     /// How many tickets the whole selection holds.
     pub total_size: i64,
     /// Per status, for the filters without the status narrowing.
@@ -109,7 +108,7 @@ pub struct Change<'a, T: Kind> {
 impl<T: Kind> Change<'_, T> {
     /// The next number of the ticket type's counter, inside the change.
     pub async fn next_number(&self) -> Result<i64> {
-        store::next_value(&self.txn, T::NUMBERS).await
+        store::next_value(&self.txn, <T::Table as TicketTable>::NUMBERS).await
     }
 
     /// Writes the outcome (if the ticket is still at the version read), its
@@ -208,7 +207,7 @@ impl<T: Kind> Workflow<T> {
         }
         let now = self.now();
         let number = match numbered {
-            true => Some(store::next_value(&txn, T::NUMBERS).await?),
+            true => Some(store::next_value(&txn, <T::Table as TicketTable>::NUMBERS).await?),
             false => None,
         };
         let header = Header {
@@ -359,7 +358,7 @@ impl<T: Kind> Workflow<T> {
         &self,
         who: &Principal,
         query: &impl Query<T>,
-        paging: Paging<T::Tie>,
+        paging: Paging<Tie<T>>,
     ) -> Result<Page<T>> {
         let conn = self.store.conn();
         let Selection {
@@ -404,7 +403,7 @@ impl<T: Kind> Workflow<T> {
         &self,
         who: &Principal,
         query: &impl Query<T>,
-        columns: Vec<&'static Column<T::ExportRow>>,
+        columns: Vec<&'static Column<ExportRow<T>>>,
         locale: Locale,
         time_zone: Tz,
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
@@ -575,9 +574,9 @@ struct Rows<T: Kind> {
 }
 
 impl<T: Kind> RowSource for Rows<T> {
-    type Row = T::ExportRow;
+    type Row = ExportRow<T>;
 
-    async fn rows(&self) -> Result<RowStream<'_, T::ExportRow>> {
+    async fn rows(&self) -> Result<RowStream<'_, ExportRow<T>>> {
         if self.empty {
             return Ok(Box::pin(tokio_stream::empty()));
         }

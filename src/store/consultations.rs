@@ -2,7 +2,6 @@
 //! and the list filters of their own.
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Select};
 
-use super::CONSULTATION_NUMBER;
 use super::entity::consultation::{self, Column, Entity};
 use super::tickets::{Filter, Stored, TicketFilter, header_of, parse_code, row_of};
 use crate::domain::Error;
@@ -35,9 +34,6 @@ impl TicketFilter for ConsultationFilter {
 impl Stored for Consultation {
     type Table = Entity;
     type Filter = ConsultationFilter;
-    type ExportRow = consultation::ExportRow;
-    type Tie = String;
-    const NUMBERS: &'static str = CONSULTATION_NUMBER;
 
     fn from_row(m: consultation::Model) -> Result<Self, Error> {
         Ok(Consultation {

@@ -6,9 +6,9 @@ use sea_orm::{
     QuerySelect, Select,
 };
 
+use super::db_error;
 use super::entity::incident::{self, Column, Entity};
 use super::tickets::{Filter, Stored, TicketFilter, header_of, parse_code, row_of};
-use super::{INCIDENT_NUMBER, db_error};
 use crate::domain::Error;
 use crate::domain::incident::{Incident, IncidentStatus, Money, TrackingNumber};
 
@@ -50,9 +50,6 @@ const OPEN_UNPAUSED: [IncidentStatus; 3] = [
 impl Stored for Incident {
     type Table = Entity;
     type Filter = IncidentFilter;
-    type ExportRow = incident::ExportRow;
-    type Tie = i64;
-    const NUMBERS: &'static str = INCIDENT_NUMBER;
 
     fn from_row(m: incident::Model) -> Result<Self, Error> {
         let id = m.id.clone();

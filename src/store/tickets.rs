@@ -36,10 +36,16 @@ pub trait TicketTable: EntityTrait {
     /// Orders tickets created in the same microsecond (with CREATED_AT, the
     /// order of lists and exports).
     const TIE: Self::Column;
+    /// The value of `TIE` (page tokens carry it).
+    type Tie: Into<Value> + Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
+    /// The counter its numbers come from.
+    const NUMBERS: &'static str;
+    /// The export's projection (see `entity::incident::ExportRow`).
+    type ExportRow: PartialModelTrait + Send + Sync + 'static;
 }
 
 macro_rules! ticket_table {
-    ($table:ident, tie = $tie:ident) => {
+    ($table:ident, tie = $tie:ident: $tie_type:ty, numbers = $numbers:ident) => {
         impl TicketTable for $table::Entity {
             const ID: $table::Column = $table::Column::Id;
             const NUMBER: $table::Column = $table::Column::Number;
@@ -53,12 +59,15 @@ macro_rules! ticket_table {
             const SEARCH_TEXT: $table::Column = $table::Column::SearchText;
             const CREATED_AT: $table::Column = $table::Column::CreatedAt;
             const TIE: $table::Column = $table::Column::$tie;
+            type Tie = $tie_type;
+            const NUMBERS: &'static str = super::$numbers;
+            type ExportRow = $table::ExportRow;
         }
     };
 }
 
-ticket_table!(incident, tie = Number);
-ticket_table!(consultation, tie = Id);
+ticket_table!(incident, tie = Number: i64, numbers = INCIDENT_NUMBER);
+ticket_table!(consultation, tie = Id: String, numbers = CONSULTATION_NUMBER);
 
 /// The columns of `Header` as a row holds them, under the same names in
 /// both tables: `header_of!(row)` reads them into a `Header`.
@@ -120,6 +129,10 @@ macro_rules! row_of {
 pub(crate) use row_of;
 
 type Row<E> = <E as EntityTrait>::Model;
+/// The tie-breaking value of a ticket type's order (see `TicketTable::TIE`).
+pub type Tie<T> = <<T as Stored>::Table as TicketTable>::Tie;
+/// The export projection of a ticket type.
+pub type ExportRow<T> = <<T as Stored>::Table as TicketTable>::ExportRow;
 
 /// A ticket type as stored: its table, the filters of its lists, and the
 /// one mapping between its rows and its domain type.
@@ -128,18 +141,12 @@ pub trait Stored: Ticket {
         Model: IntoActiveModel<<Self::Table as EntityTrait>::ActiveModel> + Sync,
     >;
     type Filter: TicketFilter<Table = Self::Table>;
-    /// The export's projection (see `entity::incident::ExportRow`).
-    type ExportRow: PartialModelTrait + Send + Sync + 'static;
-    /// The value of `TicketTable::TIE` (page tokens carry it).
-    type Tie: Into<Value> + Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
-    /// The counter its numbers come from.
-    const NUMBERS: &'static str;
 
     /// A stored row as the domain type; a row the domain cannot read (an
     /// unknown status, say) is INTERNAL, here and nowhere else.
     fn from_row(row: Row<Self::Table>) -> Result<Self, Error>;
     fn to_row(&self, search_text: String) -> Row<Self::Table>;
-    fn tie(&self) -> Self::Tie;
+    fn tie(&self) -> Tie<Self>;
     /// Tickets whose target can still be breached, and that target's column.
     fn breach_candidates() -> (Select<Self::Table>, <Self::Table as EntityTrait>::Column);
 }
@@ -208,7 +215,7 @@ pub async fn page<T: Stored>(
     conn: &impl ConnectionTrait,
     filter: &T::Filter,
     descending: bool,
-    cursor: Option<(i64, T::Tie)>,
+    cursor: Option<(i64, Tie<T>)>,
     limit: u64,
 ) -> Result<Vec<T>, Error> {
     let mut filter = filter.clone();
@@ -306,12 +313,12 @@ pub fn seek_range(
 pub async fn stream<'a, T: Stored>(
     txn: &'a DatabaseTransaction,
     filter: &T::Filter,
-) -> Result<RowStream<'a, T::ExportRow>, Error> {
+) -> Result<RowStream<'a, ExportRow<T>>, Error> {
     let rows = filter
         .apply(T::Table::find())
         .order_by_asc(T::Table::CREATED_AT)
         .order_by_asc(T::Table::TIE)
-        .into_partial_model::<T::ExportRow>()
+        .into_partial_model::<ExportRow<T>>()
         .stream(txn)
         .await
         .map_err(db_error)?;
