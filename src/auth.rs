@@ -86,17 +86,42 @@ impl Verifier {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(Error::Unauthenticated("malformed bearer token".into()));
         }
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                Error::Unauthenticated(match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired".to_owned(),
-                    ErrorKind::InvalidSignature => "token signature is invalid".to_owned(),
-                    _ => format!("invalid token: {e}"),
-                })
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(rejection)?;
         principal(data.claims)
     }
+}
+
+/// A plain message for a token jsonwebtoken refused. Its own messages name
+/// serde and base64 internals (`unknown variant `none`, expected one of…`,
+/// `Invalid last symbol 116`), which tell a client nothing it can act on;
+/// they are logged at debug level for whoever runs the server.
+fn rejection(err: jsonwebtoken::errors::Error) -> Error {
+    use jsonwebtoken::errors::ErrorKind;
+    tracing::debug!(error = %err, "bearer token refused");
+    let message = match err.kind() {
+        ErrorKind::ExpiredSignature => "token expired".to_owned(),
+        ErrorKind::ImmatureSignature => {
+            "token is not valid yet (its nbf is in the future)".to_owned()
+        }
+        ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => {
+            "token signature is invalid".to_owned()
+        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName => {
+            "token is signed with an algorithm this server does not accept".to_owned()
+        }
+        // The name is one of the claims the validation requires (exp, sub).
+        ErrorKind::MissingRequiredClaim(claim) => format!("token has no {claim} claim"),
+        ErrorKind::Json(_) => "token header or claims are not the expected JSON".to_owned(),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            "malformed bearer token".to_owned()
+        }
+        // Key errors and kinds added by later versions (the enum is non-exhaustive).
+        _ => "invalid token".to_owned(),
+    };
+    Error::Unauthenticated(message)
 }
 
 fn principal(claims: Claims) -> Result<Principal, Error> {

@@ -164,3 +164,71 @@ async fn the_server_stops_cleanly_when_asked_and_closes_its_port() {
         .await;
     assert_code(result, Code::Unavailable);
 }
+
+/// Calls ListIncidents with `authorization: Bearer <token>` and returns the
+/// UNAUTHENTICATED status it must get.
+async fn refused(app: &TestApp, token: &str) -> tonic::Status {
+    let mut request = Request::new(ListIncidentsRequest::default());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    assert_code(
+        app.incidents().list_incidents(request).await,
+        Code::Unauthenticated,
+    )
+}
+
+fn b64(json: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+#[tokio::test]
+async fn token_errors_are_plain_and_name_no_library_internals() {
+    let app = TestApp::spawn().await;
+    let valid = token("agent", "ana", None);
+    let mut parts = valid.split('.');
+    let (header, payload) = (parts.next().unwrap(), parts.next().unwrap());
+    let hs256 = b64(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = b64(r#"{"sub":"ana","role":"agent","exp":4000000000}"#);
+    for token in [
+        // alg none, and an algorithm the server does not use.
+        format!("{}.{claims}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
+        format!("{}.{claims}.c2ln", b64(r#"{"alg":"RS256","typ":"JWT"}"#)),
+        // A signature that is not base64url.
+        format!("{header}.{payload}.t"),
+        format!("{header}.{payload}.!!!"),
+        // A payload or header that is not JSON, or JSON of the wrong shape.
+        format!("{hs256}.{}.c2ln", b64("not json")),
+        format!("{}.{claims}.c2ln", b64("[1, 2]")),
+        format!(
+            "{hs256}.{}.c2ln",
+            b64(r#"{"sub":7,"role":"agent","exp":4000000000}"#)
+        ),
+        // Not three parts.
+        "abc.def".to_owned(),
+        "a.b.c.d".to_owned(),
+    ] {
+        let status = refused(&app, &token).await;
+        let message = status.message();
+        for internal in [
+            "variant",
+            "Base64",
+            "symbol",
+            "expected one of",
+            "invalid type",
+            "at line",
+            "column",
+            "JSON error",
+            "Error",
+            "`",
+            "HS384",
+        ] {
+            assert!(
+                !message.contains(internal),
+                "{token:?}: the message {message:?} names library internals ({internal:?})"
+            );
+        }
+    }
+}
