@@ -13,7 +13,11 @@ use crate::domain::principal::{Principal, Role};
 
 const SECRET_FILE: &str = "jwt-secret";
 const MAX_TOKEN_LEN: usize = 8 * 1024;
-const MAX_CLAIM_LEN: usize = 128;
+/// Longest `sub` and `account` (the ticket columns that keep them hold 128).
+const MAX_ID_CHARS: usize = 128;
+const MAX_NAME_CHARS: usize = 256;
+/// The longest address SMTP carries (RFC 5321's path limit less its brackets).
+const MAX_EMAIL_CHARS: usize = 254;
 
 /// The claims ticketd reads and `ticketd token` writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,38 +135,54 @@ fn principal(claims: Claims) -> Result<Principal, Error> {
             claims.role
         ))
     })?;
-    let sub = claims.sub.trim();
-    if sub.is_empty() || sub.len() > MAX_CLAIM_LEN {
+    let sub = text_claim("sub", claims.sub, MAX_ID_CHARS)?;
+    if sub.is_empty() {
         return Err(Error::Unauthenticated(
-            "the sub claim must be 1 to 128 characters".into(),
+            "the sub claim must not be empty".into(),
         ));
     }
-    let account = claims
-        .account
-        .map(|a| a.trim().to_owned())
-        .filter(|a| !a.is_empty());
-    if account.as_ref().is_some_and(|a| a.len() > MAX_CLAIM_LEN) {
-        return Err(Error::Unauthenticated(
-            "the account claim must be at most 128 characters".into(),
-        ));
-    }
+    // An empty optional claim counts as absent.
+    let optional = |claim, value: Option<String>, max| {
+        value
+            .map(|v| text_claim(claim, v, max))
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_empty()))
+    };
+    let account = optional("account", claims.account, MAX_ID_CHARS)?;
+    let name = optional("name", claims.name, MAX_NAME_CHARS)?;
+    let email = optional("email", claims.email, MAX_EMAIL_CHARS)?;
     if role == Role::Requester && account.is_none() {
         return Err(Error::Unauthenticated(
             "requester tokens need an account claim".into(),
         ));
     }
-    let name = claims
-        .name
-        .map(|n| n.trim().chars().take(256).collect::<String>())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| sub.to_owned());
     Ok(Principal {
-        sub: sub.to_owned(),
+        name: name.unwrap_or_else(|| sub.clone()),
+        sub,
         role,
         account,
-        name,
-        email: claims.email,
+        email,
     })
+}
+
+/// A text claim exactly as sent, or why it is refused: at most `max`
+/// characters, no control characters (C0, DEL and C1: PostgreSQL's text
+/// refuses NUL, and escape sequences would reach terminals and logs through
+/// names and accounts), and no whitespace at either end. Nothing is trimmed or
+/// normalised, so accounts compare byte for byte: " acme" is refused rather
+/// than taken for "acme", and "Acme" is another account.
+fn text_claim(claim: &str, value: String, max: usize) -> Result<String, Error> {
+    let refuse = |what: &str| Err(Error::Unauthenticated(format!("the {claim} claim {what}")));
+    if value.chars().count() > max {
+        return refuse(&format!("must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return refuse("must not contain control characters");
+    }
+    if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+        return refuse("must not begin or end with whitespace");
+    }
+    Ok(value)
 }
 
 /// Signs tokens with an HS256 secret (`ticketd token`, tests).

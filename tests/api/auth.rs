@@ -232,3 +232,80 @@ async fn token_errors_are_plain_and_name_no_library_internals() {
         }
     }
 }
+
+#[tokio::test]
+async fn claims_with_control_characters_edge_whitespace_or_too_long_are_unauthenticated() {
+    use ticketd::auth::{Claims, sign_hs256};
+    let app = TestApp::spawn().await;
+    let requester_with = |edit: &dyn Fn(&mut Claims)| {
+        let mut claims = Claims {
+            name: Some("Tienda 42".into()),
+            email: Some("tienda@acme.example".into()),
+            ..Claims::new("store-acme", "requester", Some("acme"), 4_000_000_000)
+        };
+        edit(&mut claims);
+        sign_hs256(SECRET, &claims).unwrap()
+    };
+    let mut cases: Vec<(&str, String)> = vec![];
+    for bad in [
+        "ac\0me",
+        "acme\u{1b}[31m",
+        "ac\u{7f}me",
+        "ac\u{85}me",
+        "ac\u{9b}me",
+        "ac\nme",
+        " acme",
+        "acme\n",
+        "\u{a0}acme",
+        "acme\t",
+    ] {
+        cases.push(("account", requester_with(&|c| c.account = Some(bad.into()))));
+        cases.push(("sub", requester_with(&|c| c.sub = bad.into())));
+        cases.push(("name", requester_with(&|c| c.name = Some(bad.into()))));
+        cases.push(("email", requester_with(&|c| c.email = Some(bad.into()))));
+    }
+    cases.push((
+        "account",
+        requester_with(&|c| c.account = Some("a".repeat(129))),
+    ));
+    cases.push(("sub", requester_with(&|c| c.sub = "s".repeat(129))));
+    cases.push(("name", requester_with(&|c| c.name = Some("n".repeat(257)))));
+    cases.push((
+        "email",
+        requester_with(&|c| c.email = Some("e".repeat(255))),
+    ));
+    for (claim, token) in &cases {
+        let create = app
+            .incidents()
+            .create_incident(req(token, new_incident("EST-1")))
+            .await;
+        let status = assert_code(create, Code::Unauthenticated);
+        assert!(
+            status.message().contains(&format!("the {claim} claim")),
+            "{claim}: {:?}",
+            status.message()
+        );
+        refused(&app, token).await;
+    }
+    // Nothing of theirs was stored.
+    let listed = app
+        .incidents()
+        .list_incidents(req(&agent(), ListIncidentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total_size, 0);
+
+    // Inner spaces, accents and the longest lengths are fine, and kept as sent.
+    let fine = requester_with(&|c| {
+        c.account = Some("á".repeat(128));
+        c.name = Some(format!("Ana López {}", "ñ".repeat(246)));
+    });
+    let incident = app
+        .incidents()
+        .create_incident(req(&fine, new_incident("EST-2")))
+        .await
+        .expect("a token with clean claims at the limits");
+    let requester = incident.into_inner().requester.expect("requester");
+    assert_eq!(requester.name, format!("Ana López {}", "ñ".repeat(246)));
+}
