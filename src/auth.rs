@@ -2,6 +2,7 @@
 //! with a public key. Without a configured secret, a random one is kept in
 //! `<data-dir>/jwt-secret` (mode 0600), shared by `ticketd serve` and `ticketd token`.
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -31,6 +32,10 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub exp: u64,
+    /// Not before (Unix seconds); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at (Unix seconds); 0 when absent.
     #[serde(default)]
     pub iat: u64,
 }
@@ -46,10 +51,15 @@ impl Claims {
             name: None,
             email: None,
             exp,
+            nbf: None,
             iat: 0,
         }
     }
 }
+
+/// How far the token issuer's clock may be from ours by default: `exp`, `nbf`
+/// and `iat` are each allowed this much either way.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// Verifies bearer tokens.
 #[derive(Clone)]
@@ -70,9 +80,17 @@ impl Verifier {
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 30;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key, validation }
+        Self { key, validation }.with_leeway(DEFAULT_LEEWAY)
+    }
+
+    /// Allows the issuer's clock this far from ours (whole seconds): a token
+    /// passes until `exp` + leeway, from `nbf` − leeway, and with an `iat` up
+    /// to leeway ahead.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway.as_secs();
+        self
     }
 
     /// Checks an `authorization` header value and returns the caller.
@@ -92,6 +110,13 @@ impl Verifier {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(rejection)?;
+        // jsonwebtoken checks exp and nbf but not iat.
+        let now = jsonwebtoken::get_current_timestamp();
+        if data.claims.iat > now.saturating_add(self.validation.leeway) {
+            return Err(Error::Unauthenticated(
+                "token is issued in the future (its iat is ahead of this server's clock)".into(),
+            ));
+        }
         principal(data.claims)
     }
 }

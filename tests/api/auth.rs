@@ -1,5 +1,7 @@
 //! Authentication over the wire.
+use std::time::Duration;
 use ticketd::pb::*;
+
 use tonic::{Code, Request};
 
 use crate::helpers::*;
@@ -308,4 +310,83 @@ async fn claims_with_control_characters_edge_whitespace_or_too_long_are_unauthen
         .expect("a token with clean claims at the limits");
     let requester = incident.into_inner().requester.expect("requester");
     assert_eq!(requester.name, format!("Ana López {}", "ñ".repeat(246)));
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An agent token whose times `edit` sets.
+fn agent_token_with(edit: impl FnOnce(&mut ticketd::auth::Claims)) -> String {
+    let mut claims = ticketd::auth::Claims::new("ana", "agent", None, now() + 3600);
+    edit(&mut claims);
+    ticketd::auth::sign_hs256(SECRET, &claims).unwrap()
+}
+
+async fn accepted(channel: &tonic::transport::Channel, token: &str) -> Result<(), tonic::Status> {
+    incident_service_client::IncidentServiceClient::new(channel.clone())
+        .list_incidents(req(token, ListIncidentsRequest::default()))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn tokens_not_yet_valid_or_issued_in_the_future_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let not_yet = agent_token_with(|c| c.nbf = Some(now() + 3600));
+    let status = refused(&app, &not_yet).await;
+    assert!(status.message().contains("nbf"), "{status:?}");
+    let from_the_future = agent_token_with(|c| c.iat = now() + 3600);
+    let status = refused(&app, &from_the_future).await;
+    assert!(status.message().contains("iat"), "{status:?}");
+    // Within the default leeway (30 s) of a clock a little ahead of ours, and
+    // a token valid from a moment ago, all pass.
+    for token in [
+        agent_token_with(|c| {
+            c.nbf = Some(now() + 10);
+            c.iat = now() + 10;
+        }),
+        agent_token_with(|c| c.exp = now() - 10),
+        agent_token_with(|c| {
+            c.nbf = Some(now() - 60);
+            c.iat = now() - 60;
+        }),
+    ] {
+        accepted(&app.channel, &token)
+            .await
+            .expect("within the leeway");
+    }
+}
+
+#[tokio::test]
+async fn the_clock_leeway_for_exp_nbf_and_iat_is_a_setting() {
+    let strict = TestApp::spawn_with(|s| {
+        s.verifier = ticketd::auth::Verifier::hs256(SECRET).with_leeway(Duration::ZERO)
+    })
+    .await;
+    for token in [
+        agent_token_with(|c| c.nbf = Some(now() + 10)),
+        agent_token_with(|c| c.iat = now() + 10),
+        agent_token_with(|c| c.exp = now() - 10),
+    ] {
+        refused(&strict, &token).await;
+    }
+    // The flag (here its environment variable) reaches a server process.
+    let lenient = crate::process::ServerProcess::start_with_env(
+        &strict.database_url,
+        &[("TICKETD_JWT_LEEWAY", "2m")],
+    )
+    .await;
+    let late = agent_token_with(|c| c.exp = now() - 90);
+    accepted(&lenient.channel, &late)
+        .await
+        .expect("a token 90 s past exp, with a leeway of 2 minutes");
+    let later = agent_token_with(|c| c.exp = now() - 150);
+    assert_code(
+        accepted(&lenient.channel, &later).await,
+        Code::Unauthenticated,
+    );
 }
