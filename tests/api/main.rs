@@ -9,6 +9,7 @@ mod export;
 mod helpers;
 mod incidents;
 mod isolation;
+mod malformed;
 mod pagination;
 mod process;
 mod sla;
