@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower::util::MapResponseLayer;
 
 use crate::auth::Verifier;
 use crate::domain::calendar::Calendar;
@@ -163,6 +164,9 @@ pub async fn serve(
         .trace_fn(crate::telemetry::request_span)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(MapResponseLayer::new(
+            crate::grpc::malformed::refuse_as_invalid,
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

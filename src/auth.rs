@@ -2,6 +2,7 @@
 //! with a public key. Without a configured secret, a random one is kept in
 //! `<data-dir>/jwt-secret` (mode 0600), shared by `ticketd serve` and `ticketd token`.
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -13,7 +14,11 @@ use crate::domain::principal::{Principal, Role};
 
 const SECRET_FILE: &str = "jwt-secret";
 const MAX_TOKEN_LEN: usize = 8 * 1024;
-const MAX_CLAIM_LEN: usize = 128;
+/// Longest `sub` and `account` (the ticket columns that keep them hold 128).
+const MAX_ID_CHARS: usize = 128;
+const MAX_NAME_CHARS: usize = 256;
+/// The longest address SMTP carries (RFC 5321's path limit less its brackets).
+const MAX_EMAIL_CHARS: usize = 254;
 
 /// The claims ticketd reads and `ticketd token` writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +32,10 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub exp: u64,
+    /// Not before (Unix seconds); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at (Unix seconds); 0 when absent.
     #[serde(default)]
     pub iat: u64,
 }
@@ -42,10 +51,15 @@ impl Claims {
             name: None,
             email: None,
             exp,
+            nbf: None,
             iat: 0,
         }
     }
 }
+
+/// How far the token issuer's clock may be from ours by default: `exp`, `nbf`
+/// and `iat` are each allowed this much either way.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// Verifies bearer tokens.
 #[derive(Clone)]
@@ -66,9 +80,17 @@ impl Verifier {
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 30;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key, validation }
+        Self { key, validation }.with_leeway(DEFAULT_LEEWAY)
+    }
+
+    /// Allows the issuer's clock this far from ours (whole seconds): a token
+    /// passes until `exp` + leeway, from `nbf` − leeway, and with an `iat` up
+    /// to leeway ahead.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway.as_secs();
+        self
     }
 
     /// Checks an `authorization` header value and returns the caller.
@@ -86,17 +108,49 @@ impl Verifier {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(Error::Unauthenticated("malformed bearer token".into()));
         }
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                Error::Unauthenticated(match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired".to_owned(),
-                    ErrorKind::InvalidSignature => "token signature is invalid".to_owned(),
-                    _ => format!("invalid token: {e}"),
-                })
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(rejection)?;
+        // jsonwebtoken checks exp and nbf but not iat.
+        let now = jsonwebtoken::get_current_timestamp();
+        if data.claims.iat > now.saturating_add(self.validation.leeway) {
+            return Err(Error::Unauthenticated(
+                "token is issued in the future (its iat is ahead of this server's clock)".into(),
+            ));
+        }
         principal(data.claims)
     }
+}
+
+/// A plain message for a token jsonwebtoken refused. Its own messages name
+/// serde and base64 internals (`unknown variant `none`, expected one of…`,
+/// `Invalid last symbol 116`), which tell a client nothing it can act on;
+/// they are logged at debug level for whoever runs the server.
+fn rejection(err: jsonwebtoken::errors::Error) -> Error {
+    use jsonwebtoken::errors::ErrorKind;
+    tracing::debug!(error = %err, "bearer token refused");
+    let message = match err.kind() {
+        ErrorKind::ExpiredSignature => "token expired".to_owned(),
+        ErrorKind::ImmatureSignature => {
+            "token is not valid yet (its nbf is in the future)".to_owned()
+        }
+        ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => {
+            "token signature is invalid".to_owned()
+        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName => {
+            "token is signed with an algorithm this server does not accept".to_owned()
+        }
+        // The name is one of the claims the validation requires (exp, sub).
+        ErrorKind::MissingRequiredClaim(claim) => format!("token has no {claim} claim"),
+        ErrorKind::Json(_) => "token header or claims are not the expected JSON".to_owned(),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            "malformed bearer token".to_owned()
+        }
+        // Key errors and kinds added by later versions (the enum is non-exhaustive).
+        _ => "invalid token".to_owned(),
+    };
+    Error::Unauthenticated(message)
 }
 
 fn principal(claims: Claims) -> Result<Principal, Error> {
@@ -106,38 +160,54 @@ fn principal(claims: Claims) -> Result<Principal, Error> {
             claims.role
         ))
     })?;
-    let sub = claims.sub.trim();
-    if sub.is_empty() || sub.len() > MAX_CLAIM_LEN {
+    let sub = text_claim("sub", claims.sub, MAX_ID_CHARS)?;
+    if sub.is_empty() {
         return Err(Error::Unauthenticated(
-            "the sub claim must be 1 to 128 characters".into(),
+            "the sub claim must not be empty".into(),
         ));
     }
-    let account = claims
-        .account
-        .map(|a| a.trim().to_owned())
-        .filter(|a| !a.is_empty());
-    if account.as_ref().is_some_and(|a| a.len() > MAX_CLAIM_LEN) {
-        return Err(Error::Unauthenticated(
-            "the account claim must be at most 128 characters".into(),
-        ));
-    }
+    // An empty optional claim counts as absent.
+    let optional = |claim, value: Option<String>, max| {
+        value
+            .map(|v| text_claim(claim, v, max))
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_empty()))
+    };
+    let account = optional("account", claims.account, MAX_ID_CHARS)?;
+    let name = optional("name", claims.name, MAX_NAME_CHARS)?;
+    let email = optional("email", claims.email, MAX_EMAIL_CHARS)?;
     if role == Role::Requester && account.is_none() {
         return Err(Error::Unauthenticated(
             "requester tokens need an account claim".into(),
         ));
     }
-    let name = claims
-        .name
-        .map(|n| n.trim().chars().take(256).collect::<String>())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| sub.to_owned());
     Ok(Principal {
-        sub: sub.to_owned(),
+        name: name.unwrap_or_else(|| sub.clone()),
+        sub,
         role,
         account,
-        name,
-        email: claims.email,
+        email,
     })
+}
+
+/// A text claim exactly as sent, or why it is refused: at most `max`
+/// characters, no control characters (C0, DEL and C1: PostgreSQL's text
+/// refuses NUL, and escape sequences would reach terminals and logs through
+/// names and accounts), and no whitespace at either end. Nothing is trimmed or
+/// normalised, so accounts compare byte for byte: " acme" is refused rather
+/// than taken for "acme", and "Acme" is another account.
+fn text_claim(claim: &str, value: String, max: usize) -> Result<String, Error> {
+    let refuse = |what: &str| Err(Error::Unauthenticated(format!("the {claim} claim {what}")));
+    if value.chars().count() > max {
+        return refuse(&format!("must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return refuse("must not contain control characters");
+    }
+    if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+        return refuse("must not begin or end with whitespace");
+    }
+    Ok(value)
 }
 
 /// Signs tokens with an HS256 secret (`ticketd token`, tests).

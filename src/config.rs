@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// the server's report slots and its database snapshot.
     #[arg(long, env = "TICKETD_EXPORT_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub export_stall_timeout: Duration,
+    /// How far a token issuer's clock may be from this server's: a token is
+    /// accepted until its `exp` plus this, from its `nbf` minus this, and with
+    /// an `iat` at most this far ahead.
+    #[arg(long, env = "TICKETD_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
     /// Health checks the database this often; after two failed checks in a
     /// row it reports NOT_SERVING until the database answers again.
     #[arg(long, env = "TICKETD_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_duration)]

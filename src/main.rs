@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let telemetry = telemetry::init()?;
-            let verifier = verifier(&cli.common)?;
+            let verifier = verifier(&cli.common)?.with_leeway(args.jwt_leeway);
             let settings = app::Settings {
                 database_url: database_url(&cli.common)?,
                 verifier,
@@ -109,6 +109,7 @@ fn token(common: &Common, args: TokenArgs) -> anyhow::Result<()> {
         name: args.name,
         email: args.email,
         exp: now + args.ttl.as_secs(),
+        nbf: None,
         iat: now,
     };
     println!("{}", auth::sign_hs256(&secret, &claims)?);

@@ -49,10 +49,10 @@ impl Range {
 pub fn parse(from: &str, to: &str, locale: &str, tz: Tz) -> Result<(Range, Locale)> {
     let mut v = Violations::default();
     let date = |field: &str, value: &str| {
-        NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| {
+        strict_date(value).ok_or_else(|| {
             Error::invalid(
                 field,
-                format!("must be a date like 2026-11-30, got {value:?}"),
+                format!("must be a date written YYYY-MM-DD, like 2026-11-30; got {value:?}"),
             )
         })
     };
@@ -95,6 +95,22 @@ pub fn parse(from: &str, to: &str, locale: &str, tz: Tz) -> Result<(Range, Local
         },
         locale,
     ))
+}
+
+/// A date written exactly `YYYY-MM-DD`. chrono's `%Y-%m-%d` also takes a
+/// sign, a year of any width and one-digit months and days (`+2026-11-29`,
+/// `-0001-01-01`, `2026-3-8`), so the shape is checked before chrono checks
+/// the calendar.
+fn strict_date(value: &str) -> Option<NaiveDate> {
+    let shape_ok = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return None;
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
 }
 
 /// The first instant of a local day (µs); a day starting in a DST gap starts at its first valid minute.

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod export;
 pub mod health;
 pub mod incident_api;
+pub mod malformed;
 pub mod notification_api;
 pub mod page_token;
 pub mod status;

@@ -76,8 +76,9 @@ async fn open(
         .map_err(|_| Error::invalid("after_sequence", "is too large"))?;
     let head = hub.log_head().await?;
     if after > head {
+        // The head is the platform's event count: not for a requester's eyes.
         return Err(Error::OutOfRange(format!(
-            "after_sequence {after} is beyond the last event ({head}); resume from a sequence you received"
+            "after_sequence {after} is beyond the last event; resume from a sequence you received"
         )));
     }
     let (tx, rx) = mpsc::channel(BUFFER);

@@ -302,12 +302,38 @@ pub(crate) async fn current_value(conn: &impl ConnectionTrait, name: &str) -> Re
     row.try_get::<i64>("", "value").map_err(db_error)
 }
 
-/// Maps a database error: connectivity problems are UNAVAILABLE (a retry may
-/// succeed), everything else is INTERNAL and logged by the gRPC layer.
+/// Maps a database error: losing the connection is UNAVAILABLE (the call is
+/// safe to retry, and the pool replaces the dead connection), everything else
+/// is INTERNAL and logged by the gRPC layer with its cause.
 pub(crate) fn db_error(err: DbErr) -> Error {
-    match &err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err.to_string()),
-        _ => Error::Internal(anyhow::Error::new(err)),
+    /// Whether the connection failed rather than the statement: none to be
+    /// had (the pool timed out or is closed), the socket broke (reset,
+    /// closed, EOF), or PostgreSQL ended the session — SQLSTATE class 08
+    /// (connection exception) or 57P01–57P03 (terminated by an administrator,
+    /// crash shutdown, cannot connect now), as a restart or a failover does.
+    fn connection_lost(err: &DbErr) -> bool {
+        use sea_orm::{RuntimeErr, sqlx};
+        let cause = match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+            DbErr::Exec(RuntimeErr::SqlxError(cause))
+            | DbErr::Query(RuntimeErr::SqlxError(cause)) => cause,
+            _ => return false,
+        };
+        match cause.as_ref() {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+    if connection_lost(&err) {
+        Error::Unavailable(err.to_string())
+    } else {
+        Error::Internal(anyhow::Error::new(err))
     }
 }
 

@@ -1017,3 +1017,44 @@ async fn the_extra_incident_columns_hold_description_amount_and_the_rest() {
     }
     assert_eq!(date(2, 7), "2026-11-11 12:00:00", "resolved, local time");
 }
+
+#[tokio::test]
+async fn report_dates_other_than_yyyy_mm_dd_are_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    for (from, to, field) in [
+        ("+2026-11-29", "2026-11-30", "from_date"),
+        ("-0001-01-01", "2026-11-30", "from_date"),
+        ("2026-3-8", "2026-11-30", "from_date"),
+        ("2026-11-01", "2026-11-3", "to_date"),
+        ("02026-11-01", "2026-11-30", "from_date"),
+        (" 2026-11-01", "2026-11-30", "from_date"),
+        ("2026-11-01", "2026-11-30\n", "to_date"),
+        ("2026/11/01", "2026-11-30", "from_date"),
+        ("2026-11-31", "2026-12-01", "from_date"),
+    ] {
+        let request = range(from, to);
+        let status = match app
+            .incidents()
+            .export_report(req(&agent(), request.clone()))
+            .await
+        {
+            Err(status) => status,
+            Ok(response) => response
+                .into_inner()
+                .next()
+                .await
+                .unwrap()
+                .expect_err("a report for a date that is not YYYY-MM-DD"),
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{request:?}");
+        assert_eq!(violated_fields(&status), [field], "{request:?}");
+    }
+    // The strict form is still accepted.
+    let mut ok = app
+        .incidents()
+        .export_report(req(&agent(), range("2026-11-01", "2026-11-30")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.next().await.unwrap().is_ok());
+}

@@ -91,6 +91,33 @@ impl TestApp {
         admin.close().await.ok();
     }
 
+    /// PostgreSQL only: ends every open connection to this app's database
+    /// (`pg_terminate_backend`, SQLSTATE 57P01 to whoever was mid-query), as
+    /// an administrator or a failover would; new connections are still
+    /// allowed. Returns how many were ended.
+    #[allow(dead_code)]
+    pub async fn end_connections(&self) -> usize {
+        let TestDatabase::Postgres { admin_url, name } = &self.database else {
+            panic!("an embedded SQLite database has no connections to end");
+        };
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("admin connection");
+        let ended = admin
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                ),
+            ))
+            .await
+            .expect("end its connections")
+            .len();
+        admin.close().await.ok();
+        ended
+    }
+
     /// The server's address, for a client with settings of its own.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.addr

@@ -9,6 +9,8 @@ mod export;
 mod helpers;
 mod incidents;
 mod isolation;
+mod malformed;
+mod outage;
 mod pagination;
 mod process;
 mod sla;

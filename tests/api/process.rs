@@ -2,6 +2,7 @@
 //! mid-stream, SIGTERM with open streams.
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -11,6 +12,9 @@ use crate::helpers::SECRET;
 pub struct ServerProcess {
     child: Child,
     pub channel: Channel,
+    addr: std::net::SocketAddr,
+    /// Every line the server has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -44,10 +48,13 @@ impl ServerProcess {
             .expect("start ticketd");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(vec![]));
+        let kept = log.clone();
         // Read the log until the address shows up, then keep draining it.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 if line.contains("ticketd listening")
                     && let Some(at) = line.find("127.0.0.1:")
                 {
@@ -73,8 +80,20 @@ impl ServerProcess {
         Self {
             child,
             channel,
+            addr: addr.parse().expect("the logged address"),
+            log,
             _data_dir: data_dir,
         }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The lines it has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn kill(&mut self) {

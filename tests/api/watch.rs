@@ -568,3 +568,38 @@ async fn a_replay_longer_than_one_page_of_the_log_arrives_whole() {
         (1..=total as u64).collect::<Vec<u64>>()
     );
 }
+
+#[tokio::test]
+async fn a_cursor_beyond_the_end_does_not_tell_a_requester_how_many_events_the_platform_has() {
+    let app = TestApp::spawn().await;
+    // Other accounts' activity makes the platform's count differ from what acme sees.
+    for n in 0..3 {
+        create(&app, &requester("globex"), &format!("GLX-{n}")).await;
+    }
+    let mine = create(&app, &requester("acme"), "ACME-1").await;
+    let head = events(&app, &agent(), &mine.id)
+        .await
+        .last()
+        .unwrap()
+        .sequence;
+    assert!(head >= 4);
+    for after in [1_000_000, head + 1] {
+        let status = NotificationServiceClient::new(app.channel.clone())
+            .watch_notifications(req(
+                &requester("acme"),
+                WatchNotificationsRequest {
+                    after_sequence: after,
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+        // Only the cursor the caller sent may appear in the message.
+        let rest = status.message().replace(&after.to_string(), "");
+        assert!(
+            !rest.chars().any(|c| c.is_ascii_digit()),
+            "the message names a figure besides the caller's cursor: {:?}",
+            status.message()
+        );
+    }
+}
