@@ -8,7 +8,7 @@ use super::calendar::Calendar;
 use super::catalog::{Catalog, Category};
 use super::event::{EventPayload, TicketType};
 use super::principal::{Locale, Role};
-use super::ticket::{By, Header, Outcome, Ticket};
+use super::ticket::{By, Header, Outcome, Ticket, ticket_basics};
 use super::{Error, Result};
 
 string_enum!(
@@ -293,25 +293,7 @@ impl Consultation {
 }
 
 impl Ticket for Consultation {
-    const TYPE: TicketType = TicketType::Consultation;
-
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
-    fn header_mut(&mut self) -> &mut Header {
-        &mut self.header
-    }
-
-    type Status = ConsultationStatus;
-
-    fn status(&self) -> ConsultationStatus {
-        self.status
-    }
-
-    fn is_terminal(&self) -> bool {
-        self.status.is_terminal()
-    }
+    ticket_basics!(TicketType::Consultation, ConsultationStatus);
 
     fn target_at(&self) -> Option<i64> {
         Some(self.due_at)
@@ -335,6 +317,103 @@ impl Ticket for Consultation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::principal::Principal;
+    use crate::domain::ticket;
+
+    const H: i64 = 3_600_000_000;
+
+    fn catalog() -> Catalog {
+        let category = |code: &str, complexity| Category {
+            code: code.into(),
+            name: code.to_uppercase(),
+            ticket_type: TicketType::Consultation,
+            incident_kind: None,
+            complexity: Some(complexity),
+            resolution_target_days: None,
+            claim_window_days: None,
+        };
+        Catalog {
+            carriers: vec![],
+            categories: vec![
+                category("address", Complexity::Simple),
+                category("payment", Complexity::Collaborative),
+            ],
+        }
+    }
+
+    fn filed(category: &str, number: Option<i64>) -> Consultation {
+        let driver = Principal {
+            sub: "driver-1".into(),
+            role: Role::Requester,
+            account: Some("fleet".into()),
+            name: "Driver".into(),
+            email: None,
+        };
+        let header = Header::filed(TicketType::Consultation, &driver, number, 0, None).unwrap();
+        let new = NewConsultation {
+            category: category.into(),
+            description: "?".into(),
+            order_reference: None,
+            idempotency_key: None,
+        };
+        let calendar = Calendar::mexico_default();
+        Consultation::file(header, new, &catalog(), &Targets::default(), &calendar)
+            .unwrap()
+            .next
+    }
+
+    #[test]
+    fn a_simple_consultation_moved_up_gets_its_number_and_a_new_due_time() {
+        let calendar = Calendar::mexico_default();
+        let targets = Targets::default();
+        let simple = filed("address", None);
+        assert_eq!((simple.title.as_str(), simple.due_at), ("ADDRESS", H));
+        assert!(simple.gets_number(Complexity::Technology));
+        let up = simple
+            .reclassify(Complexity::Technology, Some(9), &targets, &calendar, 5)
+            .unwrap();
+        assert_eq!(up.next.header.number, Some(9));
+        assert_eq!(up.next.due_at, 48 * H);
+        let same = up
+            .next
+            .reclassify(Complexity::Technology, None, &targets, &calendar, 6);
+        assert!(matches!(same, Err(Error::FailedPrecondition(_))));
+        assert!(!up.next.gets_number(Complexity::Collaborative));
+    }
+
+    #[test]
+    fn states_move_one_step_at_a_time_and_solved_is_final() {
+        let c = filed("payment", Some(1));
+        let skip = c.change_status(ConsultationStatus::Solved, None, Role::Agent, 1);
+        assert!(matches!(skip, Err(Error::FailedPrecondition(_))));
+        let working = c
+            .change_status(ConsultationStatus::InProgress, None, Role::Agent, 1)
+            .unwrap()
+            .next;
+        let solved = working
+            .change_status(
+                ConsultationStatus::Solved,
+                Some("listo".into()),
+                Role::Agent,
+                2,
+            )
+            .unwrap();
+        assert_eq!(solved.comment.as_deref(), Some("listo"));
+        let solved = solved.next;
+        assert_eq!((solved.solved_at, solved.header.version), (Some(2), 3));
+        assert_eq!(ticket::breach(&solved, 10 * H), None, "solved: no breach");
+        assert!(ticket::breach(&working, 10 * H).is_some());
+        assert!(may_change_status(Role::Requester).is_err());
+    }
+
+    #[test]
+    fn unknown_or_incident_categories_do_not_classify() {
+        assert!(classify(&catalog(), "payment").is_ok());
+        assert!(matches!(
+            classify(&catalog(), "nope"),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 
     #[test]
     fn windows_follow_the_design() {

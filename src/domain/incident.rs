@@ -10,7 +10,7 @@ use super::calendar::Calendar;
 use super::catalog::{Carrier, Catalog};
 use super::event::{EventPayload, TicketType};
 use super::principal::Role;
-use super::ticket::{By, Header, Outcome, Ticket};
+use super::ticket::{By, Header, Outcome, Ticket, ticket_basics};
 use super::{Error, Result};
 
 string_enum!(
@@ -546,25 +546,7 @@ impl Incident {
 }
 
 impl Ticket for Incident {
-    const TYPE: TicketType = TicketType::Incident;
-
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
-    fn header_mut(&mut self) -> &mut Header {
-        &mut self.header
-    }
-
-    type Status = IncidentStatus;
-
-    fn status(&self) -> IncidentStatus {
-        self.status
-    }
-
-    fn is_terminal(&self) -> bool {
-        self.status.is_terminal()
-    }
+    ticket_basics!(TicketType::Incident, IncidentStatus);
 
     /// Paused while waiting for the store's data.
     fn target_at(&self) -> Option<i64> {
@@ -661,6 +643,214 @@ pub fn outside_claim_window(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::catalog::Category;
+    use crate::domain::principal::Principal;
+
+    const H: i64 = 3_600_000_000;
+    /// 2026-11-02T15:00Z, a Monday at 09:00 in Mexico City.
+    const MONDAY_9AM: i64 = 1_793_631_600_000_000;
+
+    fn catalog() -> Catalog {
+        Catalog {
+            carriers: vec![Carrier {
+                code: "estafeta".into(),
+                name: "Estafeta".into(),
+                claim_window_days: 30,
+            }],
+            categories: vec![Category {
+                code: "damaged".into(),
+                name: "Paquete dañado".into(),
+                ticket_type: TicketType::Incident,
+                incident_kind: Some(IncidentKind::Shipment),
+                complexity: None,
+                resolution_target_days: Some(10),
+                claim_window_days: None,
+            }],
+        }
+    }
+
+    fn store() -> Principal {
+        Principal {
+            sub: "store-1".into(),
+            role: Role::Requester,
+            account: Some("acme".into()),
+            name: "Tienda".into(),
+            email: None,
+        }
+    }
+
+    fn filed(shipped_at: Option<i64>, now: i64) -> Outcome<Incident> {
+        let header = Header::filed(TicketType::Incident, &store(), Some(7), now, None).unwrap();
+        let new = NewIncident {
+            kind: IncidentKind::Shipment,
+            tracking_number: TrackingNumber::parse("EST-123").unwrap(),
+            carrier: "estafeta".into(),
+            category: "damaged".into(),
+            description: "llegó roto".into(),
+            shipped_at,
+            claimed_amount: None,
+            idempotency_key: None,
+        };
+        Incident::file(header, new, &catalog(), chrono_tz::America::Mexico_City).unwrap()
+    }
+
+    fn change(to: IncidentStatus, comment: Option<&str>) -> StatusChange {
+        StatusChange {
+            to,
+            reason: None,
+            comment: comment.map(str::to_owned),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn filing_sets_the_estimate_from_the_category_target() {
+        let outcome = filed(None, MONDAY_9AM);
+        let incident = outcome.next;
+        assert_eq!(incident.status, IncidentStatus::NewTicket);
+        assert_eq!(
+            incident.estimated_resolution_at,
+            Some(MONDAY_9AM + 10 * 24 * H)
+        );
+        assert_eq!(outcome.events.len(), 1);
+    }
+
+    #[test]
+    fn a_claim_after_the_window_is_filed_declined_by_the_system() {
+        let day = 24 * H;
+        let within = filed(Some(MONDAY_9AM - 30 * day), MONDAY_9AM);
+        assert_eq!(within.next.status, IncidentStatus::NewTicket);
+        let late = filed(Some(MONDAY_9AM - 31 * day), MONDAY_9AM);
+        assert_eq!(late.next.status, IncidentStatus::Declined);
+        assert_eq!(
+            late.next.resolution_reason,
+            Some(ResolutionReason::OutOfClaimWindow)
+        );
+        assert_eq!(late.next.resolved_at, Some(MONDAY_9AM));
+        assert_eq!(late.next.header.version, 2);
+        assert_eq!(late.events[1].0, By::System);
+        let note = late.next.resolution_note.unwrap();
+        assert!(
+            note.contains("30 días") && note.contains("Estafeta"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn a_claim_window_counts_calendar_days_in_the_calendars_zone() {
+        let estafeta = &catalog().carriers[0];
+        let tz = chrono_tz::America::Mexico_City;
+        let shipped = MONDAY_9AM;
+        let deadline = shipped + 15 * 24 * H;
+        assert_eq!(
+            outside_claim_window(estafeta, 15, shipped, deadline, tz),
+            None
+        );
+        let late = outside_claim_window(estafeta, 15, shipped, deadline + 1, tz).unwrap();
+        assert!(
+            late.contains("2026-11-02") && late.contains("2026-11-17"),
+            "{late}"
+        );
+    }
+
+    #[test]
+    fn waiting_for_data_pauses_the_estimate_and_a_requester_comment_resumes_it() {
+        let calendar = Calendar::mexico_default();
+        let incident = filed(None, MONDAY_9AM).next;
+        let estimate = incident.estimated_resolution_at.unwrap();
+        // A comment saying what is missing is required.
+        let missing = change(IncidentStatus::MissingData, None);
+        assert!(matches!(
+            incident.change_status(missing, Role::Agent, MONDAY_9AM, &calendar),
+            Err(Error::InvalidArgument(_))
+        ));
+        let asked = change(IncidentStatus::MissingData, Some("falta la foto"));
+        let waiting = incident
+            .change_status(asked, Role::Agent, MONDAY_9AM + H, &calendar)
+            .unwrap();
+        let waiting = waiting.next;
+        assert_eq!(waiting.paused_since, Some(MONDAY_9AM + H));
+        assert_eq!(waiting.previous_status, Some(IncidentStatus::NewTicket));
+        // 12 business hours from Monday 10:00: Tuesday 13:00 (a 9-to-18 day).
+        assert_eq!(waiting.auto_close_at, Some(MONDAY_9AM + 28 * H));
+        assert_eq!(waiting.target_at(), None, "no breach while paused");
+        assert_eq!(waiting.estimate(MONDAY_9AM + 5 * H), Some(estimate + 4 * H));
+        let back = waiting.on_requester_comment(MONDAY_9AM + 7 * H).unwrap();
+        assert_eq!(back.events[0].0, By::System);
+        let back = back.next;
+        assert_eq!(back.status, IncidentStatus::NewTicket);
+        assert_eq!(back.estimated_resolution_at, Some(estimate + 6 * H));
+        assert_eq!((back.paused_since, back.auto_close_at), (None, None));
+        assert_eq!(back.header.version, 3);
+        assert!(back.on_requester_comment(MONDAY_9AM + 8 * H).is_none());
+    }
+
+    #[test]
+    fn auto_close_finalizes_only_a_wait_that_ran_out() {
+        let calendar = Calendar::mexico_default();
+        let incident = filed(None, MONDAY_9AM).next;
+        let asked = change(IncidentStatus::MissingData, Some("falta la guía"));
+        let waiting = incident
+            .change_status(asked, Role::Agent, MONDAY_9AM, &calendar)
+            .unwrap()
+            .next;
+        let due = waiting.auto_close_at.unwrap();
+        assert!(waiting.auto_close(due - 1).is_none());
+        let closed = waiting.auto_close(due).unwrap().next;
+        assert_eq!(closed.status, IncidentStatus::Finalized);
+        assert_eq!(
+            closed.resolution_reason,
+            Some(ResolutionReason::NoCustomerResponse)
+        );
+        assert!(incident.auto_close(due).is_none(), "not waiting for data");
+    }
+
+    #[test]
+    fn resolutions_take_the_reasons_of_their_status() {
+        let calendar = Calendar::mexico_default();
+        let incident = filed(None, MONDAY_9AM).next;
+        let decline = |reason| StatusChange {
+            reason,
+            ..change(IncidentStatus::Declined, None)
+        };
+        let refused = incident.change_status(decline(None), Role::Agent, MONDAY_9AM, &calendar);
+        assert!(matches!(refused, Err(Error::InvalidArgument(_))));
+        let wrong = decline(Some(ResolutionReason::Indemnified));
+        let wrong = incident.change_status(wrong, Role::Agent, MONDAY_9AM, &calendar);
+        assert!(matches!(wrong, Err(Error::InvalidArgument(_))));
+        let right = decline(Some(ResolutionReason::CarrierRejected));
+        let declined = incident
+            .change_status(right, Role::Agent, MONDAY_9AM, &calendar)
+            .unwrap()
+            .next;
+        assert_eq!(declined.resolved_at, Some(MONDAY_9AM));
+        let cancel = change(IncidentStatus::Cancelled, None);
+        let cancelled = incident
+            .change_status(cancel, Role::Requester, MONDAY_9AM, &calendar)
+            .unwrap()
+            .next;
+        assert_eq!(
+            cancelled.resolution_reason,
+            Some(ResolutionReason::Cancelled)
+        );
+    }
+
+    #[test]
+    fn tracking_numbers_and_money_are_checked_once_at_the_edge() {
+        assert!(TrackingNumber::parse("AB").is_err());
+        assert!(TrackingNumber::parse("AB 12").is_err());
+        assert_eq!(
+            TrackingNumber::parse(" EST-123_x ").unwrap().as_str(),
+            "EST-123_x"
+        );
+        assert!(Money::parse("m", "1250.50", "MXN").is_ok());
+        for (amount, currency) in [("-1", "MXN"), ("1.", "MXN"), ("1.234", "MXN"), ("1", "mxn")] {
+            assert!(
+                Money::parse("m", amount, currency).is_err(),
+                "{amount} {currency}"
+            );
+        }
+    }
 
     #[test]
     fn requesters_may_only_ever_cancel() {

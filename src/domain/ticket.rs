@@ -127,6 +127,33 @@ impl<T> Outcome<T> {
     }
 }
 
+/// The items of a `Ticket` impl that every ticket type writes the same way:
+/// `ticket_basics!(TicketType::Incident, IncidentStatus)` inside the impl,
+/// for a type with `header` and `status` fields.
+macro_rules! ticket_basics {
+    ($ticket_type:expr, $status:ty) => {
+        const TYPE: $crate::domain::event::TicketType = $ticket_type;
+        type Status = $status;
+
+        fn header(&self) -> &$crate::domain::ticket::Header {
+            &self.header
+        }
+
+        fn header_mut(&mut self) -> &mut $crate::domain::ticket::Header {
+            &mut self.header
+        }
+
+        fn status(&self) -> $status {
+            self.status
+        }
+
+        fn is_terminal(&self) -> bool {
+            self.status.is_terminal()
+        }
+    };
+}
+pub(crate) use ticket_basics;
+
 /// A ticket type, as the shared workflow sees it.
 pub trait Ticket: Clone + Send + Sync + 'static {
     const TYPE: TicketType;
@@ -278,4 +305,98 @@ pub struct Criteria {
     pub created_to: Option<i64>,
     /// Free text: a case- and accent-insensitive substring of the searchable fields.
     pub text: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::consultation::{Complexity, Consultation, ConsultationStatus};
+
+    fn principal(role: Role, account: Option<&str>) -> Principal {
+        Principal {
+            sub: "u".into(),
+            role,
+            account: account.map(str::to_owned),
+            name: "U".into(),
+            email: None,
+        }
+    }
+
+    fn ticket(account: &str) -> Consultation {
+        let who = principal(Role::Requester, Some(account));
+        let key = Idempotency {
+            key: "k".into(),
+            request_hash: "h1".into(),
+        };
+        Consultation {
+            header: Header::filed(TicketType::Consultation, &who, Some(4), 0, Some(key)).unwrap(),
+            category: "c".into(),
+            complexity: Complexity::Collaborative,
+            status: ConsultationStatus::Received,
+            title: "C".into(),
+            description: "d".into(),
+            order_reference: None,
+            due_at: 100,
+            solved_at: None,
+        }
+    }
+
+    #[test]
+    fn only_requesters_with_an_account_file_tickets() {
+        let agent = principal(Role::Agent, None);
+        let filed = Header::filed(TicketType::Incident, &agent, None, 0, None);
+        assert!(matches!(filed, Err(Error::PermissionDenied(_))));
+        let nameless = principal(Role::Requester, None);
+        let filed = Header::filed(TicketType::Incident, &nameless, None, 0, None);
+        assert!(matches!(filed, Err(Error::Unauthenticated(_))));
+    }
+
+    #[test]
+    fn requesters_see_their_accounts_tickets_only() {
+        let t = ticket("acme");
+        assert!(may_see(&principal(Role::Requester, Some("acme")), &t));
+        assert!(!may_see(&principal(Role::Requester, Some("globex")), &t));
+        assert!(may_see(&principal(Role::Agent, None), &t));
+    }
+
+    #[test]
+    fn versions_assignment_and_breaches() {
+        let t = ticket("acme");
+        assert!(check_version(&t, None).is_ok() && check_version(&t, Some(1)).is_ok());
+        assert!(matches!(check_version(&t, Some(2)), Err(Error::Aborted(_))));
+        let agent = principal(Role::Agent, None);
+        let assigned = assign(
+            &t,
+            Some(Person {
+                id: agent.sub.clone(),
+                name: agent.name.clone(),
+            }),
+            5,
+        );
+        assert_eq!(assigned.next.header.version, 2);
+        assert_eq!(assigned.next.header.updated_at, 5);
+        assert!(
+            agents_only::<Consultation>(&principal(Role::Requester, Some("acme")), "assign")
+                .is_err()
+        );
+        assert_eq!(breach(&t, 99), None);
+        assert_eq!(
+            breach(&t, 100),
+            Some(EventPayload::SlaBreached { due_at: 100 })
+        );
+        let mut marked = t.clone();
+        marked.header.breached_at = Some(100);
+        assert_eq!(breach(&marked, 200), None, "marked once");
+    }
+
+    #[test]
+    fn a_used_key_takes_only_the_same_request() {
+        assert!(same_request(ticket("acme"), "h1").is_ok());
+        assert!(matches!(
+            same_request(ticket("acme"), "h2"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(may_comment(&principal(Role::Requester, Some("acme")), true).is_err());
+        assert!(may_comment(&principal(Role::Requester, Some("acme")), false).is_ok());
+    }
 }

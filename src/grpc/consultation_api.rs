@@ -54,6 +54,7 @@ ticket_service! {
     impl ConsultationService for ConsultationApi {
         tickets: consultations,
         message: Consultation,
+        create: create_consultation(CreateConsultationRequest),
         get: get_consultation(GetConsultationRequest, get_consultation_request),
         assign: assign_consultation(AssignConsultationRequest),
         export: ExportConsultationsRequest,
@@ -78,44 +79,6 @@ ticket_service! {
             message: complexity.promise(targets, locale),
             due_in_minutes: minutes(complexity.due_after(targets)),
         }))
-    }
-
-    async fn create_consultation(
-        &self,
-        request: Request<CreateConsultationRequest>,
-    ) -> Result<Response<Consultation>, Status> {
-        let (who, locale) = caller(&request)?;
-        let CreateConsultationRequest {
-            category,
-            description,
-            order_reference,
-            idempotency_key,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let category = v.check(text::required("category", &category, MAX_CODE))?;
-        let description = v.check(text::required("description", &description, MAX_TEXT))?;
-        let order_reference = v
-            .check(text::optional(
-                "order_reference",
-                &order_reference,
-                MAX_CODE,
-            ))?
-            .flatten();
-        let idempotency_key = v
-            .check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?
-            .flatten();
-        v.into_result()?;
-        let (Some(category), Some(description)) = (category, description) else {
-            return Err(incomplete("category").into());
-        };
-        let new = NewConsultation {
-            category,
-            description,
-            order_reference,
-            idempotency_key,
-        };
-        let model = self.consultations.create(&who, new).await?;
-        Ok(self.reply(&model, locale))
     }
 
     async fn list_consultations(
@@ -236,6 +199,34 @@ fn parse_list(r: &ListConsultationsRequest) -> Result<(ListQuery, Paging<String>
         complexities,
     };
     Ok((query, paging))
+}
+
+fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
+    let CreateConsultationRequest {
+        category,
+        description,
+        order_reference,
+        idempotency_key,
+    } = r;
+    let mut v = Violations::default();
+    let category = v.check(text::required("category", &category, MAX_CODE))?;
+    let description = v.check(text::required("description", &description, MAX_TEXT))?;
+    let order_reference = v.check(text::optional(
+        "order_reference",
+        &order_reference,
+        MAX_CODE,
+    ))?;
+    let idempotency_key = v.check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?;
+    v.into_result()?;
+    let (Some(category), Some(description)) = (category, description) else {
+        return Err(incomplete("category"));
+    };
+    Ok(NewConsultation {
+        category,
+        description,
+        order_reference: order_reference.flatten(),
+        idempotency_key: idempotency_key.flatten(),
+    })
 }
 
 fn minutes(d: std::time::Duration) -> i32 {

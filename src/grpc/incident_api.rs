@@ -57,20 +57,11 @@ ticket_service! {
     impl IncidentService for IncidentApi {
         tickets: incidents,
         message: Incident,
+        create: create_incident(CreateIncidentRequest),
         get: get_incident(GetIncidentRequest, get_incident_request),
         assign: assign_incident(AssignIncidentRequest),
         export: ExportIncidentsRequest,
         report: (INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, es = "incidencias", en = "incidents"),
-    }
-
-    async fn create_incident(
-        &self,
-        request: Request<CreateIncidentRequest>,
-    ) -> Result<Response<Incident>, Status> {
-        let (who, locale) = caller(&request)?;
-        let new = parse_create(request.into_inner())?;
-        let model = self.incidents.create(&who, new).await?;
-        Ok(self.reply(&model, locale))
     }
 
     async fn list_incidents(

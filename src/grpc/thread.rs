@@ -119,12 +119,14 @@ pub async fn watch<T: Kind>(
 /// Implements a ticket service's tonic trait: the RPCs every ticket type
 /// shares, written here once over the service's workflow (`$tickets.flow()`),
 /// and the service's own RPCs (`$own`). The API type provides `reply(&self,
-/// &ticket, locale)` and its module a `parse_list(&ListRequest)`.
+/// &ticket, locale)` and its module `parse_create(CreateRequest)` and
+/// `parse_list(&ListRequest)`.
 macro_rules! ticket_service {
     (
         impl $service:ident for $api:ty {
             tickets: $tickets:ident,
             message: $message:ty,
+            create: $create:ident($create_request:ty),
             get: $get:ident($get_request:ty, $lookup:ident),
             assign: $assign:ident($assign_request:ty),
             export: $export_request:ty,
@@ -134,6 +136,16 @@ macro_rules! ticket_service {
     ) => {
         #[tonic::async_trait]
         impl $service for $api {
+            async fn $create(
+                &self,
+                request: tonic::Request<$create_request>,
+            ) -> Result<tonic::Response<$message>, tonic::Status> {
+                let (who, locale) = $crate::grpc::caller(&request)?;
+                let new = parse_create(request.into_inner())?;
+                let ticket = self.$tickets.create(&who, new).await?;
+                Ok(self.reply(&ticket, locale))
+            }
+
             async fn $get(
                 &self,
                 request: tonic::Request<$get_request>,
