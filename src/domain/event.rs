@@ -175,13 +175,7 @@ mod tests {
     use crate::domain::principal::Role;
 
     fn principal(role: Role, account: Option<&str>) -> Principal {
-        Principal {
-            sub: "u".into(),
-            role,
-            account: account.map(str::to_owned),
-            name: "U".into(),
-            email: None,
-        }
+        Principal::for_tests(role, account)
     }
 
     fn event(ticket: &str, account: &str, number: i64, internal: bool) -> Event {

@@ -54,6 +54,18 @@ impl Principal {
         }
     }
 
+    /// A caller "u" named "U" for unit tests.
+    #[cfg(test)]
+    pub fn for_tests(role: Role, account: Option<&str>) -> Self {
+        Self {
+            sub: "u".into(),
+            role,
+            account: account.map(str::to_owned),
+            name: "U".into(),
+            email: None,
+        }
+    }
+
     /// Who a shared resource is counted against: a requester's account (its
     /// users share it), or the agent.
     pub fn quota_key(&self) -> String {

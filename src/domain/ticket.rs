@@ -313,13 +313,7 @@ mod tests {
     use crate::domain::consultation::{Complexity, Consultation, ConsultationStatus};
 
     fn principal(role: Role, account: Option<&str>) -> Principal {
-        Principal {
-            sub: "u".into(),
-            role,
-            account: account.map(str::to_owned),
-            name: "U".into(),
-            email: None,
-        }
+        Principal::for_tests(role, account)
     }
 
     fn ticket(account: &str) -> Consultation {
