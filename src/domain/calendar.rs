@@ -312,67 +312,61 @@ mod tests {
         Duration::from_secs(h * 3600)
     }
 
+    /// Adds business hours on the Mexico City default calendar:
+    /// (start, hours, expected end, why).
+    fn assert_adds(cases: &[(&str, u64, &str, &str)]) {
+        let cal = Calendar::mexico_default();
+        for (start, h, end, why) in cases {
+            assert_eq!(cal.add(mx(start), hours(*h)), mx(end), "{why}");
+            assert_eq!(cal.between(mx(start), mx(end)), hours(*h), "{why}");
+        }
+    }
+
     #[test]
     fn twelve_business_hours_from_friday_17_00_end_monday_15_00() {
-        // Fri 17–18 (1 h) + Sat 9–14 (5 h) + Mon 9–15 (6 h).
-        let cal = Calendar::mexico_default();
-        assert_eq!(
-            cal.add(mx("2026-11-06 17:00"), hours(12)),
-            mx("2026-11-09 15:00")
-        );
-        assert_eq!(
-            cal.between(mx("2026-11-06 17:00"), mx("2026-11-09 15:00")),
-            hours(12)
-        );
+        assert_adds(&[(
+            "2026-11-06 17:00",
+            12,
+            "2026-11-09 15:00",
+            "Fri 17–18 (1 h) + Sat 9–14 (5 h) + Mon 9–15 (6 h)",
+        )]);
     }
 
     #[test]
-    fn holidays_are_skipped_sep_16_2026_is_a_wednesday() {
-        let cal = Calendar::mexico_default();
-        assert_eq!(
-            cal.add(mx("2026-09-15 17:00"), hours(3)),
-            mx("2026-09-17 11:00")
-        );
-    }
-
-    #[test]
-    fn the_year_boundary_and_new_years_day_are_crossed() {
-        // Thu Dec 31 17–18 (1 h), Fri Jan 1 is a holiday, Sat Jan 2 9–11.
-        let cal = Calendar::mexico_default();
-        assert_eq!(
-            cal.add(mx("2026-12-31 17:00"), hours(3)),
-            mx("2027-01-02 11:00")
-        );
+    fn holidays_and_the_year_boundary_are_skipped() {
+        assert_adds(&[
+            (
+                "2026-09-15 17:00",
+                3,
+                "2026-09-17 11:00",
+                "Sep 16 2026 is a Wednesday holiday",
+            ),
+            (
+                "2026-12-31 17:00",
+                3,
+                "2027-01-02 11:00",
+                "Thu Dec 31 17–18 (1 h), Fri Jan 1 is a holiday, Sat Jan 2 9–11",
+            ),
+        ]);
     }
 
     #[test]
     fn starts_inside_and_outside_opening_hours() {
         let cal = Calendar::mexico_default();
-        assert_eq!(
-            cal.add(mx("2026-11-09 10:30"), hours(2)),
-            mx("2026-11-09 12:30"),
-            "inside"
-        );
-        assert_eq!(
-            cal.add(mx("2026-11-08 10:00"), hours(1)),
-            mx("2026-11-09 10:00"),
-            "Sunday"
-        );
-        assert_eq!(
-            cal.add(mx("2026-11-09 07:00"), hours(1)),
-            mx("2026-11-09 10:00"),
-            "before opening"
-        );
-        assert_eq!(
-            cal.add(mx("2026-11-09 20:00"), hours(1)),
-            mx("2026-11-10 10:00"),
-            "after closing"
-        );
-        assert_eq!(
-            cal.add(mx("2026-11-07 13:00"), hours(2)),
-            mx("2026-11-09 10:00"),
-            "Saturday closes at 14"
-        );
+        for (start, h, end, why) in [
+            ("2026-11-09 10:30", 2, "2026-11-09 12:30", "inside"),
+            ("2026-11-08 10:00", 1, "2026-11-09 10:00", "Sunday"),
+            ("2026-11-09 07:00", 1, "2026-11-09 10:00", "before opening"),
+            ("2026-11-09 20:00", 1, "2026-11-10 10:00", "after closing"),
+            (
+                "2026-11-07 13:00",
+                2,
+                "2026-11-09 10:00",
+                "Saturday closes at 14",
+            ),
+        ] {
+            assert_eq!(cal.add(mx(start), hours(h)), mx(end), "{why}");
+        }
     }
 
     #[test]

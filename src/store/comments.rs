@@ -50,16 +50,11 @@ pub async fn list(
             ),
         );
     }
-    query
+    let query = query
         .order_by_asc(comment::Column::CreatedAt)
         .order_by_asc(comment::Column::Id)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(decode)
-        .collect()
+        .limit(limit);
+    super::decoded(conn, query, decode).await
 }
 
 /// A stored comment as the domain's: the one place comment rows are read.

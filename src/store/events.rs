@@ -134,15 +134,10 @@ pub async fn list_after(
     if audience.only_ticketed {
         query = query.filter(ticket_event::Column::TicketNumber.ne(0));
     }
-    query
+    let query = query
         .order_by_asc(ticket_event::Column::Sequence)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(decode)
-        .collect()
+        .limit(limit);
+    super::decoded(conn, query, decode).await
 }
 
 /// The last committed sequence (0 for an empty log).

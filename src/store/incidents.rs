@@ -160,12 +160,9 @@ pub async fn due_auto_close(
     now: i64,
     limit: u64,
 ) -> Result<Vec<Incident>, Error> {
-    let rows = Entity::find()
+    let query = Entity::find()
         .filter(Column::AutoCloseAt.lte(now))
         .order_by_asc(Column::AutoCloseAt)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    rows.into_iter().map(Incident::from_row).collect()
+        .limit(limit);
+    super::decoded(conn, query, Incident::from_row).await
 }

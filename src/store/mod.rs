@@ -279,12 +279,7 @@ pub(crate) async fn next_value(conn: &impl ConnectionTrait, name: &str) -> Resul
         .and_where(Expr::col(Counters::Name).eq(name))
         .returning_col(Counters::Value)
         .to_owned();
-    let row = conn
-        .query_one(&stmt)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::Internal(anyhow!("counter {name} is missing")))?;
-    row.try_get::<i64>("", "value").map_err(db_error)
+    counter(conn, &stmt, name).await
 }
 
 /// Reads a counter's current value.
@@ -294,12 +289,32 @@ pub(crate) async fn current_value(conn: &impl ConnectionTrait, name: &str) -> Re
         .from(Counters::Table)
         .and_where(Expr::col(Counters::Name).eq(name))
         .to_owned();
+    counter(conn, &stmt, name).await
+}
+
+/// The value `stmt` returns for counter `name`.
+async fn counter(
+    conn: &impl ConnectionTrait,
+    stmt: &impl sea_orm::StatementBuilder,
+    name: &str,
+) -> Result<i64, Error> {
     let row = conn
-        .query_one(&stmt)
+        .query_one(stmt)
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::Internal(anyhow!("counter {name} is missing")))?;
     row.try_get::<i64>("", "value").map_err(db_error)
+}
+
+/// The rows `query` selects, each made into a `T` by `decode` (the one
+/// place a table's rows become domain values).
+pub(crate) async fn decoded<E: sea_orm::EntityTrait, T>(
+    conn: &impl ConnectionTrait,
+    query: sea_orm::Select<E>,
+    decode: impl Fn(E::Model) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    let rows = query.all(conn).await.map_err(db_error)?;
+    rows.into_iter().map(decode).collect()
 }
 
 /// Maps a database error: losing the connection is UNAVAILABLE (the call is

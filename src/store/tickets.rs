@@ -240,14 +240,11 @@ pub async fn page<T: Stored>(
         });
     }
     let order = if descending { Order::Desc } else { Order::Asc };
-    let rows = query
+    let query = query
         .order_by(T::Table::CREATED_AT, order.clone())
         .order_by(T::Table::TIE, order)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    rows.into_iter().map(T::from_row).collect()
+        .limit(limit);
+    super::decoded(conn, query, T::from_row).await
 }
 
 /// How many tickets match `filter`.
@@ -425,14 +422,11 @@ pub async fn due_breach<T: Stored>(
     limit: u64,
 ) -> Result<Vec<T>, Error> {
     let (candidates, target) = T::breach_candidates();
-    let rows = candidates
+    let query = candidates
         .filter(target.lte(now))
         .order_by_asc(target)
-        .limit(limit)
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    rows.into_iter().map(T::from_row).collect()
+        .limit(limit);
+    super::decoded(conn, query, T::from_row).await
 }
 
 #[cfg(test)]
