@@ -99,14 +99,15 @@ impl Consultations {
         let (_, complexity) = self.classify(&new.category)?;
         let fingerprint = new.fingerprint();
         let key = new.idempotency_key.clone();
-        let catalog = self.flow.catalog();
+        let (catalog, targets) = (self.flow.shared_catalog(), self.targets);
+        let calendar = self.calendar.clone();
         self.flow
             .create(
                 who,
                 key,
                 fingerprint,
                 complexity.creates_ticket(),
-                |header| Consultation::file(header, new, catalog, &self.targets, &self.calendar),
+                move |header| Consultation::file(header, new, &catalog, &targets, &calendar),
             )
             .await
     }
@@ -119,13 +120,14 @@ impl Consultations {
         expected_version: Option<i64>,
         comment: Option<String>,
     ) -> Result<Consultation> {
+        let role = who.role;
         self.flow
             .change(
                 who,
                 id,
                 expected_version,
-                |_| consultation::may_change_status(who.role),
-                |current, now| current.change_status(to, comment, who.role, now),
+                move |_| consultation::may_change_status(role),
+                move |current, now| current.change_status(to, comment, role, now),
             )
             .await
     }
@@ -139,17 +141,18 @@ impl Consultations {
         to: Complexity,
         expected_version: Option<i64>,
     ) -> Result<Consultation> {
-        let change = self.flow.begin(who, id).await?;
-        ticket::agents_only::<Consultation>(who, "reclassify")?;
-        ticket::check_version(&change.current, expected_version)?;
-        let number = match change.current.gets_number(to) {
-            true => Some(change.next_number().await?),
-            false => None,
-        };
-        let outcome =
-            change
-                .current
-                .reclassify(to, number, &self.targets, &self.calendar, change.now)?;
-        change.finish(outcome).await
+        let (caller, targets, calendar) = (who.clone(), self.targets, self.calendar.clone());
+        self.flow
+            .change_numbered(
+                who,
+                id,
+                expected_version,
+                move |_| ticket::agents_only::<Consultation>(&caller, "reclassify"),
+                move |current| current.gets_number(to),
+                move |current, now, number| {
+                    current.reclassify(to, number, &targets, &calendar, now)
+                },
+            )
+            .await
     }
 }

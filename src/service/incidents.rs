@@ -134,10 +134,10 @@ impl Incidents {
     pub async fn create(&self, who: &Principal, new: NewIncident) -> Result<Incident> {
         let fingerprint = new.fingerprint();
         let key = new.idempotency_key.clone();
-        let (catalog, time_zone) = (self.flow.catalog(), self.calendar.time_zone());
+        let (catalog, time_zone) = (self.flow.shared_catalog(), self.calendar.time_zone());
         self.flow
-            .create(who, key, fingerprint, true, |header| {
-                Incident::file(header, new, catalog, time_zone)
+            .create(who, key, fingerprint, true, move |header| {
+                Incident::file(header, new, &catalog, time_zone)
             })
             .await
     }
@@ -151,14 +151,14 @@ impl Incidents {
         expected_version: Option<i64>,
         change: StatusChange,
     ) -> Result<Incident> {
-        let (calendar, to) = (&self.calendar, change.to);
+        let (calendar, to, role) = (self.calendar.clone(), change.to, who.role);
         self.flow
             .change(
                 who,
                 id,
                 expected_version,
-                |_| incident::may_change_to(to, who.role),
-                |current, now| current.change_status(change, who.role, now, calendar),
+                move |_| incident::may_change_to(to, role),
+                move |current, now| current.change_status(change, role, now, &calendar),
             )
             .await
     }

@@ -94,40 +94,6 @@ impl<T> Clone for Workflow<T> {
     }
 }
 
-/// A change under way: the write transaction, the ticket as it is in it,
-/// who asks, and when.
-pub struct Change<'a, T: Kind> {
-    flow: &'a Workflow<T>,
-    txn: DatabaseTransaction,
-    pub current: T,
-    /// Who is recorded as making it.
-    caller: ActorRef<'a>,
-    pub now: i64,
-}
-
-impl<T: Kind> Change<'_, T> {
-    /// The next number of the ticket type's counter, inside the change.
-    pub async fn next_number(&self) -> Result<i64> {
-        store::next_value(&self.txn, <T::Table as TicketTable>::NUMBERS).await
-    }
-
-    /// Writes the outcome (if the ticket is still at the version read), its
-    /// comment and events, and commits.
-    pub async fn finish(self, outcome: Outcome<T>) -> Result<T> {
-        let Change {
-            flow,
-            txn,
-            current,
-            caller,
-            now,
-        } = self;
-        flow.record(&txn, caller, &current, &outcome, now).await?;
-        flow.store.commit(txn).await?;
-        flow.poke_if_new_deadline(Some(&current), &outcome.next);
-        Ok(outcome.next)
-    }
-}
-
 impl<T: Kind> Workflow<T> {
     pub fn new(
         store: Store,
@@ -148,6 +114,11 @@ impl<T: Kind> Workflow<T> {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The catalog, for rules that run inside a write.
+    pub fn shared_catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
     }
 
     /// The signal raised when a change sets a new deadline.
@@ -182,14 +153,15 @@ impl<T: Kind> Workflow<T> {
 
     /// Files a ticket `who` asks for; `file` makes it from its header (with
     /// a number when `numbered`). A retry with the same idempotency key
-    /// gets the ticket the first request made, also when two replicas race.
+    /// gets the ticket the first request made, also when it lands in the
+    /// same batch or another replica's.
     pub async fn create(
         &self,
         who: &Principal,
         key: Option<String>,
         fingerprint: String,
         numbered: bool,
-        file: impl FnOnce(Header) -> Result<Outcome<T>>,
+        file: impl FnOnce(Header) -> Result<Outcome<T>> + Send + 'static,
     ) -> Result<T> {
         // Who may file, before anything is read.
         let idempotency = key.map(|key| Idempotency {
@@ -197,63 +169,63 @@ impl<T: Kind> Workflow<T> {
             request_hash: fingerprint.clone(),
         });
         let draft = Header::filed(T::TYPE, who, None, 0, idempotency)?;
-        let txn = self.store.begin_write().await?;
-        if let Some(i) = &draft.idempotency
-            && let Some(existing) =
-                tickets::find_by_idempotency_key::<T>(&txn, &draft.account, &i.key).await?
-        {
-            drop(txn);
-            return ticket::same_request(existing, &fingerprint);
-        }
-        let now = self.now();
-        let number = match numbered {
-            true => Some(store::next_value(&txn, <T::Table as TicketTable>::NUMBERS).await?),
-            false => None,
-        };
-        let header = Header {
-            number,
-            created_at: now,
-            updated_at: now,
-            ..draft
-        };
-        let outcome = file(header)?;
-        let created = &outcome.next;
-        if let Err(err) = tickets::insert(&txn, created, self.search_text(created)).await {
-            // Another replica's transaction with the same key won the race.
-            if store::is_unique_violation(&err)
-                && let Some(i) = &created.header().idempotency
-            {
-                drop(txn);
-                let account = &created.header().account;
-                if let Some(existing) =
-                    tickets::find_by_idempotency_key::<T>(self.store.conn(), account, &i.key)
-                        .await?
-                {
-                    return ticket::same_request(existing, &fingerprint);
+        let (flow, caller) = (self.clone(), who.clone());
+        let account = draft.account.clone();
+        let key = draft.idempotency.as_ref().map(|i| i.key.clone());
+        let filed = self
+            .store
+            .write(move |txn| {
+                Box::pin(async move {
+                    if let Some(i) = &draft.idempotency
+                        && let Some(existing) =
+                            tickets::find_by_idempotency_key::<T>(txn, &draft.account, &i.key)
+                                .await?
+                    {
+                        return Ok(Filed::Existing(existing));
+                    }
+                    let now = flow.now();
+                    let number = match numbered {
+                        true => Some(store::next_value(txn, T::Table::NUMBERS).await?),
+                        false => None,
+                    };
+                    let header = Header {
+                        number,
+                        created_at: now,
+                        updated_at: now,
+                        ..draft
+                    };
+                    let outcome = file(header)?;
+                    let created = &outcome.next;
+                    let search_text = flow.search_text(created);
+                    if let Err(err) = tickets::insert(txn, created, search_text).await {
+                        return Err(match store::is_unique_violation(&err) {
+                            // Another replica committed the same key first.
+                            true => Error::Aborted(RACED.into()),
+                            false => db_error(err),
+                        });
+                    }
+                    let actor = ActorRef::of(&caller);
+                    flow.append(txn, actor, created, &outcome.events, now)
+                        .await?;
+                    Ok(Filed::New(outcome.next))
+                })
+            })
+            .await;
+        match (filed, key) {
+            (Ok(Filed::New(created)), _) => {
+                self.poke_if_new_deadline(None, &created);
+                Ok(created)
+            }
+            (Ok(Filed::Existing(existing)), _) => ticket::same_request(existing, &fingerprint),
+            (Err(Error::Aborted(why)), Some(key)) if why == RACED => {
+                let conn = self.store.conn();
+                match tickets::find_by_idempotency_key::<T>(conn, &account, &key).await? {
+                    Some(existing) => ticket::same_request(existing, &fingerprint),
+                    None => Err(Error::Aborted(RACED.into())),
                 }
             }
-            return Err(db_error(err));
+            (Err(e), _) => Err(e),
         }
-        self.append(&txn, ActorRef::of(who), created, &outcome.events, now)
-            .await?;
-        self.store.commit(txn).await?;
-        self.poke_if_new_deadline(None, &outcome.next);
-        Ok(outcome.next)
-    }
-
-    /// Starts a change of ticket `id`: a write transaction with the ticket
-    /// as it is now. Another account's ticket is NOT_FOUND here, before
-    /// anything is refused.
-    pub async fn begin<'a>(&'a self, who: &'a Principal, id: &str) -> Result<Change<'a, T>> {
-        let txn = self.store.begin_write().await?;
-        let current = self.load(&txn, who, &Lookup::Id(id.to_owned())).await?;
-        Ok(Change {
-            flow: self,
-            txn,
-            current,
-            caller: ActorRef::of(who),
-            now: self.now(),
-        })
     }
 
     /// A versioned change, its checks in order: the ticket is visible
@@ -265,14 +237,49 @@ impl<T: Kind> Workflow<T> {
         who: &Principal,
         id: &str,
         expected_version: Option<i64>,
-        authorize: impl FnOnce(&T) -> Result<()>,
-        decide: impl FnOnce(&T, i64) -> Result<Outcome<T>>,
+        authorize: impl FnOnce(&T) -> Result<()> + Send + 'static,
+        decide: impl FnOnce(&T, i64) -> Result<Outcome<T>> + Send + 'static,
     ) -> Result<T> {
-        let change = self.begin(who, id).await?;
-        authorize(&change.current)?;
-        ticket::check_version(&change.current, expected_version)?;
-        let outcome = decide(&change.current, change.now)?;
-        change.finish(outcome).await
+        let never = |_: &T| false;
+        self.change_numbered(who, id, expected_version, authorize, never, |t, now, _| {
+            decide(t, now)
+        })
+        .await
+    }
+
+    /// `change`, for a rule that may give the ticket its number: when
+    /// `wants_number` says so, `decide` gets the next one of the counter.
+    pub async fn change_numbered(
+        &self,
+        who: &Principal,
+        id: &str,
+        expected_version: Option<i64>,
+        authorize: impl FnOnce(&T) -> Result<()> + Send + 'static,
+        wants_number: impl FnOnce(&T) -> bool + Send + 'static,
+        decide: impl FnOnce(&T, i64, Option<i64>) -> Result<Outcome<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (flow, caller, id) = (self.clone(), who.clone(), id.to_owned());
+        let (current, next) = self
+            .store
+            .write(move |txn| {
+                Box::pin(async move {
+                    let current = flow.load(txn, &caller, &Lookup::Id(id)).await?;
+                    authorize(&current)?;
+                    ticket::check_version(&current, expected_version)?;
+                    let number = match wants_number(&current) {
+                        true => Some(store::next_value(txn, T::Table::NUMBERS).await?),
+                        false => None,
+                    };
+                    let now = flow.now();
+                    let outcome = decide(&current, now, number)?;
+                    let actor = ActorRef::of(&caller);
+                    flow.record(txn, actor, &current, &outcome, now).await?;
+                    Ok((current, outcome.next))
+                })
+            })
+            .await?;
+        self.poke_if_new_deadline(Some(&current), &next);
+        Ok(next)
     }
 
     /// Assigns the ticket, or unassigns it with `None`; agents only.
@@ -283,11 +290,12 @@ impl<T: Kind> Workflow<T> {
         assignee: Option<Person>,
         expected_version: i64,
     ) -> Result<T> {
+        let role = who.clone();
         self.change(
             who,
             id,
             Some(expected_version),
-            |_| ticket::agents_only::<T>(who, "assign"),
+            move |_| ticket::agents_only::<T>(&role, "assign"),
             |current, now| Ok(ticket::assign(current, assignee, now)),
         )
         .await
@@ -302,29 +310,34 @@ impl<T: Kind> Workflow<T> {
         body: String,
         internal: bool,
     ) -> Result<Comment> {
-        let change = self.begin(who, id).await?;
-        ticket::may_comment(who, internal)?;
-        let (current, now) = (&change.current, change.now);
-        let actor = ActorRef::of(who);
-        let comment = thread::insert_comment(
-            &change.txn,
-            T::TYPE,
-            current.header(),
-            actor,
-            &body,
-            internal,
-            now,
-        )
-        .await?;
-        let follow_up = match who.is_agent() {
-            false => current.on_requester_comment(now),
-            true => None,
-        };
-        match follow_up {
-            Some(outcome) => {
-                change.finish(outcome).await?;
-            }
-            None => self.store.commit(change.txn).await?,
+        let (flow, caller, id) = (self.clone(), who.clone(), id.to_owned());
+        let (comment, moved) = self
+            .store
+            .write(move |txn| {
+                Box::pin(async move {
+                    // Another account's ticket is NOT_FOUND before anything is refused.
+                    let current = flow.load(txn, &caller, &Lookup::Id(id)).await?;
+                    ticket::may_comment(&caller, internal)?;
+                    let now = flow.now();
+                    let actor = ActorRef::of(&caller);
+                    let header = current.header();
+                    let comment =
+                        thread::insert_comment(txn, T::TYPE, header, actor, &body, internal, now)
+                            .await?;
+                    let follow_up = match caller.is_agent() {
+                        false => current.on_requester_comment(now),
+                        true => None,
+                    };
+                    let Some(outcome) = follow_up else {
+                        return Ok((comment, None));
+                    };
+                    flow.record(txn, actor, &current, &outcome, now).await?;
+                    Ok((comment, Some((current, outcome.next))))
+                })
+            })
+            .await?;
+        if let Some((current, next)) = moved {
+            self.poke_if_new_deadline(Some(&current), &next);
         }
         Ok(comment)
     }
@@ -449,54 +462,65 @@ impl<T: Kind> Workflow<T> {
         let due = tickets::due_breach::<T>(self.store.conn(), now, 100).await?;
         let mut marked = 0;
         for candidate in due {
-            let txn = self.store.begin_write().await?;
-            let lookup = Lookup::Id(candidate.header().id.clone());
-            let Some(current) = tickets::find::<T>(&txn, &lookup).await? else {
-                continue;
-            };
-            let Some(event) = ticket::breach(&current, now) else {
-                continue;
-            };
-            if !tickets::mark_breached::<T>(&txn, &current.header().id, now).await? {
-                continue;
-            }
-            let ctx = thread::context(T::TYPE, current.header(), ActorRef::SYSTEM, now);
-            events::append(&txn, &ctx, &event).await?;
-            self.store.commit(txn).await?;
-            marked += 1;
+            let id = candidate.header().id.clone();
+            let marked_now = self
+                .store
+                .write(move |txn| {
+                    Box::pin(async move {
+                        let Some(current) = tickets::find::<T>(txn, &Lookup::Id(id)).await? else {
+                            return Ok(false);
+                        };
+                        let Some(event) = ticket::breach(&current, now) else {
+                            return Ok(false);
+                        };
+                        let id = &current.header().id;
+                        if !tickets::mark_breached::<T>(txn, id, now).await? {
+                            return Ok(false);
+                        }
+                        let ctx = thread::context(T::TYPE, current.header(), ActorRef::SYSTEM, now);
+                        events::append(txn, &ctx, &event).await?;
+                        Ok(true)
+                    })
+                })
+                .await?;
+            marked += usize::from(marked_now);
         }
         Ok(marked)
     }
 
     /// Applies `decide` to every ticket in `due` that it still finds due,
-    /// each in its own transaction, as the system (auto-close). Safe with
-    /// several replicas: each ticket is re-read under the write lock, and
-    /// only one replica finds it still due. Returns how many changed.
+    /// each in its own write, as the system (auto-close). Safe with several
+    /// replicas: each ticket is re-read under the write lock, and only one
+    /// replica finds it still due. Returns how many changed.
     pub async fn sweep(
         &self,
         due: Vec<T>,
-        decide: impl Fn(&T, i64) -> Option<Outcome<T>>,
+        decide: fn(&T, i64) -> Option<Outcome<T>>,
     ) -> Result<usize> {
         let mut changed = 0;
         for candidate in due {
-            let txn = self.store.begin_write().await?;
-            let lookup = Lookup::Id(candidate.header().id.clone());
-            let Some(current) = tickets::find::<T>(&txn, &lookup).await? else {
-                continue;
-            };
-            let now = self.now();
-            let Some(outcome) = decide(&current, now) else {
-                continue;
-            };
-            let change = Change {
-                flow: self,
-                txn,
-                current,
-                caller: ActorRef::SYSTEM,
-                now,
-            };
-            change.finish(outcome).await?;
-            changed += 1;
+            let (flow, id) = (self.clone(), candidate.header().id.clone());
+            let moved = self
+                .store
+                .write(move |txn| {
+                    Box::pin(async move {
+                        let Some(current) = tickets::find::<T>(txn, &Lookup::Id(id)).await? else {
+                            return Ok(None);
+                        };
+                        let now = flow.now();
+                        let Some(outcome) = decide(&current, now) else {
+                            return Ok(None);
+                        };
+                        flow.record(txn, ActorRef::SYSTEM, &current, &outcome, now)
+                            .await?;
+                        Ok(Some((current, outcome.next)))
+                    })
+                })
+                .await?;
+            if let Some((current, next)) = moved {
+                self.poke_if_new_deadline(Some(&current), &next);
+                changed += 1;
+            }
         }
         Ok(changed)
     }
@@ -563,6 +587,16 @@ impl<T: Kind> Workflow<T> {
         }
     }
 }
+
+/// What a create found or made.
+enum Filed<T> {
+    New(T),
+    /// The idempotency key's ticket, already there.
+    Existing(T),
+}
+
+/// Why a create lost a race for its idempotency key (then read again).
+const RACED: &str = "another request with this idempotency key was committed first; retry";
 
 /// Tickets in creation order, for exports.
 struct Rows<T: Kind> {

@@ -6,6 +6,7 @@ pub mod entity;
 pub mod events;
 pub mod incidents;
 pub mod tickets;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -36,6 +37,16 @@ pub struct Store {
     snapshots: Arc<Semaphore>,
     /// Open snapshots per owner.
     owners: Arc<Mutex<HashMap<String, usize>>>,
+    /// The process's one writer (group commit); see `write`.
+    writer: writer::Writer,
+}
+
+/// What the writer needs of the store: the pool and the commit signal (not
+/// the store itself, whose last clone dropping ends the writer).
+#[derive(Clone, Debug)]
+struct Log {
+    db: DatabaseConnection,
+    committed: Arc<Notify>,
 }
 
 /// Pooled connections.
@@ -121,12 +132,18 @@ impl Store {
         let db = Database::connect(options)
             .await
             .map_err(|e| anyhow!("cannot open database {}: {e}", redact(url)))?;
+        let committed = Arc::new(Notify::new());
+        let log = Log {
+            db: db.clone(),
+            committed: committed.clone(),
+        };
         Ok(Self {
             db,
-            committed: Arc::new(Notify::new()),
+            committed,
             url: url.into(),
             snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS)),
             owners: Arc::default(),
+            writer: writer::Writer::start(log),
         })
     }
 
@@ -211,34 +228,17 @@ impl Store {
         })
     }
 
-    /// Starts a write transaction holding the event-log lock: the counter row
-    /// of the global sequence is touched first, so writers serialize on it
-    /// until commit. On PostgreSQL this is what makes sequences become visible
-    /// in order (a smaller sequence can never commit after a larger one); on
-    /// SQLite it takes the write lock up front, where the busy timeout applies.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, Error> {
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let lock = Query::update()
-            .table(Counters::Table)
-            .value(Counters::Value, Expr::col(Counters::Value))
-            .and_where(Expr::col(Counters::Name).eq(EVENT_SEQUENCE))
-            .to_owned();
-        txn.execute(&lock).await.map_err(db_error)?;
-        Ok(txn)
-    }
-
-    /// Commits a transaction opened with `begin_write` and signals that the
-    /// log grew: in this process through `committed()`, and on PostgreSQL to
-    /// every replica with NOTIFY (delivered only if the transaction commits).
-    pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), Error> {
-        if self.backend() == DbBackend::Postgres {
-            txn.execute_unprepared(&format!("NOTIFY {LOG_CHANNEL}"))
-                .await
-                .map_err(db_error)?;
-        }
-        txn.commit().await.map_err(db_error)?;
-        self.committed.notify_one();
-        Ok(())
+    /// Runs `work` in the writer's next batch (see `writer`): in a savepoint
+    /// of a transaction that holds the event-log lock, answered once that
+    /// transaction has committed.
+    pub async fn write<F, R>(&self, work: F) -> Result<R, Error>
+    where
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> writer::TxnFuture<'a, Result<R, Error>>
+            + Send
+            + 'static,
+        R: Send + 'static,
+    {
+        self.writer.write(work).await
     }
 
     /// The in-process signal `commit` raises.
@@ -254,6 +254,38 @@ impl Store {
     /// Closes the pool.
     pub async fn close(self) {
         let _ = self.db.close().await;
+    }
+}
+
+impl Log {
+    /// Starts a write transaction holding the event-log lock: the counter row
+    /// of the global sequence is touched first, so writers serialize on it
+    /// until commit. On PostgreSQL this is what makes sequences become visible
+    /// in order (a smaller sequence can never commit after a larger one); on
+    /// SQLite it takes the write lock up front, where the busy timeout applies.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, Error> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let lock = Query::update()
+            .table(Counters::Table)
+            .value(Counters::Value, Expr::col(Counters::Value))
+            .and_where(Expr::col(Counters::Name).eq(EVENT_SEQUENCE))
+            .to_owned();
+        txn.execute(&lock).await.map_err(db_error)?;
+        Ok(txn)
+    }
+
+    /// Commits a transaction opened with `begin_write` and signals that the
+    /// log grew: in this process through `committed`, and on PostgreSQL to
+    /// every replica with NOTIFY (delivered only if the transaction commits).
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), Error> {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared(&format!("NOTIFY {LOG_CHANNEL}"))
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        self.committed.notify_one();
+        Ok(())
     }
 }
 

@@ -138,8 +138,9 @@ pub type ExportRow<T> = <<T as Stored>::Table as TicketTable>::ExportRow;
 /// one mapping between its rows and its domain type.
 pub trait Stored: Ticket {
     type Table: TicketTable<
-        Model: IntoActiveModel<<Self::Table as EntityTrait>::ActiveModel> + Sync,
-    >;
+            Model: IntoActiveModel<<Self::Table as EntityTrait>::ActiveModel> + Sync,
+            ActiveModel: Send,
+        >;
     type Filter: TicketFilter<Table = Self::Table>;
 
     /// A stored row as the domain type; a row the domain cannot read (an
