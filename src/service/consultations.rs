@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use super::scheduler::Alarm;
 
 use super::tickets::{Query, Selection, Workflow};
 use crate::domain::Result;
@@ -67,7 +67,7 @@ impl Consultations {
         targets: Targets,
         calendar: Arc<Calendar>,
         export_stall: Duration,
-        deadlines: Arc<Notify>,
+        deadlines: Arc<Alarm>,
     ) -> Self {
         Self {
             flow: Workflow::new(store, catalog, clock, deadlines, export_stall),

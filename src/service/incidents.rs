@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use super::scheduler::Alarm;
 
 use super::tickets::{Query, Selection, Workflow};
 use crate::domain::Result;
@@ -95,7 +95,7 @@ impl Incidents {
         calendar: Arc<Calendar>,
         export_stall: Duration,
     ) -> Self {
-        let deadlines = Arc::new(Notify::new());
+        let deadlines = Arc::new(Alarm::default());
         Self {
             flow: Workflow::new(store, catalog, clock, deadlines, export_stall),
             calendar,
@@ -109,7 +109,7 @@ impl Incidents {
     }
 
     /// The signal raised when a new deadline is set (shared with consultations).
-    pub fn deadlines(&self) -> Arc<Notify> {
+    pub fn deadlines(&self) -> Arc<Alarm> {
         self.flow.deadlines()
     }
 

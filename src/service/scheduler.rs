@@ -2,12 +2,44 @@
 //! estimate or a due time to breach) or a poll interval, whichever comes
 //! first, wakes early when a change sets a new deadline, and does what is due. Its state is the database's, so
 //! it survives restarts, and several replicas may run it at once.
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::consultations::Consultations;
 use super::incidents::Incidents;
+
+/// When the scheduler plans to wake next, and the signal that wakes it
+/// earlier. Writers ring it only for a deadline before the planned wake-up,
+/// so that a busy write path does not keep the scheduler querying.
+#[derive(Debug)]
+pub struct Alarm {
+    wake: Notify,
+    /// µs since the epoch; `i64::MIN` while the scheduler is awake and
+    /// planning (every new deadline rings then: it may not have been read).
+    planned: AtomicI64,
+}
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            planned: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl Alarm {
+    /// A change set a deadline at `at` (µs): wakes the scheduler if it
+    /// would otherwise sleep past it.
+    pub fn set(&self, at: i64) {
+        let planned = self.planned.load(Ordering::SeqCst);
+        if planned == i64::MIN || at < planned {
+            self.wake.notify_one();
+        }
+    }
+}
 
 pub async fn run(
     incidents: Incidents,
@@ -15,8 +47,9 @@ pub async fn run(
     poll: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let wake = incidents.deadlines();
+    let alarm = incidents.deadlines();
     loop {
+        alarm.planned.store(i64::MIN, Ordering::SeqCst);
         match incidents.auto_close_due().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(closed = n, "auto-closed incidents left waiting for data"),
@@ -51,10 +84,38 @@ pub async fn run(
                 poll
             }
         };
+        let wake_at = now.saturating_add(i64::try_from(sleep.as_micros()).unwrap_or(i64::MAX));
+        alarm.planned.store(wake_at, Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = wake.notified() => {}
+            _ = alarm.wake.notified() => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rings(alarm: &Alarm) -> bool {
+        let woken = alarm.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable()
+    }
+
+    #[tokio::test]
+    async fn the_alarm_rings_for_deadlines_before_the_planned_wake_up_only() {
+        let alarm = Alarm::default();
+        alarm.set(500);
+        assert!(rings(&alarm), "while planning, every deadline rings");
+        alarm.planned.store(1_000, Ordering::SeqCst);
+        alarm.set(2_000);
+        assert!(
+            !rings(&alarm),
+            "after the planned wake-up: it will be read then"
+        );
+        alarm.set(999);
+        assert!(rings(&alarm), "before it: the scheduler must wake early");
     }
 }

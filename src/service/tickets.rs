@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
+
+use super::scheduler::Alarm;
 
 use super::export::{self, Export, RowSource};
 use super::thread;
@@ -75,7 +77,7 @@ pub struct Workflow<T> {
     catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
     /// Poked when a deadline is set, so the scheduler re-plans its sleep.
-    deadlines: Arc<Notify>,
+    deadlines: Arc<Alarm>,
     /// An export whose client takes nothing for this long is abandoned.
     export_stall: Duration,
     ticket: PhantomData<fn() -> T>,
@@ -99,7 +101,7 @@ impl<T: Kind> Workflow<T> {
         store: Store,
         catalog: Arc<Catalog>,
         clock: Arc<dyn Clock>,
-        deadlines: Arc<Notify>,
+        deadlines: Arc<Alarm>,
         export_stall: Duration,
     ) -> Self {
         Self {
@@ -122,7 +124,7 @@ impl<T: Kind> Workflow<T> {
     }
 
     /// The signal raised when a change sets a new deadline.
-    pub fn deadlines(&self) -> Arc<Notify> {
+    pub fn deadlines(&self) -> Arc<Alarm> {
         self.deadlines.clone()
     }
 
@@ -577,13 +579,13 @@ impl<T: Kind> Workflow<T> {
         Ok(())
     }
 
-    /// Wakes the scheduler when `next` has a deadline `current` did not.
+    /// Tells the scheduler about a deadline `next` has and `current` did not.
     fn poke_if_new_deadline(&self, current: Option<&T>, next: &T) {
         let before = current.and_then(Ticket::next_deadline);
         if let Some(at) = next.next_deadline()
             && before != Some(at)
         {
-            self.deadlines.notify_one();
+            self.deadlines.set(at);
         }
     }
 }

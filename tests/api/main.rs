@@ -2,6 +2,7 @@
 //! with `TICKETD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test`.
 mod auth;
 mod bad_input;
+mod batches;
 mod concurrency;
 mod consultations;
 mod deadlines;
