@@ -53,105 +53,67 @@ fn actor(id: &str, name: &str, role: &str) -> pb::Actor {
     }
 }
 
-pub fn incident_status(s: IncidentStatus) -> pb::IncidentStatus {
-    match s {
-        IncidentStatus::NewTicket => pb::IncidentStatus::NewTicket,
-        IncidentStatus::MissingData => pb::IncidentStatus::MissingData,
-        IncidentStatus::InProgress => pb::IncidentStatus::InProgress,
-        IncidentStatus::PreApproved => pb::IncidentStatus::PreApproved,
-        IncidentStatus::Finalized => pb::IncidentStatus::Finalized,
-        IncidentStatus::Declined => pb::IncidentStatus::Declined,
-        IncidentStatus::Cancelled => pb::IncidentStatus::Cancelled,
-    }
+/// Maps a domain enum to its proto enum and back, once, variant by variant
+/// (their names are the same): `$to(domain) -> proto`, and `$parse(field,
+/// number)` → `None` for UNSPECIFIED, INVALID_ARGUMENT naming the field for
+/// a number the proto does not define.
+macro_rules! proto_enum {
+    ($domain:ident => pb::$pb:ident, $to:ident, $parse:ident { $($variant:ident),+ $(,)? }) => {
+        pub fn $to(value: $domain) -> pb::$pb {
+            match value {
+                $($domain::$variant => pb::$pb::$variant),+
+            }
+        }
+
+        pub fn $parse(field: &str, value: i32) -> Result<Option<$domain>> {
+            match pb::$pb::try_from(value) {
+                Ok(pb::$pb::Unspecified) => Ok(None),
+                $(Ok(pb::$pb::$variant) => Ok(Some($domain::$variant)),)+
+                Err(_) => Err(Error::invalid(field, format!("unknown value {value}"))),
+            }
+        }
+    };
 }
 
-/// A proto enum number → domain status; UNSPECIFIED and unknown numbers are invalid.
+proto_enum!(IncidentStatus => pb::IncidentStatus, incident_status, incident_status_of {
+    NewTicket, MissingData, InProgress, PreApproved, Finalized, Declined, Cancelled,
+});
+proto_enum!(IncidentKind => pb::IncidentKind, incident_kind, incident_kind_of {
+    Shipment, AdditionalCharge,
+});
+proto_enum!(Stage => pb::IncidentStage, stage, stage_of { New, InReview, Resolved });
+proto_enum!(ResolutionReason => pb::ResolutionReason, reason, reason_of {
+    Resolved, Indemnified, NoCustomerResponse, OutOfClaimWindow, CarrierRejected, Cancelled,
+});
+proto_enum!(Complexity => pb::Complexity, complexity, complexity_of {
+    Simple, Collaborative, Technology,
+});
+proto_enum!(ConsultationStatus => pb::ConsultationStatus, consultation_status, consultation_status_of {
+    Received, InProgress, Solved,
+});
+proto_enum!(TicketType => pb::TicketType, ticket_type, ticket_type_of { Incident, Consultation });
+
+/// A value the request must carry: UNSPECIFIED is INVALID_ARGUMENT saying
+/// `what` is required.
+fn required<T>(field: &str, value: Result<Option<T>>, what: &str) -> Result<T> {
+    value?.ok_or_else(|| Error::invalid(field, format!("{what} is required")))
+}
+
 pub fn parse_incident_status(field: &str, value: i32) -> Result<IncidentStatus> {
-    match pb::IncidentStatus::try_from(value) {
-        Ok(pb::IncidentStatus::NewTicket) => Ok(IncidentStatus::NewTicket),
-        Ok(pb::IncidentStatus::MissingData) => Ok(IncidentStatus::MissingData),
-        Ok(pb::IncidentStatus::InProgress) => Ok(IncidentStatus::InProgress),
-        Ok(pb::IncidentStatus::PreApproved) => Ok(IncidentStatus::PreApproved),
-        Ok(pb::IncidentStatus::Finalized) => Ok(IncidentStatus::Finalized),
-        Ok(pb::IncidentStatus::Declined) => Ok(IncidentStatus::Declined),
-        Ok(pb::IncidentStatus::Cancelled) => Ok(IncidentStatus::Cancelled),
-        Ok(pb::IncidentStatus::Unspecified) => Err(Error::invalid(field, "a status is required")),
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("unknown status value {value}"),
-        )),
-    }
+    required(field, incident_status_of(field, value), "a status")
 }
 
 pub fn parse_incident_kind(field: &str, value: i32) -> Result<IncidentKind> {
-    match pb::IncidentKind::try_from(value) {
-        Ok(pb::IncidentKind::Shipment) => Ok(IncidentKind::Shipment),
-        Ok(pb::IncidentKind::AdditionalCharge) => Ok(IncidentKind::AdditionalCharge),
-        Ok(pb::IncidentKind::Unspecified) => Err(Error::invalid(
-            field,
-            "a kind is required (SHIPMENT or ADDITIONAL_CHARGE)",
-        )),
-        Err(_) => Err(Error::invalid(field, format!("unknown kind value {value}"))),
-    }
+    let kind = incident_kind_of(field, value);
+    required(field, kind, "a kind (SHIPMENT or ADDITIONAL_CHARGE)")
 }
 
-fn incident_kind(k: IncidentKind) -> pb::IncidentKind {
-    match k {
-        IncidentKind::Shipment => pb::IncidentKind::Shipment,
-        IncidentKind::AdditionalCharge => pb::IncidentKind::AdditionalCharge,
-    }
+pub fn parse_consultation_status(field: &str, value: i32) -> Result<ConsultationStatus> {
+    required(field, consultation_status_of(field, value), "a status")
 }
 
-/// Stage filter; UNSPECIFIED means none.
-pub fn parse_stage(value: i32) -> Result<Option<Stage>> {
-    match pb::IncidentStage::try_from(value) {
-        Ok(pb::IncidentStage::Unspecified) => Ok(None),
-        Ok(pb::IncidentStage::New) => Ok(Some(Stage::New)),
-        Ok(pb::IncidentStage::InReview) => Ok(Some(Stage::InReview)),
-        Ok(pb::IncidentStage::Resolved) => Ok(Some(Stage::Resolved)),
-        Err(_) => Err(Error::invalid(
-            "stage",
-            format!("unknown stage value {value}"),
-        )),
-    }
-}
-
-fn stage(s: Stage) -> pb::IncidentStage {
-    match s {
-        Stage::New => pb::IncidentStage::New,
-        Stage::InReview => pb::IncidentStage::InReview,
-        Stage::Resolved => pb::IncidentStage::Resolved,
-    }
-}
-
-/// Resolution reason; UNSPECIFIED means none given.
-pub fn parse_reason(value: i32) -> Result<Option<ResolutionReason>> {
-    match pb::ResolutionReason::try_from(value) {
-        Ok(pb::ResolutionReason::Unspecified) => Ok(None),
-        Ok(pb::ResolutionReason::Resolved) => Ok(Some(ResolutionReason::Resolved)),
-        Ok(pb::ResolutionReason::Indemnified) => Ok(Some(ResolutionReason::Indemnified)),
-        Ok(pb::ResolutionReason::NoCustomerResponse) => {
-            Ok(Some(ResolutionReason::NoCustomerResponse))
-        }
-        Ok(pb::ResolutionReason::OutOfClaimWindow) => Ok(Some(ResolutionReason::OutOfClaimWindow)),
-        Ok(pb::ResolutionReason::CarrierRejected) => Ok(Some(ResolutionReason::CarrierRejected)),
-        Ok(pb::ResolutionReason::Cancelled) => Ok(Some(ResolutionReason::Cancelled)),
-        Err(_) => Err(Error::invalid(
-            "reason",
-            format!("unknown reason value {value}"),
-        )),
-    }
-}
-
-fn reason(r: ResolutionReason) -> pb::ResolutionReason {
-    match r {
-        ResolutionReason::Resolved => pb::ResolutionReason::Resolved,
-        ResolutionReason::Indemnified => pb::ResolutionReason::Indemnified,
-        ResolutionReason::NoCustomerResponse => pb::ResolutionReason::NoCustomerResponse,
-        ResolutionReason::OutOfClaimWindow => pb::ResolutionReason::OutOfClaimWindow,
-        ResolutionReason::CarrierRejected => pb::ResolutionReason::CarrierRejected,
-        ResolutionReason::Cancelled => pb::ResolutionReason::Cancelled,
-    }
+pub fn parse_complexity(field: &str, value: i32) -> Result<Complexity> {
+    required(field, complexity_of(field, value), "a complexity")
 }
 
 /// A ticket message of type `$message` with the fields every ticket has
@@ -396,13 +358,6 @@ pub fn event(e: &Event, locale: Locale) -> pb::TicketEvent {
     }
 }
 
-fn ticket_type(t: TicketType) -> pb::TicketType {
-    match t {
-        TicketType::Incident => pb::TicketType::Incident,
-        TicketType::Consultation => pb::TicketType::Consultation,
-    }
-}
-
 pub fn carrier(m: &Carrier) -> pb::Carrier {
     pb::Carrier {
         code: m.code.clone(),
@@ -426,52 +381,8 @@ pub fn category(m: &Category) -> pb::Category {
     }
 }
 
-pub fn complexity(c: Complexity) -> pb::Complexity {
-    match c {
-        Complexity::Simple => pb::Complexity::Simple,
-        Complexity::Collaborative => pb::Complexity::Collaborative,
-        Complexity::Technology => pb::Complexity::Technology,
-    }
-}
-
 fn complexity_from_name(name: &str) -> pb::Complexity {
     Complexity::parse(name).map_or(pb::Complexity::Unspecified, complexity)
-}
-
-pub fn parse_complexity(field: &str, value: i32) -> Result<Complexity> {
-    match pb::Complexity::try_from(value) {
-        Ok(pb::Complexity::Simple) => Ok(Complexity::Simple),
-        Ok(pb::Complexity::Collaborative) => Ok(Complexity::Collaborative),
-        Ok(pb::Complexity::Technology) => Ok(Complexity::Technology),
-        Ok(pb::Complexity::Unspecified) => Err(Error::invalid(field, "a complexity is required")),
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("unknown complexity value {value}"),
-        )),
-    }
-}
-
-pub fn consultation_status(s: ConsultationStatus) -> pb::ConsultationStatus {
-    match s {
-        ConsultationStatus::Received => pb::ConsultationStatus::Received,
-        ConsultationStatus::InProgress => pb::ConsultationStatus::InProgress,
-        ConsultationStatus::Solved => pb::ConsultationStatus::Solved,
-    }
-}
-
-pub fn parse_consultation_status(field: &str, value: i32) -> Result<ConsultationStatus> {
-    match pb::ConsultationStatus::try_from(value) {
-        Ok(pb::ConsultationStatus::Received) => Ok(ConsultationStatus::Received),
-        Ok(pb::ConsultationStatus::InProgress) => Ok(ConsultationStatus::InProgress),
-        Ok(pb::ConsultationStatus::Solved) => Ok(ConsultationStatus::Solved),
-        Ok(pb::ConsultationStatus::Unspecified) => {
-            Err(Error::invalid(field, "a status is required"))
-        }
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("unknown status value {value}"),
-        )),
-    }
 }
 
 pub fn consultation(t: &Consultation, locale: Locale) -> pb::Consultation {

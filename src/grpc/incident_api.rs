@@ -107,7 +107,7 @@ ticket_service! {
         let r = request.into_inner();
         let (id, expected, change) = validate::change(&r.id, r.expected_version, true, |v| {
             let to = v.check(convert::parse_incident_status("status", r.status))?;
-            let reason = v.check(convert::parse_reason(r.reason))?.flatten();
+            let reason = v.check(convert::reason_of("reason", r.reason))?.flatten();
             let comment = v.check(text::optional("comment", &r.comment, MAX_TEXT))?;
             Ok(to.map(|to| StatusChange {
                 to,
@@ -176,7 +176,7 @@ ticket_service! {
 
 fn parse_list(r: &ListIncidentsRequest) -> Result<(ListQuery, Paging<i64>)> {
     let mut v = Violations::default();
-    let stage = v.check(convert::parse_stage(r.stage))?.flatten();
+    let stage = v.check(convert::stage_of("stage", r.stage))?.flatten();
     let statuses = v
         .check(enum_list(
             "statuses",
