@@ -3,12 +3,14 @@
 mod auth;
 mod bad_input;
 mod concurrency;
+mod connections;
 mod consultations;
 mod deadlines;
 mod export;
 mod helpers;
 mod incidents;
 mod isolation;
+mod limits;
 mod malformed;
 mod outage;
 mod pagination;
