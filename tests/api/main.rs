@@ -7,6 +7,7 @@ mod connections;
 mod consultations;
 mod deadlines;
 mod export;
+mod fuzz;
 mod helpers;
 mod incidents;
 mod isolation;
