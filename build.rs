@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ticketd/v1/notification.proto",
     ];
     tonic_prost_build::configure()
+        // prost's codec with small response chunks (grpc::codec says why).
+        .codec_path("crate::grpc::codec::MessageCodec")
         .file_descriptor_set_path(out.join("ticketd_descriptor.bin"))
         .compile_protos(
             &protos.map(PathBuf::from),

@@ -8,7 +8,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tower::util::MapResponseLayer;
 
 use crate::auth::Verifier;
@@ -19,6 +18,7 @@ use crate::events::Hub;
 use crate::grpc::Authenticate;
 use crate::grpc::consultation_api::ConsultationApi;
 use crate::grpc::incident_api::IncidentApi;
+use crate::grpc::limits::{Limited, StreamLimits};
 use crate::grpc::notification_api::NotificationApi;
 use crate::grpc::watch::{WatchSettings, Watcher};
 use crate::pb::consultation_service_server::ConsultationServiceServer;
@@ -55,6 +55,8 @@ pub struct Settings {
     pub export_stall_timeout: Duration,
     /// How often health checks the database.
     pub health_interval: Duration,
+    /// Connections and streams clients may hold open.
+    pub limits: crate::limits::Limits,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -89,6 +91,12 @@ pub async fn serve(
         settings.export_stall_timeout,
         incidents.deadlines(),
     );
+    let limits = settings.limits;
+    let watch_limits = StreamLimits::watch(
+        limits.max_watch_streams,
+        limits.max_watch_streams_per_principal,
+    );
+    let open_limits = StreamLimits::unauthenticated(limits.max_unauthenticated_streams);
     let auth = Authenticate::new(Arc::new(settings.verifier));
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Hub::start(
@@ -130,25 +138,42 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    // Watch streams are counted behind authentication, per caller.
     let incident_api = InterceptedService::new(
-        IncidentServiceServer::new(IncidentApi::new(incidents, watcher.clone(), time_zone))
-            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        Limited::new(
+            IncidentServiceServer::new(IncidentApi::new(incidents, watcher.clone(), time_zone))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+            watch_limits.clone(),
+            &["WatchTicket"],
+        ),
         auth.clone(),
     );
     let consultation_api = InterceptedService::new(
-        ConsultationServiceServer::new(ConsultationApi::new(
-            consultations,
-            watcher.clone(),
-            time_zone,
-        ))
-        .max_decoding_message_size(MAX_REQUEST_BYTES),
+        Limited::new(
+            ConsultationServiceServer::new(ConsultationApi::new(
+                consultations,
+                watcher.clone(),
+                time_zone,
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+            watch_limits.clone(),
+            &["WatchTicket"],
+        ),
         auth.clone(),
     );
     let notification_api = InterceptedService::new(
-        NotificationServiceServer::new(NotificationApi::new(watcher))
-            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        Limited::new(
+            NotificationServiceServer::new(NotificationApi::new(watcher))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+            watch_limits,
+            &["WatchNotifications"],
+        ),
         auth,
     );
+    // Health Watch and every reflection call (each is a stream) need no token.
+    let health = Limited::new(health, open_limits.clone(), &["Watch"]);
+    let reflection_v1 = Limited::new(reflection_v1, open_limits.clone(), &[]);
+    let reflection_v1alpha = Limited::new(reflection_v1alpha, open_limits, &[]);
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ticketd listening");
@@ -162,19 +187,20 @@ pub async fn serve(
     };
     let server = Server::builder()
         .trace_fn(crate::telemetry::request_span)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(limits.max_streams_per_connection)
         .layer(MapResponseLayer::new(
             crate::grpc::malformed::refuse_as_invalid,
         ))
+        .layer(crate::net::CountCalls)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(incident_api)
         .add_service(consultation_api)
         .add_service(notification_api)
-        // Small gRPC frames must not wait for Nagle.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+        .serve_with_incoming_shutdown(crate::net::incoming(listener, &limits), signal);
     let mut stopping = stop_rx;
     let drain_timeout = settings.drain_timeout;
     let drained = async move {

@@ -123,6 +123,8 @@ pub struct ServeArgs {
     /// row it reports NOT_SERVING until the database answers again.
     #[arg(long, env = "TICKETD_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub health_interval: Duration,
+    #[command(flatten)]
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,8 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod limits;
+pub mod net;
 pub mod report;
 pub mod service;
 pub mod store;

@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 scheduler_poll: args.scheduler_poll,
                 export_stall_timeout: args.export_stall_timeout,
                 health_interval: args.health_interval,
+                limits: args.limits,
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await

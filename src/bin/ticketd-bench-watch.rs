@@ -63,7 +63,16 @@ async fn main() -> anyhow::Result<()> {
     // ticketd.
     let mut server = Server::start(
         &sibling("ticketd")?,
-        &["serve", "--listen", "127.0.0.1:0"],
+        // One agent opens every stream: lift the per-caller and per-server caps.
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-watch-streams",
+            "1000000",
+            "--max-watch-streams-per-principal",
+            "1000000",
+        ],
         &url,
         dir.path(),
     )?;

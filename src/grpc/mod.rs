@@ -1,10 +1,12 @@
 //! The gRPC edge: authentication, one file per service, conversions, and the
 //! single Error → Status mapping. Nothing here runs SQL.
+pub mod codec;
 pub mod consultation_api;
 pub mod convert;
 pub mod export;
 pub mod health;
 pub mod incident_api;
+pub mod limits;
 pub mod malformed;
 pub mod notification_api;
 pub mod page_token;

@@ -1,36 +1,47 @@
 //! Watch streams (WatchTicket, WatchNotifications): replay from the log, then
 //! live events from the hub, in order, without gaps or repeats.
 //!
-//! Each stream is one task writing to a small bounded channel (tonic's
-//! streaming pattern). `cursor` is the last global sequence the stream has
-//! dealt with — sent, or filtered out — so events are never sent twice, and
-//! progress messages carry it as a safe point to resume from.
+//! A stream is pulled: it does work only when tonic asks for its next message,
+//! which hyper does only once the previous one has gone out to the client. So
+//! a client that reads nothing costs what it is (the stream's state, one
+//! encoded message waiting for window), not the replay it asked for: the log
+//! is read a page at a time as the client takes it, pages start at one event
+//! and double while the client keeps reading, and a page kept in memory is cut
+//! at [`PAGE_BYTES`]. Live events come from the hub's broadcast ring, which
+//! every stream shares; a stream that is not read falls behind the ring and,
+//! when read again, catches up from the log. Dropping the stream (the client
+//! left) frees everything at once: there is no task of its own to wind down.
 //!
-//! A server holds thousands of idle streams, so what each one keeps is small:
-//! the channel carries boxed messages (tokio allocates a channel's slots 32 at
-//! a time, so inline ones would cost 32 `WatchResponse`s, about 9 KiB, per
-//! stream), and the replay is boxed, so that the task's future does not carry
-//! the size of its database futures while the stream is live.
+//! (tonic's examples spawn a task per stream writing into a bounded channel;
+//! that task runs ahead of the client by the channel's size plus whatever page
+//! it is holding, which for a replay of ~9 KiB comments was megabytes per
+//! stream nobody reads.)
+//!
+//! `cursor` is the last global sequence the stream has dealt with — sent, or
+//! filtered out — so events are never sent twice, and progress messages carry
+//! it as a safe point to resume from.
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use prost::Message;
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Interval, MissedTickBehavior};
 use tonic::Status;
 
 use super::convert;
 use crate::domain::event::{Audience, Event};
 use crate::domain::principal::Locale;
 use crate::domain::{Error, Result};
-use crate::events::Hub;
+use crate::events::{Hub, Shared};
 use crate::pb::{Progress, WatchResponse, watch_response};
 
-/// Messages buffered per stream before the task waits for the client.
-const BUFFER: usize = 32;
-/// Events read from the log per query while replaying.
-const REPLAY_PAGE: u64 = 500;
+/// Most events read from the log per query while replaying.
+const REPLAY_PAGE: u64 = 512;
+/// A replay page kept in memory is cut after this many encoded bytes (the
+/// rest is read again with the next page).
+const PAGE_BYTES: usize = 32 * 1024;
 
 pub type WatchStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send>>;
@@ -61,39 +72,53 @@ impl Watcher {
         after_sequence: u64,
         locale: Locale,
     ) -> Result<WatchStream> {
-        open(&self.hub, self.settings, audience, after_sequence, locale).await
+        let after = i64::try_from(after_sequence)
+            .map_err(|_| Error::invalid("after_sequence", "is too large"))?;
+        // Subscribe before reading the head: whatever commits afterwards is
+        // in the receiver, and the cursor drops the overlap with the replay.
+        let live = self.hub.subscribe();
+        let head = self.hub.log_head().await?;
+        if after > head {
+            // The head is the platform's event count: not for a requester's eyes.
+            return Err(Error::OutOfRange(format!(
+                "after_sequence {after} is beyond the last event; resume from a sequence you received"
+            )));
+        }
+        let period = self.settings.progress_interval;
+        let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let stream = Subscriber {
+            hub: self.hub.clone(),
+            audience,
+            cursor: after,
+            locale,
+            live,
+            stop: self.hub.stopping(),
+            idle,
+            replay: Some(Replay::up_to(head)),
+            pending: VecDeque::new(),
+            ended: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            stream,
+            |mut stream| async move { stream.next().await.map(|message| (message, stream)) },
+        )))
     }
 }
 
-async fn open(
-    hub: &Arc<Hub>,
-    settings: WatchSettings,
-    audience: Audience,
-    after_sequence: u64,
-    locale: Locale,
-) -> Result<WatchStream> {
-    let after = i64::try_from(after_sequence)
-        .map_err(|_| Error::invalid("after_sequence", "is too large"))?;
-    let head = hub.log_head().await?;
-    if after > head {
-        // The head is the platform's event count: not for a requester's eyes.
-        return Err(Error::OutOfRange(format!(
-            "after_sequence {after} is beyond the last event; resume from a sequence you received"
-        )));
+/// A catch-up from the log in progress.
+#[derive(Clone, Copy)]
+struct Replay {
+    /// Everything up to here is dealt with once the replay ends.
+    head: i64,
+    /// Events to ask for with the next page.
+    page: u64,
+}
+
+impl Replay {
+    fn up_to(head: i64) -> Self {
+        Self { head, page: 1 }
     }
-    let (tx, rx) = mpsc::channel(BUFFER);
-    let stream = Subscriber {
-        hub: hub.clone(),
-        audience,
-        cursor: after,
-        locale,
-        tx,
-        settings,
-    };
-    tokio::spawn(stream.run());
-    Ok(Box::pin(
-        ReceiverStream::new(rx).map(|message| message.map(|boxed| *boxed)),
-    ))
 }
 
 struct Subscriber {
@@ -101,104 +126,122 @@ struct Subscriber {
     audience: Audience,
     cursor: i64,
     locale: Locale,
-    tx: mpsc::Sender<Result<Box<WatchResponse>, Status>>,
-    settings: WatchSettings,
-}
-
-/// Why a stream's task ends.
-enum End {
-    ClientGone,
-    Failed(Status),
+    live: broadcast::Receiver<Shared>,
+    stop: watch::Receiver<bool>,
+    idle: Interval,
+    replay: Option<Replay>,
+    /// Read from the log, not yet sent: (sequence, message); no message for
+    /// a sequence that only moves the cursor (the end of a replay).
+    pending: VecDeque<(i64, Option<Box<WatchResponse>>)>,
+    ended: bool,
 }
 
 impl Subscriber {
-    async fn run(mut self) {
-        let mut stop = self.hub.stopping();
-        // Subscribe before replaying: whatever commits meanwhile is either in
-        // the replay or in the receiver, and the cursor drops the overlap.
-        let mut live = self.hub.subscribe();
-        let result: Result<(), End> = async {
-            Box::pin(self.replay()).await?;
-            let mut idle = tokio::time::interval(self.settings.progress_interval);
-            idle.reset();
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = stop.changed() => {
-                        return Err(End::Failed(Status::unavailable(
-                            "ticketd is shutting down; reconnect and resume from your last sequence",
-                        )));
+    /// The stream's next message; None once it has ended.
+    async fn next(&mut self) -> Option<Result<WatchResponse, Status>> {
+        if self.ended {
+            return None;
+        }
+        let next = self.produce().await;
+        if next.is_err() {
+            self.ended = true;
+        }
+        Some(next)
+    }
+
+    async fn produce(&mut self) -> Result<WatchResponse, Status> {
+        loop {
+            if let Some((sequence, message)) = self.pending.pop_front() {
+                if self.pending.is_empty() {
+                    // Give the page's memory back, not just its contents.
+                    self.pending = VecDeque::new();
+                }
+                self.cursor = self.cursor.max(sequence);
+                if let Some(message) = message {
+                    self.idle.reset();
+                    return Ok(*message);
+                }
+                continue;
+            }
+            if self.replay.is_some() {
+                // Boxed: an idle stream must not carry the size of a query future.
+                Box::pin(self.read_page()).await?;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => {
+                    return Err(Status::unavailable(
+                        "ticketd is shutting down; reconnect and resume from your last sequence",
+                    ));
+                }
+                received = self.live.recv() => match received {
+                    Ok(event) => {
+                        if event.sequence <= self.cursor {
+                            continue;
+                        }
+                        self.cursor = event.sequence;
+                        if self.audience.sees(&event) {
+                            self.idle.reset();
+                            return Ok(self.message(&event));
+                        }
                     }
-                    received = live.recv() => match received {
-                        Ok(event) => {
-                            if event.sequence <= self.cursor {
-                                continue;
-                            }
-                            if self.audience.sees(&event) {
-                                self.send_event(&event).await?;
-                                idle.reset();
-                            }
-                            self.cursor = event.sequence;
-                        }
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            tracing::debug!(missed, "slow stream fell behind; catching up from the log");
-                            Box::pin(self.replay()).await?;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => {
-                            return Err(End::Failed(Status::unavailable("event hub stopped; reconnect and resume")));
-                        }
-                    },
-                    _ = idle.tick() => {
-                        let progress = watch_response::Kind::Progress(Progress { head_sequence: self.cursor as u64 });
-                        self.send(WatchResponse { kind: Some(progress) }).await?;
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "slow stream fell behind; catching up from the log");
+                        let head = Box::pin(self.hub.log_head()).await?;
+                        self.replay = Some(Replay::up_to(head));
                     }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(Status::unavailable("event hub stopped; reconnect and resume"));
+                    }
+                },
+                _ = self.idle.tick() => {
+                    let progress = watch_response::Kind::Progress(Progress { head_sequence: self.cursor as u64 });
+                    return Ok(WatchResponse { kind: Some(progress) });
                 }
             }
         }
-        .await;
-        if let Err(End::Failed(status)) = result {
-            let _ = self.tx.send(Err(status)).await;
-        }
     }
 
-    /// Sends every logged event after the cursor that the audience sees.
-    async fn replay(&mut self) -> Result<(), End> {
-        let head = self
-            .hub
-            .log_head()
-            .await
-            .map_err(|e| End::Failed(e.into()))?;
-        loop {
-            let page = self
-                .hub
-                .replay(&self.audience, self.cursor, REPLAY_PAGE)
-                .await
-                .map_err(|e| End::Failed(e.into()))?;
-            for event in &page {
-                self.send_event(event).await?;
-                self.cursor = event.sequence;
-            }
-            if (page.len() as u64) < REPLAY_PAGE {
+    /// Reads the next page of the replay into `pending`, cut at
+    /// [`PAGE_BYTES`]; at the replay's end, also moves the cursor to the head
+    /// it was reading up to.
+    async fn read_page(&mut self) -> Result<(), Status> {
+        let Some(Replay { head, page: limit }) = self.replay else {
+            return Ok(());
+        };
+        let page = self.hub.replay(&self.audience, self.cursor, limit).await?;
+        let complete = (page.len() as u64) < limit;
+        let (mut bytes, mut cut) = (0, false);
+        for event in &page {
+            if bytes >= PAGE_BYTES {
+                cut = true;
                 break;
             }
+            let message = self.message(event);
+            bytes += message.encoded_len();
+            self.pending
+                .push_back((event.sequence, Some(Box::new(message))));
         }
-        // Everything up to the head read before replaying has been dealt with.
-        self.cursor = self.cursor.max(head);
+        self.replay = if complete && !cut {
+            // Everything up to the head read before replaying has been dealt with.
+            self.pending.push_back((head, None));
+            None
+        } else {
+            Some(Replay {
+                head,
+                page: (limit * 2).min(REPLAY_PAGE),
+            })
+        };
         Ok(())
     }
 
-    async fn send_event(&self, event: &Event) -> Result<(), End> {
-        let event = convert::event(event, self.locale);
-        self.send(WatchResponse {
-            kind: Some(watch_response::Kind::Event(event)),
-        })
-        .await
-    }
-
-    async fn send(&self, message: WatchResponse) -> Result<(), End> {
-        self.tx
-            .send(Ok(Box::new(message)))
-            .await
-            .map_err(|_| End::ClientGone)
+    fn message(&self, event: &Event) -> WatchResponse {
+        WatchResponse {
+            kind: Some(watch_response::Kind::Event(convert::event(
+                event,
+                self.locale,
+            ))),
+        }
     }
 }
