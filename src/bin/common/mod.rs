@@ -88,6 +88,12 @@ impl Server {
         self.status_kb("VmHWM:")
     }
 
+    /// The process id (for `strace -p`, `perf -p`).
+    #[allow(dead_code)] // only the RPC bench prints it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
