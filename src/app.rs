@@ -55,6 +55,8 @@ pub struct Settings {
     pub export_stall_timeout: Duration,
     /// How often health checks the database.
     pub health_interval: Duration,
+    /// Serves Prometheus metrics here when given (`crate::metrics`).
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -150,6 +152,10 @@ pub async fn serve(
         auth,
     );
 
+    let metrics = settings
+        .metrics_listener
+        .map(|listener| tokio::spawn(crate::metrics::serve(listener, store.clone())));
+
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ticketd listening");
     // On the shutdown signal, open streams are told to end (UNAVAILABLE, so
@@ -164,6 +170,8 @@ pub async fn serve(
         .trace_fn(crate::telemetry::request_span)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // Outermost, so that it counts the status the client receives.
+        .layer(crate::metrics::RpcMetricsLayer)
         .layer(MapResponseLayer::new(
             crate::grpc::malformed::refuse_as_invalid,
         ))
@@ -184,6 +192,9 @@ pub async fn serve(
     tokio::select! {
         result = server => result.context("gRPC server failed")?,
         _ = drained => tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining connections"),
+    }
+    if let Some(metrics) = metrics {
+        metrics.abort();
     }
     store.close().await;
     tracing::info!("ticketd stopped");

@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod report;
 pub mod service;
 pub mod store;

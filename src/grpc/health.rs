@@ -85,3 +85,44 @@ async fn watch_database(
     }
     set_all(&reporter, ServingStatus::NotServing).await;
 }
+
+/// Asks the server at `addr` for the health of `service` ("" for the whole
+/// server), as `ticketd health` does. An unspecified address is asked on
+/// loopback.
+pub async fn probe(
+    mut addr: std::net::SocketAddr,
+    service: &str,
+    timeout: Duration,
+) -> anyhow::Result<ServingStatus> {
+    use anyhow::Context as _;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let ask = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .with_context(|| format!("{addr} did not answer the health check"))?;
+        Ok(
+            match health_check_response::ServingStatus::try_from(response.into_inner().status) {
+                Ok(health_check_response::ServingStatus::Serving) => ServingStatus::Serving,
+                Ok(health_check_response::ServingStatus::NotServing) => ServingStatus::NotServing,
+                _ => ServingStatus::Unknown,
+            },
+        )
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .with_context(|| format!("no answer from {addr} within {timeout:?}"))?
+}

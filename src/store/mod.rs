@@ -39,7 +39,7 @@ pub struct Store {
 }
 
 /// Pooled connections.
-const MAX_CONNECTIONS: u32 = 16;
+pub const MAX_CONNECTIONS: u32 = 16;
 /// Snapshots open at once. Each pins a pooled connection for as long as its
 /// reader takes (an export waits for its client), so they get a quarter of
 /// the pool and writers keep the rest.
@@ -128,6 +128,11 @@ impl Store {
             snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS)),
             owners: Arc::default(),
         })
+    }
+
+    /// Snapshots (report slots) held now, for metrics.
+    pub fn snapshots_in_use(&self) -> usize {
+        MAX_SNAPSHOTS - self.snapshots.available_permits()
     }
 
     /// Applies pending migrations, in one transaction, so that replicas

@@ -59,6 +59,7 @@ pub fn settings(database_url: &str) -> Settings {
         scheduler_poll: std::time::Duration::from_millis(100),
         export_stall_timeout: std::time::Duration::from_secs(60),
         health_interval: std::time::Duration::from_millis(200),
+        metrics_listener: None,
     }
 }
 

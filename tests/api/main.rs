@@ -10,6 +10,7 @@ mod helpers;
 mod incidents;
 mod isolation;
 mod malformed;
+mod operations;
 mod outage;
 mod pagination;
 mod process;
