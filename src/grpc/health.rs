@@ -25,6 +25,11 @@ const SERVICES: [&str; 4] = [
     <NotificationServiceServer<NotificationApi> as NamedService>::NAME,
 ];
 
+/// A name that is SERVING for as long as the process answers, database or
+/// not, draining or not: what a liveness probe asks (restarting a replica
+/// does not bring a database back, nor finish a drain sooner).
+pub const LIVENESS: &str = "liveness";
+
 /// Failed checks in a row before the server reports NOT_SERVING (one slow
 /// check under load is not an outage).
 const FAILURES: u32 = 2;
@@ -44,6 +49,9 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) {
     set_all(&reporter, ServingStatus::Serving).await;
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     tokio::spawn(watch_database(reporter, readiness, interval, stop));
 }
 

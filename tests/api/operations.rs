@@ -382,3 +382,76 @@ async fn json_logs_are_one_object_per_line_with_the_requests_trace_id() {
     );
     assert!(lines.iter().any(|l| l.contains("ticketd listening")));
 }
+
+/// The health the server reports for `service`, if it answers.
+async fn health_of(channel: &tonic::transport::Channel, service: &str) -> Option<i32> {
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_stays_serving_while_the_database_is_away_and_while_draining() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let serving = Some(ServingStatus::Serving as i32);
+    let not_serving = Some(ServingStatus::NotServing as i32);
+    let app = TestApp::spawn().await;
+    let mut server = ServerProcess::start(&app.database_url).await;
+    let channel = server.channel.clone();
+    assert_eq!(health_of(&channel, "liveness").await, serving);
+    if postgres_only("liveness SERVING while readiness is NOT_SERVING for a database outage") {
+        app.cut_database(true).await;
+        wait_for("readiness NOT_SERVING", Duration::from_secs(30), || async {
+            (health_of(&channel, "").await == not_serving).then_some(())
+        })
+        .await;
+        assert_eq!(health_of(&channel, "liveness").await, serving);
+        app.cut_database(false).await;
+        wait_for(
+            "readiness SERVING again",
+            Duration::from_secs(30),
+            || async { (health_of(&channel, "").await == serving).then_some(()) },
+        )
+        .await;
+    }
+    // At SIGTERM the server takes no new calls, so watch both from before.
+    let watch = |service: &'static str| {
+        let channel = channel.clone();
+        async move {
+            tonic_health::pb::health_client::HealthClient::new(channel)
+                .watch(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("watch health")
+                .into_inner()
+        }
+    };
+    let (mut overall, mut liveness) = (watch("").await, watch("liveness").await);
+    for stream in [&mut overall, &mut liveness] {
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
+        assert_eq!(
+            first.expect("a first status").unwrap().map(|m| m.status),
+            serving
+        );
+    }
+    server.terminate();
+    let next = tokio::time::timeout(Duration::from_secs(10), overall.message()).await;
+    assert_eq!(
+        next.expect("a change after SIGTERM")
+            .unwrap()
+            .map(|m| m.status),
+        not_serving
+    );
+    // Still draining (the two watches are open streams): liveness has not changed.
+    let change = tokio::time::timeout(Duration::from_millis(500), liveness.message()).await;
+    assert!(
+        change.is_err(),
+        "liveness changed while draining: {change:?}"
+    );
+    assert!(server.wait_exit(Duration::from_secs(15)).is_some());
+}
