@@ -31,6 +31,15 @@ PY
 echo "compose specification:"
 check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
+echo "compose interpolation (podman-compose config): secrets required, and resolved when given:"
+if env -u POSTGRES_PASSWORD -u TICKETD_JWT_SECRET podman-compose -f compose.yaml config >/dev/null 2>&1; then
+  echo "compose.yaml resolved without POSTGRES_PASSWORD and TICKETD_JWT_SECRET" >&2; exit 1
+fi
+resolved="$(POSTGRES_PASSWORD=example TICKETD_JWT_SECRET=example-secret-example-secret-32b \
+  podman-compose -f compose.yaml config)"
+grep -q 'TICKETD_DATABASE_URL: postgres://ticketd:example@postgres:5432/ticketd' <<<"$resolved"
+echo "  ok"
+
 echo "the validators refuse invalid files:"
 bad="$(mktemp -d)"
 trap 'rm -rf "$bad"' EXIT

@@ -173,7 +173,7 @@ async fn metrics_count_and_time_every_rpc_by_method_and_status_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_open_streams_gauge_moves_with_a_watch_stream() {
+async fn the_open_streams_and_report_slot_gauges_move_with_streams() {
     let app = TestApp::spawn().await;
     let (server, metrics) = with_metrics(&app.database_url, &[]).await;
     let mut client = IncidentServiceClient::new(server.channel.clone());
@@ -221,6 +221,60 @@ async fn the_open_streams_gauge_moves_with_a_watch_stream() {
         Some(1.0),
         "{text}"
     );
+
+    // A report being downloaded is an open stream and holds a report slot.
+    // A one-row report is built in milliseconds, so a scraper polls from
+    // before the request until it sees both gauges at 1.
+    let export = r#"method="ticketd.v1.IncidentService/ExportReport""#;
+    let seen = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let text = scrape(metrics);
+            if sample(&text, "ticketd_grpc_open_streams", &[export]) == Some(1.0)
+                && sample(&text, "ticketd_report_slots_in_use", &[]) == Some(1.0)
+            {
+                return true;
+            }
+        }
+        false
+    });
+    let today = chrono::Utc::now().date_naive().to_string();
+    let mut report = client
+        .export_report(req(
+            &agent(),
+            ExportIncidentsRequest {
+                from_date: today.clone(),
+                to_date: today,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    report
+        .message()
+        .await
+        .expect("the header")
+        .expect("a header");
+    let seen = tokio::task::spawn_blocking(move || seen.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        seen,
+        "the report's stream and slot never showed in the gauges"
+    );
+    while report.message().await.expect("a chunk").is_some() {}
+    wait_for(
+        "the report's slot back",
+        Duration::from_secs(10),
+        || async {
+            let text = scrape(metrics);
+            (sample(&text, "ticketd_report_slots_in_use", &[]) == Some(0.0)
+                && sample(&text, "ticketd_grpc_open_streams", &[export]) == Some(0.0))
+            .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
