@@ -13,8 +13,8 @@ MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 podman_() { podman --cgroup-manager=cgroupfs "$@"; }
 
-make_base() { # NAME CHANGE [debootstrap options...]
-  local name="$1" change="$2"; shift 2
+make_base() { # NAME [debootstrap options...]; image settings in the CHANGES array
+  local name="$1"; shift
   if [ "${FORCE:-}" != 1 ] && podman_ image exists "$name"; then
     echo "$name exists"; return
   fi
@@ -29,14 +29,15 @@ make_base() { # NAME CHANGE [debootstrap options...]
     rm -rf "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
       "$dir"/usr/share/locale/* "$dir"/var/cache/debconf/*-old "$dir"/var/log/*.log
   fi
-  tar -C "$dir" -c . | podman_ import --change 'CMD ["/bin/bash"]' --change "$change" - "$name" >/dev/null
+  tar -C "$dir" -c . | podman_ import --change 'CMD ["/bin/bash"]' "${CHANGES[@]/#/--change=}" - "$name" >/dev/null
 }
 
 [ "${1:-}" = --force ] && FORCE=1
 BASE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-TRIM=1 make_base localhost/ticketd-base:bookworm "ENV PATH=$BASE_PATH"
+CHANGES=("ENV PATH=$BASE_PATH")
+TRIM=1 make_base localhost/ticketd-base:bookworm
 # Where the official rust image keeps cargo, and where the smoke test mounts
 # the host's toolchain (read-only) with `podman build -v`.
-make_base localhost/ticketd-build-base:bookworm \
-  "ENV PATH=/usr/local/rust-toolchain/bin:/usr/local/cargo/bin:$BASE_PATH CARGO_HOME=/usr/local/cargo" \
-  --include=gcc,libc6-dev,ca-certificates
+# (One ENV per --change: podman import reads "ENV A=1 B=2" as A="1 B=2".)
+CHANGES=("ENV PATH=/usr/local/rust-toolchain/bin:/usr/local/cargo/bin:$BASE_PATH" "ENV CARGO_HOME=/usr/local/cargo")
+make_base localhost/ticketd-build-base:bookworm --include=gcc,libc6-dev,ca-certificates
