@@ -57,6 +57,8 @@ pub struct Settings {
     pub health_interval: Duration,
     /// Connections and streams clients may hold open.
     pub limits: crate::limits::Limits,
+    /// Serves Prometheus metrics here when given (`crate::metrics`).
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -175,6 +177,10 @@ pub async fn serve(
     let reflection_v1 = Limited::new(reflection_v1, open_limits.clone(), &[]);
     let reflection_v1alpha = Limited::new(reflection_v1alpha, open_limits, &[]);
 
+    let metrics = settings
+        .metrics_listener
+        .map(|listener| tokio::spawn(crate::metrics::serve(listener, store.clone())));
+
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ticketd listening");
     // On the shutdown signal, open streams are told to end (UNAVAILABLE, so
@@ -190,6 +196,8 @@ pub async fn serve(
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_concurrent_streams(limits.max_streams_per_connection)
+        // Outermost, so that it counts the status the client receives.
+        .layer(crate::metrics::RpcMetricsLayer)
         .layer(MapResponseLayer::new(
             crate::grpc::malformed::refuse_as_invalid,
         ))
@@ -210,6 +218,9 @@ pub async fn serve(
     tokio::select! {
         result = server => result.context("gRPC server failed")?,
         _ = drained => tracing::warn!(?drain_timeout, "drain timeout reached; closing remaining connections"),
+    }
+    if let Some(metrics) = metrics {
+        metrics.abort();
     }
     store.close().await;
     tracing::info!("ticketd stopped");

@@ -47,6 +47,23 @@ pub struct Common {
     /// (and minted elsewhere).
     #[arg(long, env = "TICKETD_JWT_PUBLIC_KEY_FILE", global = true)]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// Log lines as `text` or `json` (one JSON object per line, with the
+    /// request span's `trace_id` when OpenTelemetry export is on).
+    #[arg(
+        long,
+        env = "TICKETD_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Common {
@@ -68,6 +85,24 @@ pub enum Command {
     Migrate,
     /// Prints a bearer token signed with the configured (or generated) secret.
     Token(TokenArgs),
+    /// Asks a running server's grpc.health.v1 service; exits 0 when it is
+    /// SERVING, 1 otherwise (for container health checks and humans).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The server to ask. Read from `TICKETD_LISTEN` like `serve`'s
+    /// `--listen`, so in a container the same setting serves both; an
+    /// unspecified address (`0.0.0.0`, `[::]`) is asked on loopback.
+    #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub addr: SocketAddr,
+    /// The service whose health to ask for (empty: the server as a whole).
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// Give up (and exit 1) after this long.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,6 +160,10 @@ pub struct ServeArgs {
     pub health_interval: Duration,
     #[command(flatten)]
     pub limits: crate::limits::Limits,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g.
+    /// `0.0.0.0:9090`. Off when not given.
+    #[arg(long, env = "TICKETD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod report;
 pub mod service;

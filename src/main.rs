@@ -1,4 +1,4 @@
-//! `ticketd serve | migrate | token`. Thin: parse config, init telemetry, run.
+//! `ticketd serve | migrate | token | health`. Thin: parse config, init telemetry, run.
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let telemetry = telemetry::init()?;
+            let telemetry = telemetry::init_with(cli.common.log_format)?;
             let verifier = verifier(&cli.common)?.with_leeway(args.jwt_leeway);
             let settings = app::Settings {
                 database_url: database_url(&cli.common)?,
@@ -33,6 +33,14 @@ async fn main() -> anyhow::Result<()> {
                 export_stall_timeout: args.export_stall_timeout,
                 health_interval: args.health_interval,
                 limits: args.limits,
+                metrics_listener: match args.metrics_listen {
+                    Some(addr) => Some(
+                        tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+                    ),
+                    None => None,
+                },
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
@@ -42,13 +50,34 @@ async fn main() -> anyhow::Result<()> {
             served
         }
         Command::Migrate => {
-            let telemetry = telemetry::init()?;
+            let telemetry = telemetry::init_with(cli.common.log_format)?;
             let url = database_url(&cli.common)?;
             let migrated = migrate(&url).await;
             telemetry.shutdown().await;
             migrated
         }
         Command::Token(args) => token(&cli.common, args),
+        Command::Health(args) => {
+            let status = ticketd::grpc::health::probe(args.addr, &args.service, args.timeout)
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("{e:#}");
+                    std::process::exit(1)
+                });
+            use tonic_health::ServingStatus::*;
+            println!(
+                "{}",
+                match status {
+                    Serving => "SERVING",
+                    NotServing => "NOT_SERVING",
+                    Unknown => "UNKNOWN",
+                }
+            );
+            if status != Serving {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

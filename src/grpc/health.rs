@@ -25,6 +25,11 @@ const SERVICES: [&str; 4] = [
     <NotificationServiceServer<NotificationApi> as NamedService>::NAME,
 ];
 
+/// A name that is SERVING for as long as the process answers, database or
+/// not, draining or not: what a liveness probe asks (restarting a replica
+/// does not bring a database back, nor finish a drain sooner).
+pub const LIVENESS: &str = "liveness";
+
 /// Failed checks in a row before the server reports NOT_SERVING (one slow
 /// check under load is not an outage).
 const FAILURES: u32 = 2;
@@ -44,6 +49,9 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) {
     set_all(&reporter, ServingStatus::Serving).await;
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     tokio::spawn(watch_database(reporter, readiness, interval, stop));
 }
 
@@ -84,4 +92,45 @@ async fn watch_database(
         }
     }
     set_all(&reporter, ServingStatus::NotServing).await;
+}
+
+/// Asks the server at `addr` for the health of `service` ("" for the whole
+/// server), as `ticketd health` does. An unspecified address is asked on
+/// loopback.
+pub async fn probe(
+    mut addr: std::net::SocketAddr,
+    service: &str,
+    timeout: Duration,
+) -> anyhow::Result<ServingStatus> {
+    use anyhow::Context as _;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let ask = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .with_context(|| format!("{addr} did not answer the health check"))?;
+        Ok(
+            match health_check_response::ServingStatus::try_from(response.into_inner().status) {
+                Ok(health_check_response::ServingStatus::Serving) => ServingStatus::Serving,
+                Ok(health_check_response::ServingStatus::NotServing) => ServingStatus::NotServing,
+                _ => ServingStatus::Unknown,
+            },
+        )
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .with_context(|| format!("no answer from {addr} within {timeout:?}"))?
 }

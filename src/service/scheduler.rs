@@ -48,6 +48,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let alarm = incidents.deadlines();
+    let mut due = None;
     loop {
         alarm.planned.store(i64::MIN, Ordering::SeqCst);
         match incidents.auto_close_due().await {
@@ -66,6 +67,9 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "consultation SLA breach check failed; retrying"),
         }
         let now = incidents.flow().now();
+        if let Some(late) = due.take().map(|at| now - at).filter(|late| *late >= 0) {
+            metrics::histogram!("ticketd_scheduler_lag_seconds").record(late as f64 / 1e6);
+        }
         let next = async {
             Ok::<_, crate::domain::Error>(
                 incidents
@@ -77,7 +81,10 @@ pub async fn run(
             )
         };
         let sleep = match next.await {
-            Ok(Some(at)) => Duration::from_micros(u64::try_from(at - now).unwrap_or(0)).min(poll),
+            Ok(Some(at)) => {
+                due = Some(at);
+                Duration::from_micros(u64::try_from(at - now).unwrap_or(0)).min(poll)
+            }
             Ok(None) => poll,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the next deadline");

@@ -50,7 +50,7 @@ struct Log {
 }
 
 /// Pooled connections.
-const MAX_CONNECTIONS: u32 = 16;
+pub const MAX_CONNECTIONS: u32 = 16;
 /// Snapshots open at once. Each pins a pooled connection for as long as its
 /// reader takes (an export waits for its client), so they get a quarter of
 /// the pool and writers keep the rest.
@@ -145,6 +145,11 @@ impl Store {
             owners: Arc::default(),
             writer: writer::Writer::start(log),
         })
+    }
+
+    /// Snapshots (report slots) held now, for metrics.
+    pub fn snapshots_in_use(&self) -> usize {
+        MAX_SNAPSHOTS - self.snapshots.available_permits()
     }
 
     /// Applies pending migrations, in one transaction, so that replicas

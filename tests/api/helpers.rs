@@ -60,6 +60,7 @@ pub fn settings(database_url: &str) -> Settings {
         export_stall_timeout: std::time::Duration::from_secs(60),
         health_interval: std::time::Duration::from_millis(200),
         limits: Default::default(),
+        metrics_listener: None,
     }
 }
 

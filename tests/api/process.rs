@@ -56,15 +56,10 @@ impl ServerProcess {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 kept.lock().unwrap().push(line.clone());
                 if line.contains("ticketd listening")
-                    && let Some(at) = line.find("127.0.0.1:")
+                    && let Some(addr) = loopback_addr(&line)
+                    && let Some(tx) = tx.take()
                 {
-                    let addr: String = line[at..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
+                    let _ = tx.send(addr.to_string());
                 }
             }
         });
@@ -96,6 +91,22 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// The loopback address in the first line it logged that contains
+    /// `message` (e.g. "metrics listening"), waiting up to 10 s for it.
+    pub async fn logged_addr(&self, message: &str) -> std::net::SocketAddr {
+        crate::helpers::wait_for(
+            &format!("a log line {message:?} with an address"),
+            Duration::from_secs(10),
+            || async {
+                self.log()
+                    .iter()
+                    .find(|line| line.contains(message))
+                    .and_then(|line| loopback_addr(line))
+            },
+        )
+        .await
+    }
+
     /// The lines it has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
@@ -125,6 +136,16 @@ impl ServerProcess {
         }
         None
     }
+}
+
+/// The first `127.0.0.1:PORT` in a log line, text or JSON.
+fn loopback_addr(line: &str) -> Option<std::net::SocketAddr> {
+    let at = line.find("127.0.0.1:")?;
+    let addr: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.parse().ok()
 }
 
 impl Drop for ServerProcess {

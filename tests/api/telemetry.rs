@@ -34,7 +34,7 @@ impl TraceService for Collector {
     }
 }
 
-async fn start_collector() -> (String, mpsc::UnboundedReceiver<ExportTraceServiceRequest>) {
+pub async fn start_collector() -> (String, mpsc::UnboundedReceiver<ExportTraceServiceRequest>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
