@@ -23,7 +23,7 @@ use ticketd::store::entity::incident;
 use tokio_stream::StreamExt;
 
 mod common;
-use common::{Server, sibling, token};
+use common::{BenchDatabase, Server, sibling, token};
 
 const CARRIERS: &[&str] = &[
     "estafeta",
@@ -120,53 +120,6 @@ async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
         median(ratios)
     );
     Ok(())
-}
-
-/// Where the bench's incidents live.
-enum BenchDatabase {
-    Sqlite(String),
-    /// A database created for the run: (server URL, its name, its URL).
-    Postgres(String, String, String),
-}
-
-impl BenchDatabase {
-    async fn postgres(admin_url: &str) -> anyhow::Result<Self> {
-        use sea_orm::ConnectionTrait;
-        let name = format!("ticketd_bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(admin_url).await?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await?;
-        admin.close().await?;
-        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = if query.is_empty() {
-            format!("{server}/{name}")
-        } else {
-            format!("{server}/{name}?{query}")
-        };
-        Ok(Self::Postgres(admin_url.to_owned(), name, url))
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            Self::Sqlite(url) | Self::Postgres(_, _, url) => url,
-        }
-    }
-
-    async fn drop(self) {
-        use sea_orm::ConnectionTrait;
-        if let Self::Postgres(admin_url, name, _) = self
-            && let Ok(admin) = sea_orm::Database::connect(&admin_url).await
-        {
-            let dropped = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-            if let Err(e) = dropped {
-                eprintln!("cannot drop {name}: {e}");
-            }
-        }
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -24,12 +24,12 @@ use ticketd::pb::incident_service_client::IncidentServiceClient;
 use ticketd::pb::*;
 use ticketd::store::Store;
 use ticketd::store::entity::{incident, ticket_event};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 mod common;
-use common::{Server, sibling, token};
+use common::{BenchDatabase, Server, connect, new_incident, request, sibling, token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -713,31 +713,6 @@ async fn top_up(
     Ok(())
 }
 
-fn new_incident() -> CreateIncidentRequest {
-    CreateIncidentRequest {
-        kind: IncidentKind::Shipment as i32,
-        tracking_number: "EST-BENCH".into(),
-        carrier: "estafeta".into(),
-        category: "damaged".into(),
-        description: "bench".into(),
-        ..Default::default()
-    }
-}
-
-fn request<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?)
-}
-
 /// The 1, 5 and 15 minute load averages.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map_or_else(
@@ -749,55 +724,4 @@ fn load_average() -> String {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
-}
-
-/// Where the bench's data lives.
-enum BenchDatabase {
-    Sqlite(String),
-    /// A database created for the run: (server URL, its name, its URL).
-    Postgres(String, String, String),
-}
-
-impl BenchDatabase {
-    fn sqlite(file: &Path) -> Self {
-        Self::Sqlite(format!("sqlite://{}?mode=rwc", file.display()))
-    }
-
-    async fn postgres(admin_url: &str) -> anyhow::Result<Self> {
-        use sea_orm::ConnectionTrait;
-        let name = format!("ticketd_bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(admin_url).await?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await?;
-        admin.close().await?;
-        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = if query.is_empty() {
-            format!("{server}/{name}")
-        } else {
-            format!("{server}/{name}?{query}")
-        };
-        Ok(Self::Postgres(admin_url.to_owned(), name, url))
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            Self::Sqlite(url) | Self::Postgres(_, _, url) => url,
-        }
-    }
-
-    async fn drop(self) {
-        use sea_orm::ConnectionTrait;
-        if let Self::Postgres(admin_url, name, _) = self
-            && let Ok(admin) = sea_orm::Database::connect(&admin_url).await
-        {
-            let dropped = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-            if let Err(e) = dropped {
-                eprintln!("cannot drop {name}: {e}");
-            }
-        }
-    }
 }

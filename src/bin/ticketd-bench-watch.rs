@@ -16,10 +16,10 @@ use ticketd::pb::notification_service_server::{NotificationService, Notification
 use ticketd::pb::*;
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 mod common;
-use common::{Server, sibling, token};
+use common::{Server, connect, new_incident, request, sibling, token};
 
 /// Streams per HTTP/2 connection.
 const PER_CONNECTION: usize = 100;
@@ -352,35 +352,10 @@ fn p99(mut times: Vec<f64>) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn new_incident() -> CreateIncidentRequest {
-    CreateIncidentRequest {
-        kind: IncidentKind::Shipment as i32,
-        tracking_number: "EST-BENCH".into(),
-        carrier: "estafeta".into(),
-        category: "damaged".into(),
-        description: "bench".into(),
-        ..Default::default()
-    }
-}
-
 fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-fn request<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?)
 }
 
 /// The ceiling: NotificationService whose streams forward a broadcast channel

@@ -455,6 +455,16 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How many incidents there are, as an agent lists them.
+pub async fn incident_count(app: &TestApp) -> i64 {
+    app.incidents()
+        .list_incidents(req(&agent(), ListIncidentsRequest::default()))
+        .await
+        .expect("list incidents")
+        .into_inner()
+        .total_size
+}
+
 pub async fn get(app: &TestApp, token: &str, id: &str) -> Incident {
     app.incidents()
         .get_incident(req(

@@ -45,13 +45,7 @@ async fn connections_ended_mid_request_are_unavailable_logged_in_one_line_and_th
             (ok, failures)
         }));
     }
-    let mut ended = 0;
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        ended += app.end_connections().await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ended = end_connections_six_times(&app, 400, &stop).await;
     let (mut ok, mut failures) = (0, vec![]);
     for client in clients {
         let (o, f) = client.await.unwrap();
@@ -198,13 +192,7 @@ async fn writes_acknowledged_while_connections_are_ended_are_all_kept_in_gap_fre
             (acknowledged, failures)
         }));
     }
-    let mut ended = 0;
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        ended += app.end_connections().await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ended = end_connections_six_times(&app, 500, &stop).await;
     let (mut acknowledged, mut failures) = (vec![], vec![]);
     for client in clients {
         let (a, f) = client.await.unwrap();
@@ -277,4 +265,21 @@ async fn writes_acknowledged_while_connections_are_ended_are_all_kept_in_gap_fre
         failures.len(),
         logged.len()
     );
+}
+
+/// Ends the server's database connections six times, `gap_ms` apart, while
+/// the writers run, then tells them to stop; how many connections ended.
+async fn end_connections_six_times(
+    app: &TestApp,
+    gap_ms: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    let mut ended = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+        ended += app.end_connections().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    ended
 }

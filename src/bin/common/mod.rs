@@ -105,3 +105,91 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+/// Where a bench's data lives: a SQLite file, or a PostgreSQL database
+/// created for the run beside the one given, and dropped after it.
+#[allow(dead_code)] // the watch bench uses none
+pub enum BenchDatabase {
+    Sqlite(String),
+    /// (server URL, the database's name, its URL).
+    Postgres(String, String, String),
+}
+
+#[allow(dead_code)] // the watch bench uses none, the export bench names its file itself
+impl BenchDatabase {
+    pub fn sqlite(file: &Path) -> Self {
+        Self::Sqlite(format!("sqlite://{}?mode=rwc", file.display()))
+    }
+
+    pub async fn postgres(admin_url: &str) -> anyhow::Result<Self> {
+        use sea_orm::ConnectionTrait;
+        let name = format!("ticketd_bench_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        admin.close().await?;
+        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        let url = if query.is_empty() {
+            format!("{server}/{name}")
+        } else {
+            format!("{server}/{name}?{query}")
+        };
+        Ok(Self::Postgres(admin_url.to_owned(), name, url))
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite(url) | Self::Postgres(_, _, url) => url,
+        }
+    }
+
+    pub async fn drop(self) {
+        use sea_orm::ConnectionTrait;
+        if let Self::Postgres(admin_url, name, _) = self
+            && let Ok(admin) = sea_orm::Database::connect(&admin_url).await
+        {
+            let dropped = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            if let Err(e) = dropped {
+                eprintln!("cannot drop {name}: {e}");
+            }
+        }
+    }
+}
+
+/// A request carrying `token`.
+#[allow(dead_code)] // the export bench builds its one request itself
+pub fn request<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A channel to a child server at `addr`.
+#[allow(dead_code)] // the export bench connects itself
+pub async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?,
+    )
+}
+
+/// The incident the benches file: a damaged Estafeta shipment.
+#[allow(dead_code)] // the export bench seeds rows directly
+pub fn new_incident() -> ticketd::pb::CreateIncidentRequest {
+    use ticketd::pb::{CreateIncidentRequest, IncidentKind};
+    CreateIncidentRequest {
+        kind: IncidentKind::Shipment as i32,
+        tracking_number: "EST-BENCH".into(),
+        carrier: "estafeta".into(),
+        category: "damaged".into(),
+        description: "bench".into(),
+        ..Default::default()
+    }
+}
