@@ -167,9 +167,13 @@ async fn metrics_count_and_time_every_rpc_by_method_and_status_code() {
         sample(&text, "ticketd_db_pool_max_connections", &[]),
         Some(16.0)
     );
+    // The pool opens connections as it needs them, and the one writer (group
+    // commit) and the log follower may hold all it has opened: what is
+    // certain is that both states are reported and that it has some open.
     let idle = sample(&text, "ticketd_db_pool_connections", &[r#"state="idle""#]);
-    assert!(idle.is_some_and(|idle| idle >= 1.0), "{text}");
-    assert!(sample(&text, "ticketd_db_pool_connections", &[r#"state="in_use""#]).is_some());
+    let in_use = sample(&text, "ticketd_db_pool_connections", &[r#"state="in_use""#]);
+    let open = idle.zip(in_use).map(|(idle, in_use)| idle + in_use);
+    assert!(open.is_some_and(|n| (1.0..=16.0).contains(&n)), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
