@@ -141,15 +141,7 @@ async fn writes_acknowledged_while_connections_are_ended_are_all_kept_in_gap_fre
     }
     let app = TestApp::spawn().await;
     let server = ServerProcess::start(&app.database_url).await;
-    let mut feed =
-        notification_service_client::NotificationServiceClient::new(server.channel.clone())
-            .watch_notifications(req(
-                &agent(),
-                WatchNotificationsRequest { after_sequence: 0 },
-            ))
-            .await
-            .expect("watch notifications")
-            .into_inner();
+    let mut feed = notification_feed(&server.channel, &agent(), 0).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = vec![];
     for client in 0..8 {
@@ -240,15 +232,7 @@ async fn writes_acknowledged_while_connections_are_ended_are_all_kept_in_gap_fre
         }
     }
     // The log, read afresh from the start, is gap-free …
-    let mut log =
-        notification_service_client::NotificationServiceClient::new(server.channel.clone())
-            .watch_notifications(req(
-                &agent(),
-                WatchNotificationsRequest { after_sequence: 0 },
-            ))
-            .await
-            .expect("watch notifications")
-            .into_inner();
+    let mut log = notification_feed(&server.channel, &agent(), 0).await;
     let logged = read_to(&mut log, 0, "the log").await.expect("the log");
     let expected: Vec<u64> = (1..=logged.len() as u64).collect();
     assert_eq!(logged, expected, "the log has gaps or is out of order");
