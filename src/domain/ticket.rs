@@ -175,6 +175,11 @@ pub trait Ticket: Clone + Send + Sync + 'static {
     /// What free-text search matches, before folding.
     fn search_fields(&self, catalog: &Catalog) -> Vec<String>;
 
+    /// The folded text free-text search looks in (see `text::fold`).
+    fn search_text(&self, catalog: &Catalog) -> String {
+        super::text::fold(&self.search_fields(catalog).join("\n"))
+    }
+
     /// What a requester's comment does besides being written (an incident
     /// waiting for the store's data returns to work).
     fn on_requester_comment(&self, _now: i64) -> Option<Outcome<Self>> {

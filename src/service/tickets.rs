@@ -19,7 +19,6 @@ use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
 use crate::domain::event::{Comment, Event, EventPayload};
 use crate::domain::principal::{Locale, Principal};
-use crate::domain::text::fold;
 use crate::domain::ticket::{
     self, By, Criteria, Header, Idempotency, Lookup, Outcome, Person, Ticket,
 };
@@ -198,7 +197,7 @@ impl<T: Kind> Workflow<T> {
                     };
                     let outcome = file(header)?;
                     let created = &outcome.next;
-                    let search_text = flow.search_text(created);
+                    let search_text = created.search_text(&flow.catalog);
                     if let Err(err) = tickets::insert(txn, created, search_text).await {
                         return Err(match store::is_unique_violation(&err) {
                             // Another replica committed the same key first.
@@ -531,11 +530,6 @@ impl<T: Kind> Workflow<T> {
         &self.store
     }
 
-    /// The folded text free-text search looks in.
-    fn search_text(&self, t: &T) -> String {
-        fold(&t.search_fields(&self.catalog).join("\n"))
-    }
-
     /// Persists an outcome of a change from `current`, its comment and its
     /// events, inside `txn`.
     async fn record(
@@ -548,7 +542,7 @@ impl<T: Kind> Workflow<T> {
     ) -> Result<()> {
         let next = &outcome.next;
         let version = current.header().version;
-        if !tickets::update_versioned(txn, next, self.search_text(next), version).await? {
+        if !tickets::update_versioned(txn, next, next.search_text(&self.catalog), version).await? {
             return Err(Error::Aborted(format!(
                 "{} changed meanwhile; read it again and retry",
                 next.name()
