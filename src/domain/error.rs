@@ -102,6 +102,16 @@ impl Violations {
         }
     }
 
+    /// An optional text field (see `text::optional`); a violation is
+    /// recorded and reads as absent.
+    pub fn text(&mut self, field: &str, value: &str, max: usize) -> Option<String> {
+        let mut value = super::text::optional(field, value, max);
+        if let Err(Error::InvalidArgument(v)) = &mut value {
+            self.0.append(v);
+        }
+        value.ok().flatten()
+    }
+
     pub fn into_result(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())

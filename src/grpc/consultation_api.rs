@@ -114,8 +114,8 @@ ticket_service! {
         let (id, expected, (to, comment)) =
             validate::change(&r.id, r.expected_version, true, |v| {
                 let to = v.check(convert::parse_consultation_status("status", r.status))?;
-                let comment = v.check(text::optional("comment", &r.comment, MAX_TEXT))?;
-                Ok(to.map(|to| (to, comment.flatten())))
+                let comment = v.text("comment", &r.comment, MAX_TEXT);
+                Ok(to.map(|to| (to, comment)))
             })?;
         let consultations = &self.consultations;
         let model = consultations
@@ -211,12 +211,8 @@ fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
     let mut v = Violations::default();
     let category = v.check(text::required("category", &category, MAX_CODE))?;
     let description = v.check(text::required("description", &description, MAX_TEXT))?;
-    let order_reference = v.check(text::optional(
-        "order_reference",
-        &order_reference,
-        MAX_CODE,
-    ))?;
-    let idempotency_key = v.check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?;
+    let order_reference = v.text("order_reference", &order_reference, MAX_CODE);
+    let idempotency_key = v.text("idempotency_key", &idempotency_key, MAX_ID);
     v.into_result()?;
     let (Some(category), Some(description)) = (category, description) else {
         return Err(incomplete("category"));
@@ -224,8 +220,8 @@ fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
     Ok(NewConsultation {
         category,
         description,
-        order_reference: order_reference.flatten(),
-        idempotency_key: idempotency_key.flatten(),
+        order_reference,
+        idempotency_key,
     })
 }
 

@@ -173,15 +173,9 @@ pub fn incident(t: &Incident, catalog: &Catalog, locale: Locale, now: i64) -> pb
 
 /// The tab counts of a list: every incident, then per stage.
 pub fn stage_counts(counts: &[(IncidentStatus, i64)]) -> pb::StageCounts {
-    let of = |stage: Stage| {
-        counts
-            .iter()
-            .filter(|(s, _)| s.stage() == stage)
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let of = |stage: Stage| total(counts, |s| s.stage() == stage);
     pb::StageCounts {
-        all: counts.iter().map(|(_, n)| n).sum(),
+        all: total(counts, |_| true),
         new: of(Stage::New),
         in_review: of(Stage::InReview),
         resolved: of(Stage::Resolved),
@@ -190,19 +184,18 @@ pub fn stage_counts(counts: &[(IncidentStatus, i64)]) -> pb::StageCounts {
 
 /// The status counts of a consultation list: every one, then per status.
 pub fn status_counts(counts: &[(ConsultationStatus, i64)]) -> pb::StatusCounts {
-    let of = |status: ConsultationStatus| {
-        counts
-            .iter()
-            .filter(|(s, _)| *s == status)
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let of = |status: ConsultationStatus| total(counts, |s| *s == status);
     pb::StatusCounts {
-        all: counts.iter().map(|(_, n)| n).sum(),
+        all: total(counts, |_| true),
         received: of(ConsultationStatus::Received),
         in_progress: of(ConsultationStatus::InProgress),
         solved: of(ConsultationStatus::Solved),
     }
+}
+
+/// The sum of the counts whose status `pick` accepts.
+fn total<S>(counts: &[(S, i64)], pick: impl Fn(&S) -> bool) -> i64 {
+    counts.iter().filter(|(s, _)| pick(s)).map(|(_, n)| n).sum()
 }
 
 /// Declares the Incident fields a read_mask may name, once: the list that

@@ -108,11 +108,11 @@ ticket_service! {
         let (id, expected, change) = validate::change(&r.id, r.expected_version, true, |v| {
             let to = v.check(convert::parse_incident_status("status", r.status))?;
             let reason = v.check(convert::reason_of("reason", r.reason))?.flatten();
-            let comment = v.check(text::optional("comment", &r.comment, MAX_TEXT))?;
+            let comment = v.text("comment", &r.comment, MAX_TEXT);
             Ok(to.map(|to| StatusChange {
                 to,
                 reason,
-                comment: comment.flatten(),
+                comment,
                 note: None,
             }))
         })?;
@@ -187,9 +187,7 @@ fn parse_list(r: &ListIncidentsRequest) -> Result<(ListQuery, Paging<i64>)> {
     let kinds = v
         .check(enum_list("kinds", &r.kinds, convert::parse_incident_kind))?
         .unwrap_or_default();
-    let carrier = v
-        .check(text::optional("carrier", &r.carrier, MAX_CODE))?
-        .flatten();
+    let carrier = v.text("carrier", &r.carrier, MAX_CODE);
     let (from, to) = (r.created_from.as_ref(), r.created_to.as_ref());
     let criteria = validate::criteria(&mut v, &r.category, &r.assignee_id, from, to, &r.query)?;
     let descending = match r
@@ -271,9 +269,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
                 .transpose(),
         )?
         .flatten();
-    let idempotency_key = v
-        .check(text::optional("idempotency_key", &idempotency_key, MAX_ID))?
-        .flatten();
+    let idempotency_key = v.text("idempotency_key", &idempotency_key, MAX_ID);
     v.into_result()?;
     let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =
         (kind, tracking_number, carrier, category, description)

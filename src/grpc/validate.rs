@@ -4,7 +4,6 @@ use prost_types::Timestamp;
 use super::convert::micros;
 use super::page_token;
 use crate::domain::error::Violations;
-use crate::domain::text;
 use crate::domain::ticket::{Criteria, Lookup, Person};
 use crate::domain::{Error, Result};
 use crate::service::tickets::Paging;
@@ -105,12 +104,8 @@ pub fn assignment(
 ) -> Result<Assignment> {
     let mut v = Violations::default();
     let id = v.check(ticket_id("id", id))?;
-    let assignee = v
-        .check(text::optional("assignee_id", assignee_id, MAX_ID))?
-        .flatten();
-    let name = v
-        .check(text::optional("assignee_name", assignee_name, MAX_NAME))?
-        .flatten();
+    let assignee = v.text("assignee_id", assignee_id, MAX_ID);
+    let name = v.text("assignee_name", assignee_name, MAX_NAME);
     let expected = v.check(expected_version(expected, true))?.flatten();
     v.into_result()?;
     let (Some(id), Some(expected_version)) = (id, expected) else {
@@ -156,16 +151,10 @@ pub fn criteria(
     created_to: Option<&Timestamp>,
     query: &str,
 ) -> Result<Criteria> {
-    let category = v
-        .check(text::optional("category", category, MAX_CODE))?
-        .flatten();
-    let assignee_id = v
-        .check(text::optional("assignee_id", assignee_id, MAX_ID))?
-        .flatten();
+    let category = v.text("category", category, MAX_CODE);
+    let assignee_id = v.text("assignee_id", assignee_id, MAX_ID);
     let (created_from, created_to) = created_range(v, created_from, created_to)?;
-    let text = v
-        .check(text::optional("query", query, MAX_QUERY))?
-        .flatten();
+    let text = v.text("query", query, MAX_QUERY);
     Ok(Criteria {
         category,
         assignee_id,

@@ -66,7 +66,7 @@ impl<M> Column<M> {
 }
 
 /// Incident columns; the first ten are the module's default report.
-pub static INCIDENT_COLUMNS: &[Column<incident::ExportRow>] = &[
+pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
     Column {
         code: "number",
         es: "No.",
@@ -213,7 +213,7 @@ pub static INCIDENT_COLUMNS: &[Column<incident::ExportRow>] = &[
 ];
 
 /// Consultation columns; the first nine are the default report.
-pub static CONSULTATION_COLUMNS: &[Column<consultation::ExportRow>] = &[
+pub static CONSULTATION_COLUMNS: &[Column<consultation::Model>] = &[
     Column {
         code: "number",
         es: "No.",

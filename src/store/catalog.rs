@@ -11,11 +11,8 @@ use crate::domain::event::TicketType;
 use crate::domain::incident::IncidentKind;
 
 pub async fn load(conn: &impl ConnectionTrait) -> Result<Catalog, Error> {
-    let carriers = carrier::Entity::find()
-        .order_by_asc(carrier::Column::Position)
-        .all(conn)
-        .await
-        .map_err(db_error)?
+    let carriers = in_order::<carrier::Entity>(conn, carrier::Column::Position)
+        .await?
         .into_iter()
         .map(|m| Carrier {
             code: m.code,
@@ -23,11 +20,8 @@ pub async fn load(conn: &impl ConnectionTrait) -> Result<Catalog, Error> {
             claim_window_days: m.claim_window_days,
         })
         .collect();
-    let categories = category::Entity::find()
-        .order_by_asc(category::Column::Position)
-        .all(conn)
-        .await
-        .map_err(db_error)?
+    let categories = in_order::<category::Entity>(conn, category::Column::Position)
+        .await?
         .into_iter()
         .map(decode_category)
         .collect::<Result<_, _>>()?;
@@ -35,6 +29,18 @@ pub async fn load(conn: &impl ConnectionTrait) -> Result<Catalog, Error> {
         carriers,
         categories,
     })
+}
+
+/// Every row of a catalog table, in its `position` order.
+async fn in_order<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    position: E::Column,
+) -> Result<Vec<E::Model>, Error> {
+    E::find()
+        .order_by_asc(position)
+        .all(conn)
+        .await
+        .map_err(db_error)
 }
 
 /// A category row as the domain's; a value the code does not know is a

@@ -44,33 +44,6 @@ pub mod incident {
         pub breached_at: Option<i64>,
     }
 
-    /// What an export reads: the source of every report column and nothing
-    /// else, so a large export neither reads nor decodes the search text,
-    /// request hashes or bookkeeping columns.
-    #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
-    #[sea_orm(entity = "Entity", from_query_result)]
-    pub struct ExportRow {
-        pub number: i64,
-        pub account: String,
-        pub kind: String,
-        pub status: String,
-        pub tracking_number: String,
-        pub carrier_code: String,
-        pub category_code: String,
-        pub description: String,
-        pub shipped_at: Option<i64>,
-        pub claimed_amount: Option<String>,
-        pub claimed_currency: Option<String>,
-        pub requester_name: String,
-        pub assignee_name: Option<String>,
-        pub resolution_reason: Option<String>,
-        pub resolution_note: Option<String>,
-        pub created_at: i64,
-        pub resolved_at: Option<i64>,
-        pub estimated_resolution_at: Option<i64>,
-        pub paused_since: Option<i64>,
-    }
-
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
@@ -201,25 +174,6 @@ pub mod consultation {
         pub search_text: String,
         pub idempotency_key: Option<String>,
         pub request_hash: Option<String>,
-    }
-
-    /// What an export reads: the source of every report column and nothing
-    /// else (see `incident::ExportRow`).
-    #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
-    #[sea_orm(entity = "Entity", from_query_result)]
-    pub struct ExportRow {
-        pub number: Option<i64>,
-        pub account: String,
-        pub category_code: String,
-        pub complexity: String,
-        pub status: String,
-        pub title: String,
-        pub description: String,
-        pub order_reference: Option<String>,
-        pub assignee_name: Option<String>,
-        pub created_at: i64,
-        pub due_at: i64,
-        pub solved_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

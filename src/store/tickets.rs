@@ -4,8 +4,7 @@ use std::pin::Pin;
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, Order, PaginatorTrait, PartialModelTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Value,
+    IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,8 +39,6 @@ pub trait TicketTable: EntityTrait {
     type Tie: Into<Value> + Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
     /// The counter its numbers come from.
     const NUMBERS: &'static str;
-    /// The export's projection (see `entity::incident::ExportRow`).
-    type ExportRow: PartialModelTrait + Send + Sync + 'static;
 }
 
 macro_rules! ticket_table {
@@ -61,7 +58,6 @@ macro_rules! ticket_table {
             const TIE: $table::Column = $table::Column::$tie;
             type Tie = $tie_type;
             const NUMBERS: &'static str = super::$numbers;
-            type ExportRow = $table::ExportRow;
         }
     };
 }
@@ -131,8 +127,8 @@ pub(crate) use row_of;
 type Row<E> = <E as EntityTrait>::Model;
 /// The tie-breaking value of a ticket type's order (see `TicketTable::TIE`).
 pub type Tie<T> = <<T as Stored>::Table as TicketTable>::Tie;
-/// The export projection of a ticket type.
-pub type ExportRow<T> = <<T as Stored>::Table as TicketTable>::ExportRow;
+/// The row of a ticket type, as an export reads it.
+pub type ExportRow<T> = Row<<T as Stored>::Table>;
 
 /// A ticket type as stored: its table, the filters of its lists, and the
 /// one mapping between its rows and its domain type.
@@ -316,7 +312,6 @@ pub async fn stream<'a, T: Stored>(
         .apply(T::Table::find())
         .order_by_asc(T::Table::CREATED_AT)
         .order_by_asc(T::Table::TIE)
-        .into_partial_model::<ExportRow<T>>()
         .stream(txn)
         .await
         .map_err(db_error)?;
