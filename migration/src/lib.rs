@@ -8,6 +8,7 @@ mod m20261125_000003_create_consultations;
 mod m20261125_000004_missing_data_deadline;
 mod m20261125_000005_sla;
 mod m20261125_000006_category_claim_windows;
+mod m20261129_000007_search;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_missing_data_deadline::Migration),
             Box::new(m20261125_000005_sla::Migration),
             Box::new(m20261125_000006_category_claim_windows::Migration),
+            Box::new(m20261129_000007_search::Migration),
         ]
     }
 }

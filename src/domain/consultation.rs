@@ -8,7 +8,7 @@ use super::calendar::Calendar;
 use super::catalog::{Catalog, Category};
 use super::event::{EventPayload, TicketType};
 use super::principal::{Locale, Role};
-use super::ticket::{By, Header, Outcome, Ticket, ticket_basics};
+use super::ticket::{By, Header, Named, Outcome, Ticket, codes_named, ticket_basics};
 use super::{Error, Result};
 
 string_enum!(
@@ -299,17 +299,29 @@ impl Ticket for Consultation {
         Some(self.due_at)
     }
 
-    fn search_fields(&self, _: &Catalog) -> Vec<String> {
+    fn search_fields(&self) -> Vec<String> {
         let h = &self.header;
         let assignee = h.assignee.as_ref();
         vec![
             h.number.map(|n| n.to_string()).unwrap_or_default(),
-            self.title.clone(),
             self.category.clone(),
             self.description.clone(),
             self.order_reference.clone().unwrap_or_default(),
+            h.account.clone(),
+            h.requester.name.clone(),
+            h.requester.id.clone(),
             assignee.map(|p| p.name.clone()).unwrap_or_default(),
             assignee.map(|p| p.id.clone()).unwrap_or_default(),
+        ]
+    }
+
+    fn named_by(catalog: &Catalog, folded: &str) -> Vec<(Named, Vec<String>)> {
+        let categories = catalog
+            .categories_of(TicketType::Consultation)
+            .map(|c| (c.code.as_str(), c.name.as_str()));
+        vec![
+            (Named::Status, ConsultationStatus::named_by(folded)),
+            (Named::Category, codes_named(categories, folded)),
         ]
     }
 }

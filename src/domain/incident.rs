@@ -10,7 +10,7 @@ use super::calendar::Calendar;
 use super::catalog::{Carrier, Catalog};
 use super::event::{EventPayload, TicketType};
 use super::principal::Role;
-use super::ticket::{By, Header, Outcome, Ticket, ticket_basics};
+use super::ticket::{By, Header, Named, Outcome, Ticket, codes_named, ticket_basics};
 use super::{Error, Result};
 
 string_enum!(
@@ -556,19 +556,36 @@ impl Ticket for Incident {
         }
     }
 
-    fn search_fields(&self, catalog: &Catalog) -> Vec<String> {
+    fn search_fields(&self) -> Vec<String> {
         let h = &self.header;
         let assignee = h.assignee.as_ref();
         vec![
             h.number_or_zero().to_string(),
             self.tracking_number.as_str().to_owned(),
-            catalog.category_name(&self.category).to_owned(),
             self.category.clone(),
-            catalog.carrier_name(&self.carrier).to_owned(),
             self.carrier.clone(),
+            h.account.clone(),
+            h.requester.name.clone(),
+            h.requester.id.clone(),
             assignee.map(|p| p.name.clone()).unwrap_or_default(),
             assignee.map(|p| p.id.clone()).unwrap_or_default(),
             self.description.clone(),
+        ]
+    }
+
+    fn named_by(catalog: &Catalog, folded: &str) -> Vec<(Named, Vec<String>)> {
+        let categories = catalog
+            .categories_of(TicketType::Incident)
+            .map(|c| (c.code.as_str(), c.name.as_str()));
+        let carriers = catalog
+            .carriers
+            .iter()
+            .map(|c| (c.code.as_str(), c.name.as_str()));
+        vec![
+            (Named::Status, IncidentStatus::named_by(folded)),
+            (Named::Kind, IncidentKind::named_by(folded)),
+            (Named::Category, codes_named(categories, folded)),
+            (Named::Carrier, codes_named(carriers, folded)),
         ]
     }
 

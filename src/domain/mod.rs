@@ -18,6 +18,21 @@ macro_rules! string_enum {
                       ($name::$variant, Locale::En) => $en,)+
                 }
             }
+
+            /// The stored names of the variants whose label, in either
+            /// language, holds `folded` (a `text::fold`ed search term).
+            pub fn named_by(folded: &str) -> Vec<String> {
+                use $crate::domain::principal::Locale;
+                Self::ALL
+                    .iter()
+                    .filter(|v| {
+                        [Locale::Es, Locale::En]
+                            .into_iter()
+                            .any(|l| $crate::domain::text::fold(v.label(l)).contains(folded))
+                    })
+                    .map(|v| v.as_str().to_owned())
+                    .collect()
+            }
         }
     };
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {

@@ -172,12 +172,16 @@ pub trait Ticket: Clone + Send + Sync + 'static {
     /// paused); `None` otherwise.
     fn target_at(&self) -> Option<i64>;
 
-    /// What free-text search matches, before folding.
-    fn search_fields(&self, catalog: &Catalog) -> Vec<String>;
+    /// What free-text search matches, before folding: the ticket's own
+    /// data (labels are matched by `named_by` instead).
+    fn search_fields(&self) -> Vec<String>;
+
+    /// The codes whose labels hold the folded search term `folded`.
+    fn named_by(catalog: &Catalog, folded: &str) -> Vec<(Named, Vec<String>)>;
 
     /// The folded text free-text search looks in (see `text::fold`).
-    fn search_text(&self, catalog: &Catalog) -> String {
-        super::text::fold(&self.search_fields(catalog).join("\n"))
+    fn search_text(&self) -> String {
+        super::text::fold(&self.search_fields().join("\n"))
     }
 
     /// What a requester's comment does besides being written (an incident
@@ -298,6 +302,48 @@ pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
         hasher.update([0u8]);
     }
     format!("{:x}", hasher.finalize())
+}
+
+/// A code field that a search term can name by its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Status,
+    Kind,
+    Category,
+    Carrier,
+}
+
+/// A free-text search as the store runs it: the folded term, matched as a
+/// substring of each ticket's search text, and the codes whose labels hold
+/// it. Labels (statuses, kinds, catalog names) are matched here rather than
+/// stored with the rows, so that a renamed category or carrier never leaves
+/// stale results behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    pub folded: String,
+    pub named: Vec<(Named, Vec<String>)>,
+}
+
+impl Search {
+    pub fn new<T: Ticket>(term: &str, catalog: &Catalog) -> Self {
+        let folded = super::text::fold(term);
+        let named = T::named_by(catalog, &folded)
+            .into_iter()
+            .filter(|(_, codes)| !codes.is_empty())
+            .collect();
+        Self { folded, named }
+    }
+}
+
+/// The codes of `names` (code, label) whose folded label holds `folded`.
+pub fn codes_named<'a>(
+    names: impl Iterator<Item = (&'a str, &'a str)>,
+    folded: &str,
+) -> Vec<String> {
+    names
+        .filter(|(_, label)| super::text::fold(label).contains(folded))
+        .map(|(code, _)| code.to_owned())
+        .collect()
 }
 
 /// The list filters every ticket type has, as parsed at the edge.

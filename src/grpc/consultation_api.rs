@@ -102,6 +102,7 @@ ticket_service! {
                 .unwrap_or_default(),
             total_size: page.total_size,
             status_counts: Some(convert::status_counts(&page.counts)),
+            counts_approximate: page.approximate,
         }))
     }
 

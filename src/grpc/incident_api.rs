@@ -96,6 +96,7 @@ ticket_service! {
                 .unwrap_or_default(),
             total_size: page.total_size,
             stage_counts: Some(stages),
+            counts_approximate: page.approximate,
         }))
     }
 

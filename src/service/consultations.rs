@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::scheduler::Alarm;
 
-use super::tickets::{Query, Selection, Workflow};
+use super::tickets::{Query, Selection, Workflow, common_filter};
 use crate::domain::Result;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::{Catalog, Category};
@@ -18,7 +18,6 @@ use crate::domain::principal::Principal;
 use crate::domain::ticket::{self, Criteria};
 use crate::store::Store;
 use crate::store::consultations::ConsultationFilter;
-use crate::store::tickets::Filter;
 
 /// A ListConsultations request (or ExportReport's filter) as parsed at the
 /// edge; the category code is checked in `selection`.
@@ -39,11 +38,7 @@ impl Query<Consultation> for ListQuery {
             consultation::classify(catalog, c)?;
         }
         let filter = ConsultationFilter {
-            common: Filter {
-                account: who.scope().map(str::to_owned),
-                statuses: vec![],
-                criteria: self.criteria.clone(),
-            },
+            common: common_filter::<Consultation>(who, &self.criteria, catalog),
             complexities: self.complexities.iter().map(|c| c.as_str()).collect(),
         };
         let statuses = (!self.statuses.is_empty()).then(|| self.statuses.clone());

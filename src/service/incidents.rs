@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::scheduler::Alarm;
 
-use super::tickets::{Query, Selection, Workflow};
+use super::tickets::{Query, Selection, Workflow, common_filter};
 use crate::domain::Result;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::Catalog;
@@ -18,7 +18,6 @@ use crate::domain::principal::Principal;
 use crate::domain::ticket::Criteria;
 use crate::store::Store;
 use crate::store::incidents::{self as rows, IncidentFilter};
-use crate::store::tickets::Filter;
 
 /// A ListIncidents request (or ExportReport's filter) as parsed at the edge;
 /// the catalog codes are checked in `selection`.
@@ -65,11 +64,7 @@ impl Query<Incident> for ListQuery {
                 .collect()
         });
         let filter = IncidentFilter {
-            common: Filter {
-                account: who.scope().map(str::to_owned),
-                statuses: vec![],
-                criteria: self.criteria.clone(),
-            },
+            common: common_filter::<Incident>(who, &self.criteria, catalog),
             kinds: self.kinds.iter().map(|k| k.as_str()).collect(),
             carrier: self.carrier.clone(),
         };

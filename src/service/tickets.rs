@@ -20,12 +20,15 @@ use crate::domain::clock::Clock;
 use crate::domain::event::{Comment, Event, EventPayload};
 use crate::domain::principal::{Locale, Principal};
 use crate::domain::ticket::{
-    self, By, Criteria, Header, Idempotency, Lookup, Outcome, Person, Ticket,
+    self, By, Criteria, Header, Idempotency, Lookup, Outcome, Person, Search, Ticket,
 };
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::events::{self, ActorRef};
-use crate::store::tickets::{self, ExportRow, RowStream, Stored, TicketFilter, TicketTable, Tie};
+use crate::store::search::{self, Matching};
+use crate::store::tickets::{
+    self, ExportRow, Filter, RowStream, Stored, TicketFilter, TicketTable, Tie,
+};
 use crate::store::{self, Snapshot, Store, db_error};
 
 /// A ticket type the workflow can run: its domain rules and its rows.
@@ -61,6 +64,24 @@ pub struct Page<T: Kind> {
     pub total_size: i64,
     /// Per status, for the filters without the status narrowing.
     pub counts: Vec<(T::Status, i64)>,
+    /// The counts (and `total_size`) are estimates: a search matched more
+    /// than `search::EXACT_UP_TO` tickets.
+    pub approximate: bool,
+}
+
+/// The filters every list of `T` has: the caller's scope, the criteria, and
+/// the search their text asks for.
+pub fn common_filter<T: Ticket>(who: &Principal, criteria: &Criteria, catalog: &Catalog) -> Filter {
+    Filter {
+        account: who.scope().map(str::to_owned),
+        statuses: vec![],
+        criteria: criteria.clone(),
+        search: criteria
+            .text
+            .as_deref()
+            .map(|t| Search::new::<T>(t, catalog)),
+        matching: Matching::default(),
+    }
 }
 
 /// Where a page starts and how long it is.
@@ -197,8 +218,7 @@ impl<T: Kind> Workflow<T> {
                     };
                     let outcome = file(header)?;
                     let created = &outcome.next;
-                    let search_text = created.search_text(&flow.catalog);
-                    if let Err(err) = tickets::insert(txn, created, search_text).await {
+                    if let Err(err) = tickets::insert(txn, created).await {
                         return Err(match store::is_unique_violation(&err) {
                             // Another replica committed the same key first.
                             true => Error::Aborted(RACED.into()),
@@ -367,7 +387,8 @@ impl<T: Kind> Workflow<T> {
         thread::list_events(conn, &ticket.header().id, who, after_sequence, limit).await
     }
 
-    /// A page of the tickets `query` picks for `who`, with the per-status counts.
+    /// A page of the tickets `query` picks for `who`, with the per-status
+    /// counts (see `store::search` for how a search is answered).
     pub async fn list(
         &self,
         who: &Principal,
@@ -379,17 +400,25 @@ impl<T: Kind> Workflow<T> {
             mut filter,
             statuses,
         } = query.selection(who, &self.catalog)?;
-        let counts = tickets::count_by_status::<T>(conn, &filter).await?;
-        let total_size = counts
-            .iter()
-            .filter(|(s, _)| statuses.as_ref().is_none_or(|only| only.contains(s)))
-            .map(|(_, n)| n)
-            .sum();
+        let picked = |s: &T::Status| statuses.as_ref().is_none_or(|only| only.contains(s));
+        if let Some(keys) = search::probe::<T>(conn, &filter).await? {
+            return self.page_of(conn, keys, picked, paging).await;
+        }
+        let mut counts = search::totals::<T>(conn, &filter).await?;
+        let approximate = filter.common().search.is_some();
+        if approximate {
+            counts = search::estimate::<T>(conn, &filter, &counts).await?;
+        }
         let mut page = Page {
             tickets: vec![],
             next: None,
-            total_size,
+            total_size: counts
+                .iter()
+                .filter(|(s, _)| picked(s))
+                .map(|(_, n)| n)
+                .sum(),
             counts,
+            approximate,
         };
         if let Some(only) = &statuses {
             if only.is_empty() {
@@ -411,6 +440,47 @@ impl<T: Kind> Workflow<T> {
         Ok(page)
     }
 
+    /// A page out of every match of a search (its keys), with exact counts.
+    async fn page_of(
+        &self,
+        conn: &impl ConnectionTrait,
+        keys: Vec<search::Key<T>>,
+        picked: impl Fn(&T::Status) -> bool,
+        paging: Paging<Tie<T>>,
+    ) -> Result<Page<T>> {
+        let mut counts: Vec<(T::Status, i64)> = vec![];
+        for key in &keys {
+            match counts.iter_mut().find(|(s, _)| *s == key.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((key.status, 1)),
+            }
+        }
+        let mut keys: Vec<_> = keys.into_iter().filter(|k| picked(&k.status)).collect();
+        let total_size = keys.len() as i64;
+        keys.sort_by(|a, b| (a.created_at, &a.tie).cmp(&(b.created_at, &b.tie)));
+        if paging.descending {
+            keys.reverse();
+        }
+        if let Some((at, tie)) = &paging.after {
+            let after = (*at, tie);
+            keys.retain(|k| match paging.descending {
+                true => (k.created_at, &k.tie) < after,
+                false => (k.created_at, &k.tie) > after,
+            });
+        }
+        let limit = (paging.page_size as usize).max(1);
+        let next =
+            (keys.len() > limit).then(|| (keys[limit - 1].created_at, keys[limit - 1].tie.clone()));
+        keys.truncate(limit);
+        Ok(Page {
+            tickets: search::fetch::<T>(conn, &keys).await?,
+            next,
+            total_size,
+            counts,
+            approximate: false,
+        })
+    }
+
     /// Starts an export of the tickets `query` picks for `who`, oldest
     /// first; returns the row count and the file's chunks.
     pub async fn export(
@@ -426,6 +496,9 @@ impl<T: Kind> Workflow<T> {
             statuses,
         } = query.selection(who, &self.catalog)?;
         let empty = statuses.as_ref().is_some_and(Vec::is_empty);
+        // Every match is read: through the substring index (PostgreSQL's
+        // planner picks its own).
+        filter.common().matching = Matching::Index;
         if let Some(only) = &statuses {
             filter.common().statuses = only
                 .iter()
@@ -542,7 +615,7 @@ impl<T: Kind> Workflow<T> {
     ) -> Result<()> {
         let next = &outcome.next;
         let version = current.header().version;
-        if !tickets::update_versioned(txn, next, next.search_text(&self.catalog), version).await? {
+        if !tickets::update_versioned(txn, next, version).await? {
             return Err(Error::Aborted(format!(
                 "{} changed meanwhile; read it again and retry",
                 next.name()

@@ -6,6 +6,7 @@ use super::entity::consultation::{self, Column, Entity};
 use super::tickets::{Filter, Stored, TicketFilter, header_of, parse_code, row_of};
 use crate::domain::Error;
 use crate::domain::consultation::{Consultation, ConsultationStatus};
+use crate::domain::ticket::Ticket as _;
 
 /// The filters of ListConsultations, already validated.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,10 @@ impl TicketFilter for ConsultationFilter {
 
     fn common(&mut self) -> &mut Filter {
         &mut self.common
+    }
+
+    fn is_plain(&self) -> bool {
+        self.common.is_plain() && self.complexities.is_empty()
     }
 
     fn apply(&self, query: Select<Entity>) -> Select<Entity> {
@@ -49,8 +54,8 @@ impl Stored for Consultation {
         })
     }
 
-    fn to_row(&self, search_text: String) -> consultation::Model {
-        row_of!(consultation::Model, &self.header, search_text, self.header.number, {
+    fn to_row(&self) -> consultation::Model {
+        row_of!(consultation::Model, &self.header, self.search_text(), self.header.number, {
             category_code: self.category.clone(),
             complexity: self.complexity.as_str().to_owned(),
             status: self.status.as_str().to_owned(),

@@ -11,6 +11,7 @@ use super::entity::incident::{self, Column, Entity};
 use super::tickets::{Filter, Stored, TicketFilter, header_of, parse_code, row_of};
 use crate::domain::Error;
 use crate::domain::incident::{Incident, IncidentStatus, Money, TrackingNumber};
+use crate::domain::ticket::Ticket as _;
 
 /// The filters of ListIncidents, already validated.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +27,10 @@ impl TicketFilter for IncidentFilter {
 
     fn common(&mut self) -> &mut Filter {
         &mut self.common
+    }
+
+    fn is_plain(&self) -> bool {
+        self.common.is_plain() && self.kinds.is_empty() && self.carrier.is_none()
     }
 
     fn apply(&self, mut query: Select<Entity>) -> Select<Entity> {
@@ -91,9 +96,9 @@ impl Stored for Incident {
         })
     }
 
-    fn to_row(&self, search_text: String) -> incident::Model {
+    fn to_row(&self) -> incident::Model {
         let amount = self.claimed_amount.as_ref();
-        row_of!(incident::Model, &self.header, search_text, self.header.number_or_zero(), {
+        row_of!(incident::Model, &self.header, self.search_text(), self.header.number_or_zero(), {
             kind: self.kind.as_str().to_owned(),
             status: self.status.as_str().to_owned(),
             previous_status: self.previous_status.map(|s| s.as_str().to_owned()),

@@ -5,6 +5,7 @@ pub mod consultations;
 pub mod entity;
 pub mod events;
 pub mod incidents;
+pub mod search;
 pub mod tickets;
 pub mod writer;
 
@@ -171,7 +172,7 @@ impl Store {
             }
             .await;
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => return search::reindex(&self.db).await,
                 Err(e) if attempt < ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "migration attempt failed; retrying");
                     attempt += 1;

@@ -1,7 +1,7 @@
 //! The queries both ticket tables share, written once over their common columns.
 use std::pin::Pin;
 
-use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
@@ -12,8 +12,8 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::db_error;
 use super::entity::{consultation, incident};
-use crate::domain::text::like_contains;
-use crate::domain::ticket::{Criteria, Lookup, Ticket};
+use super::search::Matching;
+use crate::domain::ticket::{Criteria, Lookup, Search, Ticket};
 use crate::domain::{Code, Error};
 
 /// The rows of one query, read as the consumer asks for them.
@@ -36,7 +36,15 @@ pub trait TicketTable: EntityTrait {
     /// order of lists and exports).
     const TIE: Self::Column;
     /// The value of `TIE` (page tokens carry it).
-    type Tie: Into<Value> + Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
+    type Tie: Into<Value>
+        + sea_orm::TryGetable
+        + Ord
+        + Clone
+        + Send
+        + Sync
+        + Serialize
+        + DeserializeOwned
+        + 'static;
     /// The counter its numbers come from.
     const NUMBERS: &'static str;
 }
@@ -142,7 +150,7 @@ pub trait Stored: Ticket {
     /// A stored row as the domain type; a row the domain cannot read (an
     /// unknown status, say) is INTERNAL, here and nowhere else.
     fn from_row(row: Row<Self::Table>) -> Result<Self, Error>;
-    fn to_row(&self, search_text: String) -> Row<Self::Table>;
+    fn to_row(&self) -> Row<Self::Table>;
     fn tie(&self) -> Tie<Self>;
     /// Tickets whose target can still be breached, and that target's column.
     fn breach_candidates() -> (Select<Self::Table>, <Self::Table as EntityTrait>::Column);
@@ -165,9 +173,25 @@ pub struct Filter {
     /// Empty means any.
     pub statuses: Vec<&'static str>,
     pub criteria: Criteria,
+    /// The free-text search of `criteria.text`, with the codes its term
+    /// names (set by the workflow, which knows the labels).
+    pub search: Option<Search>,
+    /// How `search` is matched (see `search::predicate`).
+    pub matching: Matching,
 }
 
 impl Filter {
+    /// Only the account and the status narrow it: its counts are the
+    /// `ticket_counts` table's.
+    pub fn is_plain(&self) -> bool {
+        let c = &self.criteria;
+        self.search.is_none()
+            && c.category.is_none()
+            && c.assignee_id.is_none()
+            && c.created_from.is_none()
+            && c.created_to.is_none()
+    }
+
     pub fn apply<E: TicketTable>(&self, mut query: Select<E>) -> Select<E> {
         let c = &self.criteria;
         if let Some(account) = &self.account {
@@ -188,12 +212,8 @@ impl Filter {
         if let Some(to) = c.created_to {
             query = query.filter(E::CREATED_AT.lt(to));
         }
-        if let Some(text) = &c.text {
-            use sea_orm::sea_query::ExprTrait as _;
-            // The search text is folded (see `domain::text::fold`); so is the pattern.
-            let pattern = like_contains(text);
-            query =
-                query.filter(Expr::col(E::SEARCH_TEXT).like(LikeExpr::new(pattern).escape('\\')));
+        if let Some(search) = &self.search {
+            query = query.filter(super::search::predicate::<E>(search, self.matching));
         }
         query
     }
@@ -204,6 +224,8 @@ pub trait TicketFilter: Clone + Send + Sync + 'static {
     type Table: TicketTable;
     fn common(&mut self) -> &mut Filter;
     fn apply(&self, query: Select<Self::Table>) -> Select<Self::Table>;
+    /// Nothing of its own narrows it (see `Filter::is_plain`).
+    fn is_plain(&self) -> bool;
 }
 
 /// One page of the tickets `filter` matches, in (created_at, tie) order,
@@ -320,12 +342,8 @@ pub async fn stream<'a, T: Stored>(
 
 /// Inserts a new ticket; the raw error, so that the caller can tell a
 /// duplicate idempotency key from a failure.
-pub async fn insert<T: Stored>(
-    conn: &impl ConnectionTrait,
-    ticket: &T,
-    search_text: String,
-) -> Result<(), DbErr> {
-    T::Table::insert(ticket.to_row(search_text).into_active_model())
+pub async fn insert<T: Stored>(conn: &impl ConnectionTrait, ticket: &T) -> Result<(), DbErr> {
+    T::Table::insert(ticket.to_row().into_active_model())
         .exec_without_returning(conn)
         .await?;
     Ok(())
@@ -362,14 +380,13 @@ pub async fn find_by_idempotency_key<T: Stored>(
 pub async fn update_versioned<T: Stored>(
     conn: &impl ConnectionTrait,
     ticket: &T,
-    search_text: String,
     expected_version: i64,
 ) -> Result<bool, Error>
 where
     <T::Table as EntityTrait>::ActiveModel: ActiveModelTrait<Entity = T::Table>,
 {
     // Every column is written: reset_all() marks them all as set.
-    let active = ticket.to_row(search_text).into_active_model().reset_all();
+    let active = ticket.to_row().into_active_model().reset_all();
     let result = T::Table::update_many()
         .set(active)
         .filter(T::Table::ID.eq(ticket.header().id.as_str()))

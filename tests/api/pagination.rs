@@ -423,8 +423,9 @@ async fn consultations_created_in_the_same_instant_page_exactly_once() {
 async fn the_query_finds_a_ticket_by_its_number() {
     let app = TestApp::spawn().await;
     let store = requester("acme");
-    let driver = requester("driver-1");
-    // Nothing but the numbers holds a digit: trackings and texts are letters.
+    let driver = requester("driver-x");
+    // Nothing but the numbers holds a digit: trackings, texts and the
+    // requesters (their ids and accounts are searched too) are letters.
     for letter in 'A'..='L' {
         create(&app, &store, &format!("GUIA-{letter}")).await;
         app.consultations()
