@@ -28,7 +28,7 @@ const COUNTS: &str = "CREATE TABLE ticket_counts (
     PRIMARY KEY (ticket_type, account, status)
 )";
 
-const STATE: &str = "CREATE TABLE search_state (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)";
+const STATE: &str = "CREATE TABLE search_state (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)";
 
 fn sqlite(table: &str, ticket_type: &str) -> Vec<String> {
     let add = |row: &str| {

@@ -18,6 +18,7 @@ mod operations;
 mod outage;
 mod pagination;
 mod process;
+mod search;
 mod sla;
 mod telemetry;
 mod tenancy;

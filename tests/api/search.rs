@@ -1,0 +1,290 @@
+//! Free-text search over the substring index (#13): the index follows every
+//! change to what is searched, databases written before it get it, labels
+//! are matched as they are now, and a result too large to count exactly says
+//! that its counts are estimates.
+use futures::StreamExt;
+use sea_orm::ConnectionTrait;
+use ticketd::pb::incident_service_client::IncidentServiceClient;
+use ticketd::pb::*;
+
+use crate::helpers::*;
+
+async fn list(
+    client: &mut IncidentServiceClient<tonic::transport::Channel>,
+    token: &str,
+    query: &str,
+) -> ListIncidentsResponse {
+    client
+        .list_incidents(req(
+            token,
+            ListIncidentsRequest {
+                query: query.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn numbers(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
+    let mut numbers: Vec<_> = list(&mut app.incidents(), token, query)
+        .await
+        .incidents
+        .iter()
+        .map(|i| i.number)
+        .collect();
+    numbers.sort();
+    numbers
+}
+
+async fn assign(app: &TestApp, incident: &Incident, name: &str) -> Incident {
+    app.incidents()
+        .assign_incident(req(
+            &agent(),
+            AssignIncidentRequest {
+                id: incident.id.clone(),
+                assignee_id: name.to_lowercase().replace(' ', "."),
+                assignee_name: name.into(),
+                expected_version: incident.version,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn the_index_follows_every_change_to_what_is_searched() {
+    let app = TestApp::spawn().await;
+    let agent = agent();
+    let norte = create(&app, &requester("norte"), "EST-1").await;
+    create(&app, &requester("sur"), "EST-2").await;
+    // The requester's id, name and account are searched.
+    assert_eq!(numbers(&app, &agent, "store-norte").await, [1]);
+    assert_eq!(numbers(&app, &agent, "STORE-NORTE NAME").await, [1]);
+    assert_eq!(numbers(&app, &agent, "sur").await, [2]);
+
+    let norte = assign(&app, &norte, "Ramón Pérez").await;
+    assert_eq!(numbers(&app, &agent, "ramon perez").await, [1]);
+    let norte = assign(&app, &norte, "Lucía Gómez").await;
+    assert!(
+        numbers(&app, &agent, "ramon").await.is_empty(),
+        "old assignee"
+    );
+    assert_eq!(numbers(&app, &agent, "lucia gomez").await, [1]);
+
+    // Status labels, in both languages, follow the status.
+    assert_eq!(numbers(&app, &agent, "nuevo ticket").await, [1, 2]);
+    change(&app, &agent, &norte, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    assert_eq!(numbers(&app, &agent, "en curso").await, [1]);
+    assert_eq!(numbers(&app, &agent, "in progress").await, [1]);
+    assert_eq!(numbers(&app, &agent, "nuevo ticket").await, [2]);
+    // Kind labels.
+    assert_eq!(numbers(&app, &agent, "envio").await, [1, 2]);
+    assert!(numbers(&app, &agent, "cargo adicional").await.is_empty());
+
+    // A consultation: the driver and the category's label, also after a
+    // reclassification rewrote the row (it gained a number).
+    let driver = requester("chofer-zeta");
+    let simple = consult(&app, &driver, "order_status").await;
+    let found = |query: &'static str| {
+        let app = &app;
+        let agent = &agent;
+        async move {
+            app.consultations()
+                .list_consultations(req(
+                    agent,
+                    ListConsultationsRequest {
+                        query: query.into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .consultations
+                .len()
+        }
+    };
+    assert_eq!(found("chofer-zeta").await, 1);
+    assert_eq!(found("estado de un pedido").await, 1, "category label");
+    let reclassified = app
+        .consultations()
+        .reclassify_consultation(req(
+            &agent,
+            ReclassifyConsultationRequest {
+                id: simple.id.clone(),
+                complexity: Complexity::Technology as i32,
+                expected_version: simple.version,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reclassified.number > 0);
+    assert_eq!(found("chofer-zeta").await, 1);
+}
+
+#[tokio::test]
+async fn short_terms_quotes_and_tenants() {
+    let app = TestApp::spawn().await;
+    let agent = agent();
+    let mut quoted = new_incident("EST-Q1");
+    quoted.description = r#"Dice "frágil" y 5% de descuento"#.into();
+    app.incidents()
+        .create_incident(req(&requester("norte"), quoted))
+        .await
+        .unwrap();
+    create(&app, &requester("sur"), "EST-Q2").await;
+    // Double quotes are the index's own syntax: here they are text.
+    assert_eq!(numbers(&app, &agent, r#""fragil""#).await, [1]);
+    assert_eq!(numbers(&app, &agent, r#"" y"#).await, [1]);
+    // Shorter than a trigram: matched row by row, same semantics.
+    assert_eq!(numbers(&app, &agent, "5%").await, [1]);
+    assert_eq!(numbers(&app, &agent, "q2").await, [2]);
+    assert_eq!(numbers(&app, &agent, "é").await, [1, 2], "folded to e");
+    // A requester finds only its own account's tickets.
+    assert!(numbers(&app, &requester("sur"), "fragil").await.is_empty());
+    assert_eq!(numbers(&app, &requester("sur"), "est-q").await, [2]);
+    assert_eq!(numbers(&app, &agent, "est-q").await, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_database_written_before_the_index_gets_it_at_start() {
+    let app = TestApp::spawn().await;
+    for (account, tracking) in [("acme", "EST-1"), ("acme", "EST-2"), ("otra", "EST-3")] {
+        create(&app, &requester(account), tracking).await;
+    }
+    consult(&app, &requester("chofer-uno"), "order_status").await;
+    // Back to the schema before the index, with the search text of then
+    // (which did not hold the requester).
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    use migration::MigratorTrait as _;
+    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    db.execute_unprepared("UPDATE incidents SET search_text = 'old'")
+        .await
+        .unwrap();
+    db.execute_unprepared("UPDATE consultations SET search_text = 'old'")
+        .await
+        .unwrap();
+
+    let upgraded = app.replica_with(|_| {}).await;
+    let mut client = IncidentServiceClient::new(upgraded.channel.clone());
+    let found = list(&mut client, &agent(), "store-acme").await;
+    assert_eq!(found.total_size, 2);
+    assert!(!found.counts_approximate);
+    let everything = list(&mut client, &agent(), "").await;
+    assert_eq!(everything.stage_counts.unwrap().all, 3, "counts rebuilt");
+    let acme = list(&mut client, &requester("acme"), "").await;
+    assert_eq!(acme.total_size, 2);
+    let consultations = ticketd::pb::consultation_service_client::ConsultationServiceClient::new(
+        upgraded.channel.clone(),
+    )
+    .list_consultations(req(
+        &agent(),
+        ListConsultationsRequest {
+            query: "chofer-uno".into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(consultations.total_size, 1);
+}
+
+#[tokio::test]
+async fn labels_are_matched_as_the_catalog_names_them_now() {
+    let app = TestApp::spawn().await;
+    create(&app, &requester("acme"), "EST-1").await;
+    assert_eq!(numbers(&app, &agent(), "paquete danado").await, [1]);
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    db.execute_unprepared("UPDATE categories SET name = 'Mercancía rota' WHERE code = 'damaged'")
+        .await
+        .unwrap();
+    // The catalog is read at start: a replica started now has the new name.
+    let renamed = app.replica_with(|_| {}).await;
+    let mut client = IncidentServiceClient::new(renamed.channel.clone());
+    assert_eq!(
+        list(&mut client, &agent(), "mercancia rota")
+            .await
+            .total_size,
+        1
+    );
+    assert_eq!(
+        list(&mut client, &agent(), "paquete danado")
+            .await
+            .total_size,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_result_too_large_to_count_says_its_counts_are_estimates() {
+    const COMMON: usize = 5_040;
+    const RARE: usize = 12;
+    let app = TestApp::spawn().await;
+    let stores = [requester("uno"), requester("dos")];
+    futures::stream::iter(0..COMMON + RARE)
+        .for_each_concurrent(64, |i| {
+            let app = &app;
+            let store = &stores[i % 2];
+            async move {
+                let mut r = new_incident(&format!("EST-{i:05}"));
+                if i >= COMMON {
+                    r.description = "El refrigerador no enfría".into();
+                }
+                app.incidents()
+                    .create_incident(req(store, r))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let agent = agent();
+    let mut client = app.incidents();
+
+    let rare = list(&mut client, &agent, "refrigerador").await;
+    assert_eq!(
+        (rare.total_size, rare.counts_approximate),
+        (RARE as i64, false)
+    );
+    assert_eq!(rare.incidents.len(), RARE);
+
+    let common = list(&mut client, &agent, "caja llego").await;
+    assert!(common.counts_approximate);
+    let estimate = common.total_size as f64;
+    assert!(
+        (0.8..1.2).contains(&(estimate / COMMON as f64)),
+        "estimate {estimate} of {COMMON}"
+    );
+    assert_eq!(common.incidents.len(), 50);
+    // Its pages still walk in order, without repeats.
+    let second = client
+        .list_incidents(req(
+            &agent,
+            ListIncidentsRequest {
+                query: "caja llego".into(),
+                page_token: common.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let last_of_first = common.incidents.last().unwrap().number;
+    assert!(second.incidents.iter().all(|i| i.number < last_of_first));
+
+    // With no query the counts are exact, from ticket_counts.
+    let all = list(&mut client, &agent, "").await;
+    assert!(!all.counts_approximate);
+    assert_eq!(all.total_size, (COMMON + RARE) as i64);
+    let uno = list(&mut client, &requester("uno"), "").await;
+    assert_eq!(uno.total_size, ((COMMON + RARE) / 2) as i64);
+    // A requester's search of its own account.
+    let own = list(&mut client, &requester("uno"), "refrigerador").await;
+    assert_eq!(own.total_size, (RARE / 2) as i64);
+}
