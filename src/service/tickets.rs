@@ -496,9 +496,7 @@ impl<T: Kind> Workflow<T> {
             statuses,
         } = query.selection(who, &self.catalog)?;
         let empty = statuses.as_ref().is_some_and(Vec::is_empty);
-        // Every match is read: through the substring index (PostgreSQL's
-        // planner picks its own).
-        filter.common().matching = Matching::Index;
+        filter.common().matching = Matching::for_all_matches(self.store.backend());
         if let Some(only) = &statuses {
             filter.common().statuses = only
                 .iter()

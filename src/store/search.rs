@@ -46,6 +46,17 @@ pub enum Matching {
     Index,
 }
 
+impl Matching {
+    /// For reading every match (exports): through the index where it is a
+    /// table of its own to join (SQLite).
+    pub fn for_all_matches(backend: DbBackend) -> Self {
+        match backend {
+            DbBackend::Sqlite => Self::Index,
+            _ => Self::Scan,
+        }
+    }
+}
+
 /// The version of the search text `Ticket::search_text` builds; rows holding
 /// an older one are rewritten at start ([`reindex`]).
 pub const SEARCH_VERSION: i64 = 1;
@@ -110,33 +121,33 @@ pub async fn probe<T: Stored>(
     if !search.named.is_empty() {
         return Ok(None);
     }
-    if conn.get_database_backend() == DbBackend::Sqlite {
-        if let Some(phrase) = phrase(&search.folded) {
-            // Bound the index's work before the scope narrows it: a common
-            // term has hundreds of thousands of matches.
-            let table = T::Table::default().table_name().to_owned();
-            let sql = format!(
-                "SELECT count(*) FROM (SELECT rowid FROM \"{table}_search\" \
-                 WHERE \"{table}_search\" MATCH ? LIMIT ?)"
-            );
-            let row = conn
-                .query_one_raw(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    sql,
-                    [phrase.into(), (EXACT_UP_TO as i64 + 1).into()],
-                ))
-                .await
-                .map_err(db_error)?;
-            let matches: i64 = row
-                .map(|r| r.try_get_by_index(0))
-                .transpose()
-                .map_err(db_error)?
-                .unwrap_or(0);
-            if matches > EXACT_UP_TO as i64 {
-                return Ok(None);
-            }
-            common.matching = Matching::Index;
+    if conn.get_database_backend() == DbBackend::Sqlite
+        && let Some(phrase) = phrase(&search.folded)
+    {
+        // Bound the index's work before the scope narrows it: a common
+        // term has hundreds of thousands of matches.
+        let table = T::Table::default().table_name().to_owned();
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT rowid FROM \"{table}_search\" \
+             WHERE \"{table}_search\" MATCH ? LIMIT ?)"
+        );
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                [phrase.into(), (EXACT_UP_TO as i64 + 1).into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        let matches: i64 = row
+            .map(|r| r.try_get_by_index(0))
+            .transpose()
+            .map_err(db_error)?
+            .unwrap_or(0);
+        if matches > EXACT_UP_TO as i64 {
+            return Ok(None);
         }
+        common.matching = Matching::Index;
     }
     let rows: Vec<(String, i64, Tie<T>, String)> = filter
         .apply(T::Table::find())
