@@ -326,6 +326,18 @@ pub struct StatusChange {
     pub note: Option<String>,
 }
 
+impl StatusChange {
+    /// CancelIncident: the requester's reason is kept as the resolution note.
+    pub fn cancellation(reason: String) -> Self {
+        Self {
+            to: IncidentStatus::Cancelled,
+            reason: None,
+            comment: None,
+            note: Some(reason),
+        }
+    }
+}
+
 /// An incident waiting for the store's data this long, in business time,
 /// without a requester comment, is finalized by the system.
 pub const MISSING_DATA_TIMEOUT: Duration = Duration::from_secs(12 * 3600);

@@ -12,8 +12,8 @@ use super::validate::{self, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, i
 use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
-use crate::domain::incident::{self, IncidentStatus, NewIncident, StatusChange, TrackingNumber};
-use crate::domain::principal::Locale;
+use crate::domain::incident::{self, NewIncident, StatusChange, TrackingNumber};
+use crate::domain::principal::{Locale, Principal};
 use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
@@ -39,6 +39,22 @@ impl IncidentApi {
             locale,
             now,
         ))
+    }
+
+    /// ChangeIncidentStatus and CancelIncident, once validated.
+    async fn change_status(
+        &self,
+        who: &Principal,
+        id: &str,
+        expected: Option<i64>,
+        change: StatusChange,
+        locale: Locale,
+    ) -> Result<Response<Incident>, Status> {
+        let model = self
+            .incidents
+            .change_status(who, id, expected, change)
+            .await?;
+        Ok(self.reply(&model, locale))
     }
 
     pub fn new(incidents: Incidents, watcher: Watcher, time_zone: Tz) -> Self {
@@ -117,9 +133,8 @@ ticket_service! {
                 note: None,
             }))
         })?;
-        let incidents = &self.incidents;
-        let model = incidents.change_status(&who, &id, expected, change).await?;
-        Ok(self.reply(&model, locale))
+        self.change_status(&who, &id, expected, change, locale)
+            .await
     }
 
     async fn cancel_incident(
@@ -130,16 +145,10 @@ ticket_service! {
         let r = request.into_inner();
         let (id, expected, change) = validate::change(&r.id, r.expected_version, false, |v| {
             let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
-            Ok(reason.map(|note| StatusChange {
-                to: IncidentStatus::Cancelled,
-                reason: None,
-                comment: None,
-                note: Some(note),
-            }))
+            Ok(reason.map(StatusChange::cancellation))
         })?;
-        let incidents = &self.incidents;
-        let model = incidents.change_status(&who, &id, expected, change).await?;
-        Ok(self.reply(&model, locale))
+        self.change_status(&who, &id, expected, change, locale)
+            .await
     }
 
     async fn list_categories(
