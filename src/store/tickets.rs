@@ -442,6 +442,55 @@ pub async fn due_breach<T: Stored>(
     super::decoded(conn, query, T::from_row).await
 }
 
+/// Inserts the rows (`Stored::to_row`) of tickets built outside the workflow
+/// (seeding, benchmarks) in multi-row INSERTs, then moves the numbering past
+/// their largest number, so that tickets filed afterwards keep counting. No
+/// events are written.
+pub async fn insert_many<T: Stored>(
+    conn: &impl ConnectionTrait,
+    rows: Vec<Row<T::Table>>,
+) -> Result<(), Error> {
+    use sea_orm::sea_query::{ExprTrait as _, Query, ValueType};
+    use sea_orm::{Iterable, ModelTrait, QueryTrait};
+    let last = rows
+        .iter()
+        .filter_map(|row| <Option<i64> as ValueType>::try_from(row.get(T::Table::NUMBER)).ok()?)
+        .max();
+    // SQLite binds at most 32,766 parameters per statement (PostgreSQL 65,535).
+    let per_statement = (32_766 / <T::Table as EntityTrait>::Column::iter().count()).max(1);
+    let backend = conn.get_database_backend();
+    let mut rows = rows.into_iter().map(IntoActiveModel::into_active_model);
+    let mut next_statement = || {
+        let chunk: Vec<_> = rows.by_ref().take(per_statement).collect();
+        (!chunk.is_empty()).then(|| T::Table::insert_many(chunk).build(backend))
+    };
+    // Each statement is built while the previous one runs: building took
+    // as long as SQLite took to run it.
+    let mut pending = next_statement();
+    while let Some(statement) = pending {
+        let (done, next) =
+            futures_util::future::join(conn.execute_raw(statement), async { next_statement() })
+                .await;
+        done.map_err(db_error)?;
+        pending = next;
+    }
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let value = Expr::col(super::Counters::Value);
+    // CASE, not GREATEST or MAX: one spelling for both databases.
+    let moved_on = Query::update()
+        .table(super::Counters::Table)
+        .value(
+            super::Counters::Value,
+            Expr::case(value.clone().lt(last), last).finally(value),
+        )
+        .and_where(Expr::col(super::Counters::Name).eq(T::Table::NUMBERS))
+        .to_owned();
+    conn.execute(&moved_on).await.map_err(db_error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::seek_range;

@@ -8,6 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use ticketd::auth::{Claims, sign_hs256};
 
+#[allow(dead_code)] // only the seeder and the search bench fill databases
+pub mod seed;
+
 /// The secret the child servers verify tokens with.
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
@@ -78,6 +81,7 @@ impl Server {
     }
 
     /// Resident memory now (KiB).
+    #[allow(dead_code)] // the search bench does not measure memory
     pub fn rss_kb(&self) -> anyhow::Result<u64> {
         self.status_kb("VmRSS:")
     }
