@@ -122,7 +122,6 @@ async fn fill<T: Stored>(
     };
     let batch = options.batch.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<_>>(4);
-    let catalog = generator.catalog.clone();
     // Rows and their search text are made here too, beside the tickets: on
     // the inserting task they took more time than the database did.
     let producer = std::thread::spawn(move || {
@@ -139,7 +138,7 @@ async fn fill<T: Stored>(
                     samples[slot] = sample;
                 }
             }
-            rows.push(ticket.to_row(ticket.search_text(&catalog)));
+            rows.push(ticket.to_row());
             if rows.len() == batch && tx.blocking_send(std::mem::take(&mut rows)).is_err() {
                 break;
             }
