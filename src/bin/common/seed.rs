@@ -150,9 +150,11 @@ async fn fill<T: Stored>(
         }
         (generator.last_number, samples)
     });
-    // PostgreSQL sits idle between statements (sqlx leaves Nagle's algorithm
-    // on, and a statement of a thousand rows spans many segments), so there
-    // a few batches are in flight at once: each still in creation order,
+    // With one batch at a time the PostgreSQL backend spent most of the load
+    // waiting for the client (ClientRead) while the client was mostly idle
+    // too (15.6k rows/s); sqlx leaves Nagle's algorithm on and a statement of
+    // a thousand rows spans many segments, a likely cause. So there a few
+    // batches are in flight at once: each still in creation order,
     // neighbouring ones interleaved. SQLite has one writer anyway.
     let in_flight = match store.backend() {
         DbBackend::Postgres => 3,
