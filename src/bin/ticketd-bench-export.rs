@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ticketd::domain::incident::IncidentStatus;
+use ticketd::domain::incident::{Incident, IncidentStatus};
 use ticketd::domain::principal::Locale;
 use ticketd::pb::incident_service_client::IncidentServiceClient;
 use ticketd::pb::{ExportIncidentsRequest, export_report_response};
 use ticketd::store::Store;
 
 use ticketd::store::entity::incident;
+use ticketd::store::tickets::insert_many;
 use tokio_stream::StreamExt;
 
 mod common;
@@ -195,11 +196,10 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
         )?;
         batch.push(model);
         if batch.len() == 1000 {
-            ticketd::store::incidents::insert_many(store.conn(), std::mem::take(&mut batch))
-                .await?;
+            insert_many::<Incident>(store.conn(), std::mem::take(&mut batch)).await?;
         }
     }
-    ticketd::store::incidents::insert_many(store.conn(), batch).await?;
+    insert_many::<Incident>(store.conn(), batch).await?;
     store.close().await;
     Ok(())
 }

@@ -2,8 +2,7 @@
 //! filters of their own, and the auto-close queries.
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use super::db_error;
@@ -130,21 +129,6 @@ impl Stored for Incident {
             .filter(Column::Status.is_in(open));
         (candidates, Column::EstimatedResolutionAt)
     }
-}
-
-/// Inserts many rows at once (seeding, benchmarks). Events are not written.
-pub async fn insert_many(
-    conn: &impl ConnectionTrait,
-    models: Vec<incident::Model>,
-) -> Result<(), Error> {
-    if models.is_empty() {
-        return Ok(());
-    }
-    Entity::insert_many(models.into_iter().map(IntoActiveModel::into_active_model))
-        .exec_without_returning(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
 }
 
 /// The earliest auto-close deadline, if any incident has one.
