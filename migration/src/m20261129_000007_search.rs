@@ -5,6 +5,7 @@
 //! - `ticket_counts`, the tickets per (type, account, status), kept by
 //!   triggers, which answer the list tabs' counts when nothing but the account
 //!   and the status narrows a list;
+//! - the lists' order index, (created_at, tie), gains the status;
 //! - `search_state`, the version of the search text the rows hold; the server
 //!   rewrites older rows' text at start (the text is built in Rust, see
 //!   `ticketd::store::search::reindex`), and the index follows through the
@@ -19,6 +20,14 @@ pub struct Migration;
 
 /// The ticket tables and the name `ticket_counts` gives their type.
 const TABLES: [(&str, &str); 2] = [("incidents", "INCIDENT"), ("consultations", "CONSULTATION")];
+
+/// The lists' order index gains the status, so that a tab (a set of
+/// statuses) is told from the index alone: walking a page, and counting a
+/// date range, read only the rows of the tab.
+const ORDER_INDEXES: [(&str, &str); 2] = [
+    ("incidents", "created_at, number, status"),
+    ("consultations", "created_at, id, status"),
+];
 
 const COUNTS: &str = "CREATE TABLE ticket_counts (
     ticket_type TEXT NOT NULL,
@@ -148,6 +157,12 @@ impl MigrationTrait for Migration {
                 })?;
             statements.push(POSTGRES_COUNT_FUNCTION.to_owned());
         }
+        for (table, columns) in ORDER_INDEXES {
+            statements.push(format!("DROP INDEX {table}_created"));
+            statements.push(format!(
+                "CREATE INDEX {table}_created ON {table} ({columns})"
+            ));
+        }
         for (table, ticket_type) in TABLES {
             statements.extend(match backend {
                 DbBackend::Postgres => postgres(table, ticket_type),
@@ -182,6 +197,15 @@ impl MigrationTrait for Migration {
             for sql in drops {
                 db.execute_unprepared(&sql).await?;
             }
+        }
+        for (table, columns) in ORDER_INDEXES {
+            let columns = columns.trim_end_matches(", status");
+            db.execute_unprepared(&format!("DROP INDEX {table}_created"))
+                .await?;
+            db.execute_unprepared(&format!(
+                "CREATE INDEX {table}_created ON {table} ({columns})"
+            ))
+            .await?;
         }
         if postgres {
             db.execute_unprepared("DROP FUNCTION IF EXISTS ticket_counts_follow()")

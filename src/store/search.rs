@@ -29,7 +29,7 @@ use crate::domain::ticket::{Named, Search};
 use crate::domain::{Code, Error};
 
 /// Up to this many matches a search's counts are exact.
-pub const EXACT_UP_TO: usize = 5_000;
+pub const EXACT_UP_TO: usize = 10_000;
 /// How many of the newest tickets estimate the counts of a larger result.
 pub const SAMPLE: u64 = 2_000;
 

@@ -224,7 +224,7 @@ async fn labels_are_matched_as_the_catalog_names_them_now() {
 
 #[tokio::test]
 async fn a_result_too_large_to_count_says_its_counts_are_estimates() {
-    const COMMON: usize = 5_040;
+    const COMMON: usize = 10_040;
     const RARE: usize = 12;
     let app = TestApp::spawn().await;
     let stores = [requester("uno"), requester("dos")];
