@@ -163,6 +163,15 @@ async fn fill<T: Stored>(
         .map(Ok)
         .try_for_each_concurrent(in_flight, |rows| async move {
             let txn = store.conn().begin().await?;
+            if store.backend() == DbBackend::Postgres {
+                // The triggers that keep ticket_counts lock its rows in the
+                // order the batch meets them; two batches meeting two
+                // accounts in opposite orders deadlock. The server never
+                // does (its writes take the event-log lock first); batches
+                // here take this one, and still overlap everything else.
+                txn.execute_unprepared("LOCK TABLE ticket_counts IN EXCLUSIVE MODE")
+                    .await?;
+            }
             if store.backend() == DbBackend::Sqlite {
                 // The indexes outgrow SQLite's default 2 MB page cache within
                 // the first 100k rows; past that every insert reads pages back.
