@@ -24,7 +24,7 @@ use ticketd::store::tickets::insert_many;
 use tokio_stream::StreamExt;
 
 mod common;
-use common::{BenchDatabase, Server, sibling, token};
+use common::{BenchDatabase, Server, Target, token};
 
 const CARRIERS: &[&str] = &[
     "estafeta",
@@ -60,16 +60,15 @@ struct Args {
     /// Python interpreter with XlsxWriter installed.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Run on PostgreSQL: a server URL whose user may create databases.
-    #[arg(long)]
-    postgres: Option<String>,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let database = match &args.postgres {
+    let database = match &args.target.postgres {
         Some(admin) => BenchDatabase::postgres(admin).await?,
         None => BenchDatabase::Sqlite(format!(
             "sqlite://{}?mode=rwc",
@@ -90,7 +89,7 @@ async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
     // both alike; each pair gives a ratio.
     let (mut ours, mut python, mut ratios) = (vec![], vec![], vec![]);
     for run in 1..=args.runs {
-        let m = export_once(url, dir, args.rows).await?;
+        let m = export_once(&args.target.server_exe()?, url, dir, args.rows).await?;
         let seconds = python_once(&args.python, &rows_csv, &dir.join("python.xlsx"))?;
         println!(
             "run {run}: ticketd export {:.2} s, peak server memory growth {:.1} MiB, {} bytes; \
@@ -205,13 +204,13 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
 }
 
 /// One export: (seconds, peak memory growth in MB, bytes).
-async fn export_once(url: &str, dir: &Path, rows: usize) -> anyhow::Result<(f64, f64, usize)> {
-    let mut server = Server::start(
-        &sibling("ticketd")?,
-        &["serve", "--listen", "127.0.0.1:0"],
-        url,
-        dir,
-    )?;
+async fn export_once(
+    exe: &Path,
+    url: &str,
+    dir: &Path,
+    rows: usize,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let mut server = Server::start(exe, &["serve", "--listen", "127.0.0.1:0"], url, dir)?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
         .connect()
         .await?;

@@ -11,7 +11,7 @@
 //! (`--postgres postgres://postgres@127.0.0.1:5432/test` runs on fresh PostgreSQL
 //! databases created next to that one, and dropped after.)
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 mod common;
-use common::{BenchDatabase, Server, connect, new_incident, request, sibling, token};
+use common::{BenchDatabase, Server, Target, connect, new_incident, request, token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -73,16 +73,11 @@ struct Args {
     /// Incidents created (untimed) for get, list, comment and mix.
     #[arg(long, default_value_t = 1000)]
     seed: usize,
-    /// Run on PostgreSQL: a server URL whose user may create databases.
-    /// Default: a fresh SQLite file in a temporary directory.
-    #[arg(long)]
-    postgres: Option<String>,
     /// ticketd processes serving the same database; load is split across them.
     #[arg(long, default_value_t = 1)]
     replicas: usize,
-    /// The server binary. Default: the `ticketd` next to this binary.
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[tokio::main]
@@ -92,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("--concurrency, --runs, --replicas and --seconds must be positive");
     }
     let dir = tempfile::tempdir()?;
-    let (database, raw_database) = match &args.postgres {
+    let (database, raw_database) = match &args.target.postgres {
         Some(admin) => (
             BenchDatabase::postgres(admin).await?,
             BenchDatabase::postgres(admin).await?,
@@ -109,10 +104,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Result<()> {
-    let exe = match &args.server_bin {
-        Some(exe) => exe.clone(),
-        None => sibling("ticketd")?,
-    };
+    let exe = args.target.server_exe()?;
     let mut servers = vec![];
     for replica in 0..args.replicas {
         let data = dir.join(format!("replica-{replica}"));
@@ -144,7 +136,7 @@ async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Resul
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average(),
         name(args.scenario),
-        if args.postgres.is_some() {
+        if args.target.postgres.is_some() {
             "PostgreSQL"
         } else {
             "SQLite"

@@ -12,7 +12,7 @@
 //! `cargo run --release --bin ticketd-bench-search -- --sizes 10000,100000`
 //! (`--postgres postgres://postgres@127.0.0.1:5432/test` seeds fresh
 //! PostgreSQL databases created next to that one, and dropped after.)
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -30,17 +30,13 @@ use tonic::transport::Channel;
 
 mod common;
 use common::seed::{AGENTS, COMMON_WORDS, Options, Seeded, accented_words, rare_words, seed};
-use common::{BenchDatabase, Server, connect, request, sibling, token};
+use common::{BenchDatabase, Server, Target, connect, request, token};
 
 #[derive(Parser)]
 struct Args {
     /// Sizes to measure: each is N incidents and N consultations.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     sizes: Vec<u64>,
-    /// Run on PostgreSQL: a server URL whose user may create databases.
-    /// Default: a fresh SQLite file in a temporary directory.
-    #[arg(long)]
-    postgres: Option<String>,
     /// Timed calls per query, each with another term.
     #[arg(long, default_value_t = 30)]
     repeat: usize,
@@ -57,9 +53,8 @@ struct Args {
     /// Seed of the data and of the terms searched.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// The server binary. Default: the `ticketd` next to this binary.
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[tokio::main]
@@ -68,11 +63,8 @@ async fn main() -> anyhow::Result<()> {
     if args.sizes.is_empty() || args.repeat == 0 || args.deep_repeat == 0 {
         bail!("--sizes, --repeat and --deep-repeat must be positive");
     }
-    let exe = match &args.server_bin {
-        Some(exe) => exe.clone(),
-        None => sibling("ticketd")?,
-    };
-    let backend = match args.postgres {
+    let exe = args.target.server_exe()?;
+    let backend = match args.target.postgres {
         Some(_) => "PostgreSQL",
         None => "SQLite",
     };
@@ -86,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let mut table: Vec<(String, Vec<Stats>)> = vec![];
     for &size in &args.sizes {
         let dir = tempfile::tempdir()?;
-        let database = match &args.postgres {
+        let database = match &args.target.postgres {
             Some(admin) => BenchDatabase::postgres(admin).await?,
             None => BenchDatabase::sqlite(&dir.path().join("search.db")),
         };

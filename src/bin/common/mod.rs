@@ -14,6 +14,28 @@ pub mod seed;
 /// The secret the child servers verify tokens with.
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
+/// Where a benchmark runs: on which database, with which server binary.
+#[derive(clap::Args)]
+pub struct Target {
+    /// Run on PostgreSQL: a server URL whose user may create databases.
+    /// Default: a fresh SQLite file in a temporary directory.
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// The server binary. Default: the `ticketd` next to this binary.
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+}
+
+#[allow(dead_code)] // the watch bench runs its own fixed setup
+impl Target {
+    pub fn server_exe(&self) -> anyhow::Result<PathBuf> {
+        match &self.server_bin {
+            Some(exe) => Ok(exe.clone()),
+            None => sibling("ticketd"),
+        }
+    }
+}
+
 /// A binary next to this one (`cargo build --release` builds them together).
 pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?.with_file_name(name))
