@@ -378,6 +378,25 @@ pub fn new_incident(tracking: &str) -> CreateIncidentRequest {
     }
 }
 
+/// The first page of the consultations `query` finds for `token`.
+pub async fn search_consultations(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+) -> ListConsultationsResponse {
+    app.consultations()
+        .list_consultations(req(
+            token,
+            ListConsultationsRequest {
+                query: query.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list consultations")
+        .into_inner()
+}
+
 pub async fn create(app: &TestApp, token: &str, tracking: &str) -> Incident {
     app.incidents()
         .create_incident(req(token, new_incident(tracking)))

@@ -455,18 +455,8 @@ async fn the_query_finds_a_ticket_by_its_number() {
         .map(|i| i.number)
         .collect();
         assert_eq!(incidents, expected, "incidents matching {query:?}");
-        let consultations: Vec<_> = app
-            .consultations()
-            .list_consultations(req(
-                &driver,
-                ListConsultationsRequest {
-                    query: query.into(),
-                    ..Default::default()
-                },
-            ))
+        let consultations: Vec<_> = search_consultations(&app, &driver, query)
             .await
-            .unwrap()
-            .into_inner()
             .consultations
             .into_iter()
             .map(|c| c.number)

@@ -90,24 +90,11 @@ async fn the_index_follows_every_change_to_what_is_searched() {
     // reclassification rewrote the row (it gained a number).
     let driver = requester("chofer-zeta");
     let simple = consult(&app, &driver, "order_status").await;
-    let found = |query: &'static str| {
-        let app = &app;
-        let agent = &agent;
-        async move {
-            app.consultations()
-                .list_consultations(req(
-                    agent,
-                    ListConsultationsRequest {
-                        query: query.into(),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .unwrap()
-                .into_inner()
-                .consultations
-                .len()
-        }
+    let found = async |query: &str| {
+        search_consultations(&app, &agent, query)
+            .await
+            .consultations
+            .len()
     };
     assert_eq!(found("chofer-zeta").await, 1);
     assert_eq!(found("estado de un pedido").await, 1, "category label");
