@@ -241,10 +241,10 @@ pub async fn totals<T: Stored>(
     Ok(counts)
 }
 
-/// Estimated matches per status of a search with too many to count: the
-/// share that matches among the scope's newest [`SAMPLE`] tickets of each
-/// status (of all of them, where a status has too few there), times that
-/// status's exact total in `totals`.
+/// Estimated matches per status of a search with too many to count: among
+/// the scope's newest [`SAMPLE`] tickets, the share of each status's that
+/// match (of all of them together, for a status with too few there), times
+/// that status's exact total in `totals`.
 pub async fn estimate<T: Stored>(
     conn: &impl ConnectionTrait,
     filter: &T::Filter,
