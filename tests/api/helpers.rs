@@ -378,6 +378,28 @@ pub fn new_incident(tracking: &str) -> CreateIncidentRequest {
     }
 }
 
+/// The numbers, in order, of the first page of incidents `query` finds for `token`.
+pub async fn incident_numbers(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
+    let mut list = app
+        .incidents()
+        .list_incidents(req(
+            token,
+            ListIncidentsRequest {
+                query: query.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .incidents
+        .into_iter()
+        .map(|i| i.number)
+        .collect::<Vec<_>>();
+    list.sort();
+    list
+}
+
 /// The first page of the consultations `query` finds for `token`.
 pub async fn search_consultations(
     app: &TestApp,

@@ -167,27 +167,6 @@ async fn internal_comments_are_hidden_from_requesters_and_requesters_cannot_writ
     assert_eq!(requester_events.len(), 2);
 }
 
-async fn search(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
-    let mut list = app
-        .incidents()
-        .list_incidents(req(
-            token,
-            ListIncidentsRequest {
-                query: query.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .incidents
-        .into_iter()
-        .map(|i| i.number)
-        .collect::<Vec<_>>();
-    list.sort();
-    list
-}
-
 #[tokio::test]
 async fn free_text_search_ignores_case_and_accents_and_treats_wildcards_as_text() {
     let app = TestApp::spawn().await;
@@ -205,24 +184,28 @@ async fn free_text_search_ignores_case_and_accents_and_treats_wildcards_as_text(
             .unwrap();
     }
     let token = agent();
-    assert_eq!(search(&app, &token, "guia").await, [1]);
+    assert_eq!(incident_numbers(&app, &token, "guia").await, [1]);
     assert_eq!(
-        search(&app, &token, "danado").await,
+        incident_numbers(&app, &token, "danado").await,
         [1],
         "category name Paquete dañado"
     );
-    assert_eq!(search(&app, &token, "EXTRAVIADO").await, [2]);
-    assert_eq!(search(&app, &token, "dhl express").await, [2]);
-    assert_eq!(search(&app, &token, "50%").await, [1]);
-    assert_eq!(search(&app, &token, "%").await, [1]);
+    assert_eq!(incident_numbers(&app, &token, "EXTRAVIADO").await, [2]);
+    assert_eq!(incident_numbers(&app, &token, "dhl express").await, [2]);
+    assert_eq!(incident_numbers(&app, &token, "50%").await, [1]);
+    assert_eq!(incident_numbers(&app, &token, "%").await, [1]);
     assert_eq!(
-        search(&app, &token, "_").await,
+        incident_numbers(&app, &token, "_").await,
         [2],
         "only DHL_555 has an underscore"
     );
-    assert_eq!(search(&app, &token, "'comillas'").await, [2]);
-    assert_eq!(search(&app, &token, "mas").await, [2]);
-    assert!(search(&app, &token, "nada que ver").await.is_empty());
+    assert_eq!(incident_numbers(&app, &token, "'comillas'").await, [2]);
+    assert_eq!(incident_numbers(&app, &token, "mas").await, [2]);
+    assert!(
+        incident_numbers(&app, &token, "nada que ver")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -242,7 +225,7 @@ async fn search_finds_the_assignee() {
         .await
         .unwrap();
     create(&app, &requester("acme"), "EST-2").await;
-    assert_eq!(search(&app, &agent(), "martinez").await, [1]);
+    assert_eq!(incident_numbers(&app, &agent(), "martinez").await, [1]);
 }
 
 #[tokio::test]

@@ -27,17 +27,6 @@ async fn list(
         .into_inner()
 }
 
-async fn numbers(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
-    let mut numbers: Vec<_> = list(&mut app.incidents(), token, query)
-        .await
-        .incidents
-        .iter()
-        .map(|i| i.number)
-        .collect();
-    numbers.sort();
-    numbers
-}
-
 async fn assign(app: &TestApp, incident: &Incident, name: &str) -> Incident {
     app.incidents()
         .assign_incident(req(
@@ -61,30 +50,37 @@ async fn the_index_follows_every_change_to_what_is_searched() {
     let norte = create(&app, &requester("norte"), "EST-1").await;
     create(&app, &requester("sur"), "EST-2").await;
     // The requester's id, name and account are searched.
-    assert_eq!(numbers(&app, &agent, "store-norte").await, [1]);
-    assert_eq!(numbers(&app, &agent, "STORE-NORTE NAME").await, [1]);
-    assert_eq!(numbers(&app, &agent, "sur").await, [2]);
+    assert_eq!(incident_numbers(&app, &agent, "store-norte").await, [1]);
+    assert_eq!(
+        incident_numbers(&app, &agent, "STORE-NORTE NAME").await,
+        [1]
+    );
+    assert_eq!(incident_numbers(&app, &agent, "sur").await, [2]);
 
     let norte = assign(&app, &norte, "Ramón Pérez").await;
-    assert_eq!(numbers(&app, &agent, "ramon perez").await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, "ramon perez").await, [1]);
     let norte = assign(&app, &norte, "Lucía Gómez").await;
     assert!(
-        numbers(&app, &agent, "ramon").await.is_empty(),
+        incident_numbers(&app, &agent, "ramon").await.is_empty(),
         "old assignee"
     );
-    assert_eq!(numbers(&app, &agent, "lucia gomez").await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, "lucia gomez").await, [1]);
 
     // Status labels, in both languages, follow the status.
-    assert_eq!(numbers(&app, &agent, "nuevo ticket").await, [1, 2]);
+    assert_eq!(incident_numbers(&app, &agent, "nuevo ticket").await, [1, 2]);
     change(&app, &agent, &norte, IncidentStatus::InProgress)
         .await
         .unwrap();
-    assert_eq!(numbers(&app, &agent, "en curso").await, [1]);
-    assert_eq!(numbers(&app, &agent, "in progress").await, [1]);
-    assert_eq!(numbers(&app, &agent, "nuevo ticket").await, [2]);
+    assert_eq!(incident_numbers(&app, &agent, "en curso").await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, "in progress").await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, "nuevo ticket").await, [2]);
     // Kind labels.
-    assert_eq!(numbers(&app, &agent, "envio").await, [1, 2]);
-    assert!(numbers(&app, &agent, "cargo adicional").await.is_empty());
+    assert_eq!(incident_numbers(&app, &agent, "envio").await, [1, 2]);
+    assert!(
+        incident_numbers(&app, &agent, "cargo adicional")
+            .await
+            .is_empty()
+    );
 
     // A consultation: the driver and the category's label, also after a
     // reclassification rewrote the row (it gained a number).
@@ -127,16 +123,27 @@ async fn short_terms_quotes_and_tenants() {
         .unwrap();
     create(&app, &requester("sur"), "EST-Q2").await;
     // Double quotes are the index's own syntax: here they are text.
-    assert_eq!(numbers(&app, &agent, r#""fragil""#).await, [1]);
-    assert_eq!(numbers(&app, &agent, r#"" y"#).await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, r#""fragil""#).await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, r#"" y"#).await, [1]);
     // Shorter than a trigram: matched row by row, same semantics.
-    assert_eq!(numbers(&app, &agent, "5%").await, [1]);
-    assert_eq!(numbers(&app, &agent, "q2").await, [2]);
-    assert_eq!(numbers(&app, &agent, "é").await, [1, 2], "folded to e");
+    assert_eq!(incident_numbers(&app, &agent, "5%").await, [1]);
+    assert_eq!(incident_numbers(&app, &agent, "q2").await, [2]);
+    assert_eq!(
+        incident_numbers(&app, &agent, "é").await,
+        [1, 2],
+        "folded to e"
+    );
     // A requester finds only its own account's tickets.
-    assert!(numbers(&app, &requester("sur"), "fragil").await.is_empty());
-    assert_eq!(numbers(&app, &requester("sur"), "est-q").await, [2]);
-    assert_eq!(numbers(&app, &agent, "est-q").await, [1, 2]);
+    assert!(
+        incident_numbers(&app, &requester("sur"), "fragil")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        incident_numbers(&app, &requester("sur"), "est-q").await,
+        [2]
+    );
+    assert_eq!(incident_numbers(&app, &agent, "est-q").await, [1, 2]);
 }
 
 #[tokio::test]
@@ -187,7 +194,10 @@ async fn a_database_written_before_the_index_gets_it_at_start() {
 async fn labels_are_matched_as_the_catalog_names_them_now() {
     let app = TestApp::spawn().await;
     create(&app, &requester("acme"), "EST-1").await;
-    assert_eq!(numbers(&app, &agent(), "paquete danado").await, [1]);
+    assert_eq!(
+        incident_numbers(&app, &agent(), "paquete danado").await,
+        [1]
+    );
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
     db.execute_unprepared("UPDATE categories SET name = 'Mercancía rota' WHERE code = 'damaged'")
         .await
