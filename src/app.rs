@@ -197,11 +197,11 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_concurrent_streams(limits.max_streams_per_connection)
         // Outermost, so that it counts the status the client receives.
-        .layer(crate::metrics::RpcMetricsLayer)
+        .layer(crate::net::Around(crate::metrics::RpcMetrics))
         .layer(MapResponseLayer::new(
             crate::grpc::malformed::refuse_as_invalid,
         ))
-        .layer(crate::net::CountCalls)
+        .layer(crate::net::Around(crate::net::CountCalls))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

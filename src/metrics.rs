@@ -2,7 +2,7 @@
 //! recorder is installed for the process and `GET /metrics` on that address
 //! answers in the Prometheus text format.
 //!
-//! RPCs are measured by one tower layer around every service ([`RpcMetricsLayer`]),
+//! RPCs are measured by one tower layer around every service ([`RpcMetrics`]),
 //! so no handler knows about metrics. Its labels come from the descriptor sets the
 //! server registers: a path that names no method is counted as `unknown`, so a
 //! client cannot grow the label set. Gauges that are state rather than events
@@ -31,6 +31,7 @@ use tonic::Code;
 use tonic::body::Body;
 use tonic::codegen::http;
 
+use crate::net::{AfterResponse, Hook};
 use crate::store::Store;
 
 /// Latency buckets, in seconds: a unary call here takes 1–10 ms (README,
@@ -149,37 +150,13 @@ fn methods() -> &'static HashMap<String, Method> {
 }
 
 /// Counts and times every RPC by method and status code, and keeps the
-/// open-streams gauge of the server-streaming ones.
+/// open-streams gauge of the server-streaming ones:
+/// `.layer(Around(RpcMetrics))`.
 #[derive(Clone, Copy, Default)]
-pub struct RpcMetricsLayer;
+pub struct RpcMetrics;
 
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct RpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for RpcMetrics<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl Hook for RpcMetrics {
+    fn before<B>(&self, request: &mut http::Request<B>) -> AfterResponse {
         let method = methods()
             .get(request.uri().path())
             .copied()
@@ -188,17 +165,15 @@ where
                 server_streaming: false,
             });
         let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
+        Box::new(move |response| {
             // Trailers-only: the call ended before any message.
             if let Some(status) = tonic::Status::from_header_map(response.headers()) {
                 record(method, status.code(), started);
-                return Ok(response);
+                return response;
             }
             let (parts, body) = response.into_parts();
             let body = Metered::new(body, method, started);
-            Ok(http::Response::from_parts(parts, Body::new(body)))
+            http::Response::from_parts(parts, Body::new(body))
         })
     }
 }

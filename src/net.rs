@@ -284,51 +284,72 @@ impl Connected for Conn {
     }
 }
 
-/// Counts each request as a call in progress on its connection until its
-/// response body is dropped (for the idle timeout), and leaves tonic's
-/// `TcpConnectInfo` in the request so that `remote_addr()` still works.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CountCalls;
+/// What a [`Hooked`] service does around each request: `before` sees (and
+/// may change) the request on its way in and returns what to do with its
+/// response on the way out; an error passes untouched.
+pub trait Hook: Clone {
+    fn before<B>(&self, request: &mut http::Request<B>) -> AfterResponse;
+}
 
-impl<S> tower::Layer<S> for CountCalls {
-    type Service = Counted<S>;
+pub type AfterResponse = Box<dyn FnOnce(http::Response<Body>) -> http::Response<Body> + Send>;
 
-    fn layer(&self, inner: S) -> Counted<S> {
-        Counted(inner)
+/// The tower layer of a [`Hook`]: `.layer(Around(CountCalls))`.
+#[derive(Debug, Clone, Copy)]
+pub struct Around<H>(pub H);
+
+impl<S, H: Clone> tower::Layer<S> for Around<H> {
+    type Service = Hooked<S, H>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Hooked {
+            inner,
+            hook: self.0.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct Counted<S>(S);
+pub struct Hooked<S, H> {
+    inner: S,
+    hook: H,
+}
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+impl<S, H, B> tower::Service<http::Request<B>> for Hooked<S, H>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<Body>>,
     S::Future: Send + 'static,
+    H: Hook,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
     type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let info = request.extensions().get::<ConnInfo>().cloned();
-        let guard = info.map(|info| {
-            request.extensions_mut().insert(info.tcp.clone());
-            info.calls.start()
-        });
-        let call = self.0.call(request);
-        Box::pin(async move {
-            let response = call.await?;
-            Ok(match guard {
-                Some(guard) => response.map(|body| crate::grpc::limits::holding(body, guard)),
-                None => response,
-            })
-        })
+        let after = self.hook.before(&mut request);
+        let call = self.inner.call(request);
+        Box::pin(async move { Ok(after(call.await?)) })
+    }
+}
+
+/// Counts each request as a call in progress on its connection until its
+/// response body is dropped (for the idle timeout), and leaves tonic's
+/// `TcpConnectInfo` in the request so that `remote_addr()` still works.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountCalls;
+
+impl Hook for CountCalls {
+    fn before<B>(&self, request: &mut http::Request<B>) -> AfterResponse {
+        let Some(info) = request.extensions().get::<ConnInfo>().cloned() else {
+            return Box::new(|response| response);
+        };
+        request.extensions_mut().insert(info.tcp.clone());
+        let guard = info.calls.start();
+        Box::new(move |response| response.map(|body| crate::grpc::limits::holding(body, guard)))
     }
 }
