@@ -300,18 +300,10 @@ impl Ticket for Consultation {
     }
 
     fn search_fields(&self) -> Vec<String> {
-        let h = &self.header;
-        let assignee = h.assignee.as_ref();
         vec![
-            h.number.map(|n| n.to_string()).unwrap_or_default(),
             self.category.clone(),
             self.description.clone(),
             self.order_reference.clone().unwrap_or_default(),
-            h.account.clone(),
-            h.requester.name.clone(),
-            h.requester.id.clone(),
-            assignee.map(|p| p.name.clone()).unwrap_or_default(),
-            assignee.map(|p| p.id.clone()).unwrap_or_default(),
         ]
     }
 

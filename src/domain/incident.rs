@@ -569,18 +569,10 @@ impl Ticket for Incident {
     }
 
     fn search_fields(&self) -> Vec<String> {
-        let h = &self.header;
-        let assignee = h.assignee.as_ref();
         vec![
-            h.number_or_zero().to_string(),
             self.tracking_number.as_str().to_owned(),
             self.category.clone(),
             self.carrier.clone(),
-            h.account.clone(),
-            h.requester.name.clone(),
-            h.requester.id.clone(),
-            assignee.map(|p| p.name.clone()).unwrap_or_default(),
-            assignee.map(|p| p.id.clone()).unwrap_or_default(),
             self.description.clone(),
         ]
     }

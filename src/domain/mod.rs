@@ -34,6 +34,12 @@ macro_rules! string_enum {
                     .collect()
             }
         }
+
+        impl $crate::domain::Labelled for $name {
+            fn label(self, locale: $crate::domain::principal::Locale) -> &'static str {
+                $name::label(self, locale)
+            }
+        }
     };
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -69,6 +75,11 @@ macro_rules! string_enum {
 pub trait Code: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
     fn as_str(self) -> &'static str;
     fn parse(text: &str) -> Option<Self>;
+}
+
+/// What `string_enum!` gives an enum declared with labels.
+pub trait Labelled: Code {
+    fn label(self, locale: principal::Locale) -> &'static str;
 }
 
 pub mod calendar;

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::catalog::Catalog;
 use super::event::{EventPayload, TicketType};
 use super::principal::{Principal, Role};
-use super::{Code, Error, Result};
+use super::{Error, Labelled, Result};
 
 /// How a caller names one ticket: by id, or by its human number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,20 @@ impl Header {
     pub fn number_or_zero(&self) -> i64 {
         self.number.unwrap_or(0)
     }
+
+    /// What free-text search matches of every ticket: its number, account,
+    /// requester and assignee.
+    fn search_fields(&self) -> Vec<String> {
+        let assignee = self.assignee.as_ref();
+        vec![
+            self.number.map(|n| n.to_string()).unwrap_or_default(),
+            self.account.clone(),
+            self.requester.name.clone(),
+            self.requester.id.clone(),
+            assignee.map(|p| p.name.clone()).unwrap_or_default(),
+            assignee.map(|p| p.id.clone()).unwrap_or_default(),
+        ]
+    }
 }
 
 /// Who an event of an outcome is recorded as caused by.
@@ -129,7 +143,7 @@ impl<T> Outcome<T> {
 
 /// The items of a `Ticket` impl that every ticket type writes the same way:
 /// `ticket_basics!(TicketType::Incident, IncidentStatus)` inside the impl,
-/// for a type with `header` and `status` fields.
+/// for a type with `header`, `status` and `description` fields.
 macro_rules! ticket_basics {
     ($ticket_type:expr, $status:ty) => {
         const TYPE: $crate::domain::event::TicketType = $ticket_type;
@@ -150,6 +164,10 @@ macro_rules! ticket_basics {
         fn is_terminal(&self) -> bool {
             self.status.is_terminal()
         }
+
+        fn description(&self) -> &str {
+            &self.description
+        }
     };
 }
 pub(crate) use ticket_basics;
@@ -161,9 +179,12 @@ pub trait Ticket: Clone + Send + Sync + 'static {
     fn header(&self) -> &Header;
     fn header_mut(&mut self) -> &mut Header;
 
-    type Status: Code;
+    type Status: Labelled;
 
     fn status(&self) -> Self::Status;
+
+    /// What the requester wrote when filing it.
+    fn description(&self) -> &str;
 
     /// Resolved: no more status changes, no breach.
     fn is_terminal(&self) -> bool;
@@ -172,8 +193,9 @@ pub trait Ticket: Clone + Send + Sync + 'static {
     /// paused); `None` otherwise.
     fn target_at(&self) -> Option<i64>;
 
-    /// What free-text search matches, before folding: the ticket's own
-    /// data (labels are matched by `named_by` instead).
+    /// What free-text search matches, before folding, of what only this
+    /// type has (`search_text` adds the header's; labels are matched by
+    /// `named_by` instead).
     fn search_fields(&self) -> Vec<String>;
 
     /// The codes whose labels hold the folded search term `folded`.
@@ -181,7 +203,9 @@ pub trait Ticket: Clone + Send + Sync + 'static {
 
     /// The folded text free-text search looks in (see `text::fold`).
     fn search_text(&self) -> String {
-        super::text::fold(&self.search_fields().join("\n"))
+        let mut fields = self.header().search_fields();
+        fields.extend(self.search_fields());
+        super::text::fold(&fields.join("\n"))
     }
 
     /// What a requester's comment does besides being written (an incident

@@ -1,14 +1,13 @@
 //! ConsultationService: validate, call the use case, convert back.
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::validate::{self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list, incomplete};
 use chrono_tz::Tz;
 
+use super::caller;
 use super::thread::ticket_service;
 use super::watch::Watcher;
-use super::{caller, page_token};
 use crate::domain::Result;
 use crate::domain::consultation::{self, NewConsultation};
 use crate::domain::error::Violations;
@@ -18,7 +17,8 @@ use crate::domain::text;
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
 use crate::report::columns::CONSULTATION_COLUMNS;
-use crate::service::consultations::{Consultations, ListQuery};
+use crate::service::consultations::{ConsultationFilters, Consultations, ListQuery};
+use crate::service::tickets::Page;
 use crate::service::tickets::Paging;
 
 #[derive(Clone)]
@@ -48,6 +48,30 @@ impl ConsultationApi {
     ) -> Response<Consultation> {
         Response::new(convert::consultation(consultation, locale))
     }
+
+    /// Returns what builds ListConsultations' response.
+    fn list_reply(
+        &self,
+        _: &ListConsultationsRequest,
+        locale: Locale,
+    ) -> Result<impl FnOnce(Page<consultation::Consultation>, String) -> ListConsultationsResponse>
+    {
+        Ok(
+            move |page: Page<consultation::Consultation>, next_page_token| {
+                ListConsultationsResponse {
+                    consultations: page
+                        .tickets
+                        .iter()
+                        .map(|m| convert::consultation(m, locale))
+                        .collect(),
+                    next_page_token,
+                    total_size: page.total_size,
+                    status_counts: Some(convert::status_counts(&page.counts)),
+                    counts_approximate: page.approximate,
+                }
+            },
+        )
+    }
 }
 
 ticket_service! {
@@ -56,6 +80,7 @@ ticket_service! {
         message: Consultation,
         create: create_consultation(CreateConsultationRequest),
         get: get_consultation(GetConsultationRequest, get_consultation_request),
+        list: list_consultations(ListConsultationsRequest) -> ListConsultationsResponse, unpaged: [],
         assign: assign_consultation(AssignConsultationRequest),
         export: ExportConsultationsRequest,
         report: (CONSULTATION_COLUMNS, DEFAULT_CONSULTATION_COLUMNS, es = "consultas", en = "consultations"),
@@ -65,8 +90,8 @@ ticket_service! {
         &self,
         request: Request<ClassifyConsultationRequest>,
     ) -> Result<Response<ClassifyConsultationResponse>, Status> {
-        let (_, locale) = caller(&request)?;
-        let code = text::required("category", &request.into_inner().category, MAX_CODE)?;
+        let (_, locale, r) = caller(request)?;
+        let code = text::required("category", &r.category, MAX_CODE)?;
         let (category, complexity) = self.consultations.classify(&code)?;
         let (min, max) = complexity.window();
         let targets = self.consultations.targets();
@@ -81,62 +106,32 @@ ticket_service! {
         }))
     }
 
-    async fn list_consultations(
-        &self,
-        request: Request<ListConsultationsRequest>,
-    ) -> Result<Response<ListConsultationsResponse>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let fingerprint = list_fingerprint(&r);
-        let (query, paging) = parse_list(&r)?;
-        let page = self.consultations.flow().list(&who, &query, paging).await?;
-        Ok(Response::new(ListConsultationsResponse {
-            consultations: page
-                .tickets
-                .iter()
-                .map(|m| convert::consultation(m, locale))
-                .collect(),
-            next_page_token: page
-                .next
-                .map(|c| page_token::encode(c, &fingerprint))
-                .unwrap_or_default(),
-            total_size: page.total_size,
-            status_counts: Some(convert::status_counts(&page.counts)),
-            counts_approximate: page.approximate,
-        }))
-    }
-
     async fn change_consultation_status(
         &self,
         request: Request<ChangeConsultationStatusRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let (id, expected, (to, comment)) =
-            validate::change(&r.id, r.expected_version, true, |v| {
-                let to = v.check(convert::parse_consultation_status("status", r.status))?;
-                let comment = v.text("comment", &r.comment, MAX_TEXT);
-                Ok(to.map(|to| (to, comment)))
-            })?;
-        let consultations = &self.consultations;
+        let c = validate::change(request, true, |r, v| {
+            let to = v.check(convert::parse_consultation_status("status", r.status))?;
+            let comment = v.text("comment", &r.comment, MAX_TEXT);
+            Ok(to.map(|to| (to, comment)))
+        })?;
+        let ((to, comment), consultations) = (c.to, &self.consultations);
         let model = consultations
-            .change_status(&who, &id, to, expected, comment)
+            .change_status(&c.who, &c.id, to, c.expected, comment)
             .await?;
-        Ok(self.reply(&model, locale))
+        Ok(self.reply(&model, c.locale))
     }
 
     async fn reclassify_consultation(
         &self,
         request: Request<ReclassifyConsultationRequest>,
     ) -> Result<Response<Consultation>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let (id, expected, to) = validate::change(&r.id, r.expected_version, true, |v| {
+        let c = validate::change(request, true, |r, v| {
             v.check(convert::parse_complexity("complexity", r.complexity))
         })?;
         let consultations = &self.consultations;
-        let model = consultations.reclassify(&who, &id, to, expected).await?;
-        Ok(self.reply(&model, locale))
+        let model = consultations.reclassify(&c.who, &c.id, c.to, c.expected).await?;
+        Ok(self.reply(&model, c.locale))
     }
 
     async fn list_categories(
@@ -160,46 +155,24 @@ ticket_service! {
     }
 }
 
-/// The parts of a list request that must stay the same across its pages.
-fn list_fingerprint(r: &ListConsultationsRequest) -> String {
-    let mut stable = r.clone();
-    stable.page_token.clear();
-    stable.page_size = 0;
-    page_token::fingerprint(&stable.encode_to_vec())
-}
-
 fn parse_list(r: &ListConsultationsRequest) -> Result<(ListQuery, Paging<String>)> {
-    let mut v = Violations::default();
-    let statuses = v
-        .check(enum_list(
-            "statuses",
-            &r.statuses,
-            convert::parse_consultation_status,
-        ))?
-        .unwrap_or_default();
-    let complexities = v
-        .check(enum_list(
-            "complexities",
-            &r.complexities,
-            convert::parse_complexity,
-        ))?
-        .unwrap_or_default();
-    let (from, to) = (r.created_from.as_ref(), r.created_to.as_ref());
-    let criteria = validate::criteria(&mut v, &r.category, &r.assignee_id, from, to, &r.query)?;
-    let paging = validate::paging(
-        &mut v,
-        r.page_size,
-        &r.page_token,
-        &list_fingerprint(r),
-        true,
-    )?;
-    v.into_result()?;
-    let query = ListQuery {
-        criteria,
-        statuses,
-        complexities,
-    };
-    Ok((query, paging))
+    validate::list(r, &list_fingerprint(r), |v| {
+        let filters = ConsultationFilters {
+            statuses: enum_list(
+                v,
+                "statuses",
+                &r.statuses,
+                convert::parse_consultation_status,
+            )?,
+            complexities: enum_list(
+                v,
+                "complexities",
+                &r.complexities,
+                convert::parse_complexity,
+            )?,
+        };
+        Ok((filters, true))
+    })
 }
 
 fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {

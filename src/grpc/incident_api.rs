@@ -1,25 +1,25 @@
 //! IncidentService: validate, call the use case, convert back.
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use chrono_tz::Tz;
 
-use super::caller;
 use super::convert::{self, micros};
-use super::page_token;
 use super::thread::ticket_service;
-use super::validate::{self, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, incomplete};
+use super::validate::{
+    self, Change, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, incomplete,
+};
 use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
 use crate::domain::incident::{self, NewIncident, StatusChange, TrackingNumber};
-use crate::domain::principal::{Locale, Principal};
+use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
 use crate::report::columns::INCIDENT_COLUMNS;
-use crate::service::incidents::{Incidents, ListQuery};
+use crate::service::incidents::{IncidentFilters, Incidents, ListQuery};
+use crate::service::tickets::Page;
 use crate::service::tickets::Paging;
 
 #[derive(Clone)]
@@ -41,20 +41,44 @@ impl IncidentApi {
         ))
     }
 
-    /// ChangeIncidentStatus and CancelIncident, once validated.
-    async fn change_status(
+    /// Checks the read mask; returns what builds ListIncidents' response.
+    fn list_reply(
         &self,
-        who: &Principal,
-        id: &str,
-        expected: Option<i64>,
-        change: StatusChange,
+        r: &ListIncidentsRequest,
         locale: Locale,
-    ) -> Result<Response<Incident>, Status> {
-        let model = self
-            .incidents
-            .change_status(who, id, expected, change)
+    ) -> Result<impl FnOnce(Page<incident::Incident>, String) -> ListIncidentsResponse + '_> {
+        let mask = read_mask(r.read_mask.as_ref())?;
+        Ok(move |page: Page<incident::Incident>, next_page_token| {
+            let catalog = self.incidents.catalog();
+            let now = self.incidents.flow().now();
+            let incidents = page
+                .tickets
+                .iter()
+                .map(|t| {
+                    let full = convert::incident(t, catalog, locale, now);
+                    match &mask {
+                        Some(paths) => convert::mask_incident(full, paths),
+                        None => full,
+                    }
+                })
+                .collect();
+            ListIncidentsResponse {
+                incidents,
+                next_page_token,
+                total_size: page.total_size,
+                stage_counts: Some(convert::stage_counts(&page.counts)),
+                counts_approximate: page.approximate,
+            }
+        })
+    }
+
+    /// ChangeIncidentStatus and CancelIncident, once validated.
+    async fn change_status(&self, c: Change<StatusChange>) -> Result<Response<Incident>, Status> {
+        let incidents = &self.incidents;
+        let model = incidents
+            .change_status(&c.who, &c.id, c.expected, c.to)
             .await?;
-        Ok(self.reply(&model, locale))
+        Ok(self.reply(&model, c.locale))
     }
 
     pub fn new(incidents: Incidents, watcher: Watcher, time_zone: Tz) -> Self {
@@ -75,54 +99,17 @@ ticket_service! {
         message: Incident,
         create: create_incident(CreateIncidentRequest),
         get: get_incident(GetIncidentRequest, get_incident_request),
+        list: list_incidents(ListIncidentsRequest) -> ListIncidentsResponse, unpaged: [read_mask],
         assign: assign_incident(AssignIncidentRequest),
         export: ExportIncidentsRequest,
         report: (INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, es = "incidencias", en = "incidents"),
-    }
-
-    async fn list_incidents(
-        &self,
-        request: Request<ListIncidentsRequest>,
-    ) -> Result<Response<ListIncidentsResponse>, Status> {
-        let (who, locale) = caller(&request)?;
-        let request = request.into_inner();
-        let mask = read_mask(request.read_mask.as_ref())?;
-        let fingerprint = list_fingerprint(&request);
-        let (query, paging) = parse_list(&request)?;
-        let page = self.incidents.flow().list(&who, &query, paging).await?;
-        let catalog = self.incidents.catalog();
-        let now = self.incidents.flow().now();
-        let incidents = page
-            .tickets
-            .iter()
-            .map(|t| {
-                let full = convert::incident(t, catalog, locale, now);
-                match &mask {
-                    Some(paths) => convert::mask_incident(full, paths),
-                    None => full,
-                }
-            })
-            .collect();
-        let stages = convert::stage_counts(&page.counts);
-        Ok(Response::new(ListIncidentsResponse {
-            incidents,
-            next_page_token: page
-                .next
-                .map(|after| page_token::encode(after, &fingerprint))
-                .unwrap_or_default(),
-            total_size: page.total_size,
-            stage_counts: Some(stages),
-            counts_approximate: page.approximate,
-        }))
     }
 
     async fn change_incident_status(
         &self,
         request: Request<ChangeIncidentStatusRequest>,
     ) -> Result<Response<Incident>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let (id, expected, change) = validate::change(&r.id, r.expected_version, true, |v| {
+        let c = validate::change(request, true, |r, v| {
             let to = v.check(convert::parse_incident_status("status", r.status))?;
             let reason = v.check(convert::reason_of("reason", r.reason))?.flatten();
             let comment = v.text("comment", &r.comment, MAX_TEXT);
@@ -133,22 +120,18 @@ ticket_service! {
                 note: None,
             }))
         })?;
-        self.change_status(&who, &id, expected, change, locale)
-            .await
+        self.change_status(c).await
     }
 
     async fn cancel_incident(
         &self,
         request: Request<CancelIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
-        let (who, locale) = caller(&request)?;
-        let r = request.into_inner();
-        let (id, expected, change) = validate::change(&r.id, r.expected_version, false, |v| {
+        let c = validate::change(request, false, |r, v| {
             let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
             Ok(reason.map(StatusChange::cancellation))
         })?;
-        self.change_status(&who, &id, expected, change, locale)
-            .await
+        self.change_status(c).await
     }
 
     async fn list_categories(
@@ -185,66 +168,29 @@ ticket_service! {
 }
 
 fn parse_list(r: &ListIncidentsRequest) -> Result<(ListQuery, Paging<i64>)> {
-    let mut v = Violations::default();
-    let stage = v.check(convert::stage_of("stage", r.stage))?.flatten();
-    let statuses = v
-        .check(enum_list(
-            "statuses",
-            &r.statuses,
-            convert::parse_incident_status,
-        ))?
-        .unwrap_or_default();
-    let kinds = v
-        .check(enum_list("kinds", &r.kinds, convert::parse_incident_kind))?
-        .unwrap_or_default();
-    let carrier = v.text("carrier", &r.carrier, MAX_CODE);
-    let (from, to) = (r.created_from.as_ref(), r.created_to.as_ref());
-    let criteria = validate::criteria(&mut v, &r.category, &r.assignee_id, from, to, &r.query)?;
-    let descending = match r
-        .order_by
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    validate::list(r, &list_fingerprint(r), |v| {
+        let filters = IncidentFilters {
+            stage: v.check(convert::stage_of("stage", r.stage))?.flatten(),
+            statuses: enum_list(v, "statuses", &r.statuses, convert::parse_incident_status)?,
+            kinds: enum_list(v, "kinds", &r.kinds, convert::parse_incident_kind)?,
+            carrier: v.text("carrier", &r.carrier, MAX_CODE),
+        };
+        Ok((filters, descending(v, &r.order_by)))
+    })
+}
+
+/// ListIncidents' `order_by`: newest first unless it asks otherwise.
+fn descending(v: &mut Violations, order_by: &str) -> bool {
+    let words = order_by.split_whitespace().collect::<Vec<_>>().join(" ");
+    match words.to_ascii_lowercase().as_str() {
         "" | "created_at desc" => true,
         "created_at" | "created_at asc" => false,
         other => {
-            v.push(
-                "order_by",
-                format!(
-                    "unsupported order {other:?}: use \"created_at desc\" or \"created_at asc\""
-                ),
-            );
+            let hint = "use \"created_at desc\" or \"created_at asc\"";
+            v.push("order_by", format!("unsupported order {other:?}: {hint}"));
             true
         }
-    };
-    let paging = validate::paging(
-        &mut v,
-        r.page_size,
-        &r.page_token,
-        &list_fingerprint(r),
-        descending,
-    )?;
-    v.into_result()?;
-    let query = ListQuery {
-        criteria,
-        stage,
-        statuses,
-        kinds,
-        carrier,
-    };
-    Ok((query, paging))
-}
-
-/// The parts of a list request that must stay the same across its pages.
-fn list_fingerprint(r: &ListIncidentsRequest) -> String {
-    let mut stable = r.clone();
-    stable.page_token.clear();
-    stable.page_size = 0;
-    stable.read_mask = None;
-    page_token::fingerprint(&stable.encode_to_vec())
+    }
 }
 
 fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {

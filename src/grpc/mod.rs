@@ -54,17 +54,13 @@ impl tonic::service::Interceptor for Authenticate {
     }
 }
 
-/// The caller and its language, as `Authenticate` left them.
-pub fn caller<T>(request: &Request<T>) -> Result<(Principal, Locale), Status> {
-    let principal = request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
+/// The caller and its language, as `Authenticate` left them, and the
+/// request's message.
+pub fn caller<T>(request: Request<T>) -> Result<(Principal, Locale, T), Status> {
+    let (_, mut extensions, message) = request.into_parts();
+    let principal = extensions
+        .remove::<Principal>()
         .ok_or_else(|| Status::unauthenticated("missing credentials"))?;
-    let locale = request
-        .extensions()
-        .get::<Locale>()
-        .copied()
-        .unwrap_or_default();
-    Ok((principal, locale))
+    let locale = extensions.get::<Locale>().copied().unwrap_or_default();
+    Ok((principal, locale, message))
 }

@@ -26,14 +26,10 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
-        let (who, locale) = caller(&request)?;
+        let (who, locale, r) = caller(request)?;
         let stream = self
             .watcher
-            .open(
-                Audience::feed(&who),
-                request.into_inner().after_sequence,
-                locale,
-            )
+            .open(Audience::feed(&who), r.after_sequence, locale)
             .await?;
         Ok(Response::new(stream))
     }

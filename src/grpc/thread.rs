@@ -13,6 +13,7 @@ use crate::domain::principal::Principal;
 use crate::domain::text;
 use crate::domain::ticket::Lookup;
 use crate::pb;
+use crate::service::thread::Thread;
 use crate::service::tickets::{Kind, Workflow};
 
 /// Assign…: validates the request, assigns (agents only).
@@ -37,8 +38,7 @@ pub async fn add_comment<T: Kind>(
     flow: &Workflow<T>,
     request: Request<pb::AddCommentRequest>,
 ) -> Result<Response<pb::Comment>, Status> {
-    let (who, _) = super::caller(&request)?;
-    let r = request.into_inner();
+    let (who, _, r) = super::caller(request)?;
     let mut v = Violations::default();
     let id = v.check(ticket_id("ticket_id", &r.ticket_id))?;
     let body = v.check(text::required("body", &r.body, MAX_TEXT))?;
@@ -50,22 +50,14 @@ pub async fn add_comment<T: Kind>(
     Ok(Response::new(convert::comment(&comment)))
 }
 
-/// ListComments: validates, pages with a token bound to the ticket, converts.
+/// ListComments: a page of comments, oldest first.
 pub async fn list_comments<T: Kind>(
     flow: &Workflow<T>,
     request: Request<pb::ListCommentsRequest>,
 ) -> Result<Response<pb::ListCommentsResponse>, Status> {
-    let (who, _) = super::caller(&request)?;
-    let r = request.into_inner();
-    let id = ticket_id("ticket_id", &r.ticket_id)?;
-    let limit = page_token::page_size(r.page_size, 50, 500)?;
-    let fingerprint = page_token::fingerprint(id.as_bytes());
-    let after: Option<(i64, String)> = page_token::decode(&r.page_token, &fingerprint)?;
-    let (comments, more) = flow.list_comments(&who, &id, after, limit).await?;
-    let next_page_token = match comments.last() {
-        Some(last) if more => page_token::encode((last.created_at, &last.id), &fingerprint),
-        _ => String::new(),
-    };
+    let (who, _, r) = super::caller(request)?;
+    let page = (r.page_size, r.page_token.as_str());
+    let (comments, next_page_token) = thread_page(flow, &who, &r.ticket_id, page, 50, None).await?;
     Ok(Response::new(pb::ListCommentsResponse {
         comments: comments.iter().map(convert::comment).collect(),
         next_page_token,
@@ -77,26 +69,39 @@ pub async fn list_events<T: Kind>(
     flow: &Workflow<T>,
     request: Request<pb::ListTicketEventsRequest>,
 ) -> Result<Response<pb::ListTicketEventsResponse>, Status> {
-    let (who, locale) = super::caller(&request)?;
-    let r = request.into_inner();
-    let id = ticket_id("ticket_id", &r.ticket_id)?;
-    let limit = page_token::page_size(r.page_size, 100, 500)?;
-    let fingerprint = page_token::fingerprint(id.as_bytes());
-    let after = match page_token::decode::<i64>(&r.page_token, &fingerprint)? {
-        Some(sequence) => sequence,
-        None => i64::try_from(r.after_sequence)
-            .map_err(|_| crate::domain::Error::invalid("after_sequence", "is too large"))?,
-    };
-    let (events, more) = flow.list_events(&who, &id, after, limit).await?;
-    let next_page_token = match events.last() {
-        Some(last) if more => page_token::encode(last.sequence, &fingerprint),
-        _ => String::new(),
-    };
+    let (who, locale, r) = super::caller(request)?;
+    let after = i64::try_from(r.after_sequence)
+        .map_err(|_| crate::domain::Error::invalid("after_sequence", "is too large"))?;
+    let page = (r.page_size, r.page_token.as_str());
+    let (events, next_page_token) = thread_page(flow, &who, &r.ticket_id, page, 100, after).await?;
     let events = events.iter().map(|e| convert::event(e, locale)).collect();
     Ok(Response::new(pb::ListTicketEventsResponse {
         events,
         next_page_token,
     }))
+}
+
+/// A page of a ticket's thread from `(page_size, page_token)` (`first`
+/// where there is no token) and the token of the next page, bound to the
+/// ticket; at most 500 items.
+async fn thread_page<T: Kind, I: Thread>(
+    flow: &Workflow<T>,
+    who: &Principal,
+    ticket_id: &str,
+    (page_size, page_token): (i32, &str),
+    default_size: u64,
+    first: I::After,
+) -> Result<(Vec<I>, String)> {
+    let id = super::validate::ticket_id("ticket_id", ticket_id)?;
+    let limit = page_token::page_size(page_size, default_size, 500)?;
+    let fingerprint = page_token::fingerprint(id.as_bytes());
+    let after = page_token::decode(page_token, &fingerprint)?.unwrap_or(first);
+    let (items, more) = flow.thread::<I>(who, &id, after, limit).await?;
+    let next_page_token = match items.last() {
+        Some(last) if more => page_token::encode(last.position(), &fingerprint),
+        _ => String::new(),
+    };
+    Ok((items, next_page_token))
 }
 
 /// WatchTicket: the ticket's events from `after_sequence` on, as the caller
@@ -106,8 +111,7 @@ pub async fn watch<T: Kind>(
     watcher: &Watcher,
     request: Request<pb::WatchTicketRequest>,
 ) -> Result<Response<WatchStream>, Status> {
-    let (who, locale) = super::caller(&request)?;
-    let r = request.into_inner();
+    let (who, locale, r) = super::caller(request)?;
     let id = ticket_id("ticket_id", &r.ticket_id)?;
     flow.get(&who, &Lookup::Id(id.clone())).await?;
     let audience = Audience::of_ticket(&who, id);
@@ -119,8 +123,11 @@ pub async fn watch<T: Kind>(
 /// Implements a ticket service's tonic trait: the RPCs every ticket type
 /// shares, written here once over the service's workflow (`$tickets.flow()`),
 /// and the service's own RPCs (`$own`). The API type provides `reply(&self,
-/// &ticket, locale)` and its module `parse_create(CreateRequest)` and
-/// `parse_list(&ListRequest)`.
+/// &ticket, locale)` and `list_reply(&self, &ListRequest, locale)` (which
+/// validates how the page is shown and returns what builds the response),
+/// and its module `parse_create(CreateRequest)` and `parse_list(&ListRequest)`.
+/// `unpaged` names the list request's fields that may change between pages
+/// besides the page token and size.
 macro_rules! ticket_service {
     (
         impl $service:ident for $api:ty {
@@ -128,6 +135,7 @@ macro_rules! ticket_service {
             message: $message:ty,
             create: $create:ident($create_request:ty),
             get: $get:ident($get_request:ty, $lookup:ident),
+            list: $list:ident($list_request:ty) -> $list_response:ty, unpaged: [$($unpaged:ident),*],
             assign: $assign:ident($assign_request:ty),
             export: $export_request:ty,
             report: ($columns:expr, $defaults:expr, es = $es:literal, en = $en:literal),
@@ -140,8 +148,8 @@ macro_rules! ticket_service {
                 &self,
                 request: tonic::Request<$create_request>,
             ) -> Result<tonic::Response<$message>, tonic::Status> {
-                let (who, locale) = $crate::grpc::caller(&request)?;
-                let new = parse_create(request.into_inner())?;
+                let (who, locale, r) = $crate::grpc::caller(request)?;
+                let new = parse_create(r)?;
                 let ticket = self.$tickets.create(&who, new).await?;
                 Ok(self.reply(&ticket, locale))
             }
@@ -152,8 +160,8 @@ macro_rules! ticket_service {
             ) -> Result<tonic::Response<$message>, tonic::Status> {
                 use $crate::pb::$lookup::Lookup;
                 use $crate::grpc::validate::lookup;
-                let (who, locale) = $crate::grpc::caller(&request)?;
-                let lookup = match request.into_inner().lookup {
+                let (who, locale, r) = $crate::grpc::caller(request)?;
+                let lookup = match r.lookup {
                     Some(Lookup::Id(id)) => lookup(Some(id), None),
                     Some(Lookup::Number(n)) => lookup(None, Some(n)),
                     None => lookup(None, None),
@@ -162,12 +170,26 @@ macro_rules! ticket_service {
                 Ok(self.reply(&ticket, locale))
             }
 
+            async fn $list(
+                &self,
+                request: tonic::Request<$list_request>,
+            ) -> Result<tonic::Response<$list_response>, tonic::Status> {
+                let (who, locale, r) = $crate::grpc::caller(request)?;
+                let reply = self.list_reply(&r, locale)?;
+                let (query, paging) = parse_list(&r)?;
+                let page = self.$tickets.flow().list(&who, &query, paging).await?;
+                let next_page_token = match &page.next {
+                    Some(after) => $crate::grpc::page_token::encode(after, &list_fingerprint(&r)),
+                    None => String::new(),
+                };
+                Ok(tonic::Response::new(reply(page, next_page_token)))
+            }
+
             async fn $assign(
                 &self,
                 request: tonic::Request<$assign_request>,
             ) -> Result<tonic::Response<$message>, tonic::Status> {
-                let (who, locale) = $crate::grpc::caller(&request)?;
-                let r = request.into_inner();
+                let (who, locale, r) = $crate::grpc::caller(request)?;
                 let flow = self.$tickets.flow();
                 let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
                 let ticket = $crate::grpc::thread::assign(
@@ -213,14 +235,12 @@ macro_rules! ticket_service {
                 request: tonic::Request<$export_request>,
             ) -> Result<tonic::Response<Self::ExportReportStream>, tonic::Status> {
                 use $crate::grpc::export;
-                use $crate::service::tickets::Query as _;
-                let (who, _) = $crate::grpc::caller(&request)?;
-                let r = request.into_inner();
+                let (who, _, r) = $crate::grpc::caller(request)?;
                 let (range, locale) =
                     export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
                 let columns = $crate::report::columns::select($columns, $defaults, &r.columns)?;
                 let (mut query, _) = parse_list(&r.filter.unwrap_or_default())?;
-                let criteria = query.criteria();
+                let criteria = &mut query.criteria;
                 let (from, to) = range.clamp(criteria.created_from, criteria.created_to);
                 (criteria.created_from, criteria.created_to) = (Some(from), Some(to));
                 let flow = self.$tickets.flow();
@@ -235,6 +255,16 @@ macro_rules! ticket_service {
             }
 
             $($own)*
+        }
+
+        /// The parts of a list request that must stay the same across its pages.
+        fn list_fingerprint(r: &$list_request) -> String {
+            use prost::Message as _;
+            let mut stable = r.clone();
+            stable.page_token.clear();
+            stable.page_size = 0;
+            $(stable.$unpaged = Default::default();)*
+            $crate::grpc::page_token::fingerprint(&stable.encode_to_vec())
         }
     };
 }

@@ -1,12 +1,16 @@
 //! Field validation shared by the services: ids, versions, enum lists.
 use prost_types::Timestamp;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Status};
 
 use super::convert::micros;
 use super::page_token;
 use crate::domain::error::Violations;
+use crate::domain::principal::{Locale, Principal};
 use crate::domain::ticket::{Criteria, Lookup, Person};
 use crate::domain::{Error, Result};
-use crate::service::tickets::Paging;
+use crate::pb;
+use crate::service::tickets::{ListQuery, Paging};
 
 /// At most this many values in a repeated filter.
 pub const MAX_FILTER_VALUES: usize = 20;
@@ -64,22 +68,24 @@ pub fn expected_version(value: i64, required: bool) -> Result<Option<i64>> {
     }
 }
 
+/// A repeated enum filter; a violation is recorded in `v` (and the list
+/// left empty).
 pub fn enum_list<T>(
+    v: &mut Violations,
     field: &str,
     values: &[i32],
     parse: fn(&str, i32) -> Result<T>,
 ) -> Result<Vec<T>> {
     if values.len() > MAX_FILTER_VALUES {
-        return Err(Error::invalid(
-            field,
-            format!("at most {MAX_FILTER_VALUES} values"),
-        ));
+        v.push(field, format!("at most {MAX_FILTER_VALUES} values"));
+        return Ok(vec![]);
     }
-    values
+    let parsed = values
         .iter()
         .enumerate()
         .map(|(i, value)| parse(&format!("{field}[{i}]"), *value))
-        .collect()
+        .collect();
+    Ok(v.check(parsed)?.unwrap_or_default())
 }
 
 /// What Violations::into_result already refused; never reached in practice.
@@ -142,64 +148,131 @@ pub fn created_range(
     Ok((from, to))
 }
 
-/// The filters every ticket list request has; violations go to `v`.
-pub fn criteria(
-    v: &mut Violations,
-    category: &str,
-    assignee_id: &str,
-    created_from: Option<&Timestamp>,
-    created_to: Option<&Timestamp>,
-    query: &str,
-) -> Result<Criteria> {
+/// The fields every list request (ListIncidents, ListConsultations, the
+/// filter of their reports) has.
+pub trait ListRequest {
+    /// category, assignee_id, created_from, created_to, query.
+    fn criteria(&self) -> (&str, &str, Option<&Timestamp>, Option<&Timestamp>, &str);
+    /// page_size, page_token.
+    fn page(&self) -> (i32, &str);
+}
+
+macro_rules! list_requests {
+    ($($request:ident),*) => {
+        $(impl ListRequest for pb::$request {
+            fn criteria(&self) -> (&str, &str, Option<&Timestamp>, Option<&Timestamp>, &str) {
+                let (from, to) = (self.created_from.as_ref(), self.created_to.as_ref());
+                (&self.category, &self.assignee_id, from, to, &self.query)
+            }
+
+            fn page(&self) -> (i32, &str) {
+                (self.page_size, &self.page_token)
+            }
+        })*
+    };
+}
+
+list_requests!(ListIncidentsRequest, ListConsultationsRequest);
+
+/// Validates a list request: the type's own filters (`own`, which also says
+/// whether the order is descending), the criteria every type has, and the
+/// page (default 50, at most 500), whose token must come from a request
+/// with the same `fingerprint`. Every violation is reported at once.
+pub fn list<R: ListRequest, Own, Tie: DeserializeOwned>(
+    r: &R,
+    fingerprint: &str,
+    own: impl FnOnce(&mut Violations) -> Result<(Own, bool)>,
+) -> Result<(ListQuery<Own>, Paging<Tie>)> {
+    let mut v = Violations::default();
+    let (own, descending) = own(&mut v)?;
+    let (category, assignee_id, from, to, query) = r.criteria();
     let category = v.text("category", category, MAX_CODE);
     let assignee_id = v.text("assignee_id", assignee_id, MAX_ID);
-    let (created_from, created_to) = created_range(v, created_from, created_to)?;
+    let (created_from, created_to) = created_range(&mut v, from, to)?;
     let text = v.text("query", query, MAX_QUERY);
-    Ok(Criteria {
+    let (page_size, token) = r.page();
+    let page_size = v
+        .check(page_token::page_size(page_size, 50, 500))?
+        .unwrap_or(50);
+    let after = v.check(page_token::decode(token, fingerprint))?.flatten();
+    v.into_result()?;
+    let criteria = Criteria {
         category,
         assignee_id,
         created_from,
         created_to,
         text,
-    })
-}
-
-/// A list's page size (default 50, at most 500) and its page token, which
-/// must come from a request with the same `fingerprint`.
-pub fn paging<Tie: serde::de::DeserializeOwned>(
-    v: &mut Violations,
-    page_size: i32,
-    token: &str,
-    fingerprint: &str,
-    descending: bool,
-) -> Result<Paging<Tie>> {
-    let page_size = v
-        .check(page_token::page_size(page_size, 50, 500))?
-        .unwrap_or(50);
-    let after = v.check(page_token::decode(token, fingerprint))?.flatten();
-    Ok(Paging {
+    };
+    let paging = Paging {
         descending,
         after,
         page_size,
-    })
+    };
+    Ok((ListQuery { criteria, own }, paging))
 }
 
-/// A request to change ticket `id`: its id, the version its caller read
+/// The fields every request that changes a ticket's status or class has.
+pub trait ChangeRequest {
+    fn id(&self) -> &str;
+    fn expected_version(&self) -> i64;
+}
+
+macro_rules! change_requests {
+    ($($request:ident),*) => {
+        $(impl ChangeRequest for pb::$request {
+            fn id(&self) -> &str {
+                &self.id
+            }
+
+            fn expected_version(&self) -> i64 {
+                self.expected_version
+            }
+        })*
+    };
+}
+
+change_requests!(
+    ChangeIncidentStatusRequest,
+    CancelIncidentRequest,
+    ChangeConsultationStatusRequest,
+    ReclassifyConsultationRequest
+);
+
+/// A validated request to change a ticket, and who asks.
+pub struct Change<X> {
+    pub who: Principal,
+    pub locale: Locale,
+    pub id: String,
+    /// The version the caller read.
+    pub expected: Option<i64>,
+    /// What `rest` read of the request's other fields.
+    pub to: X,
+}
+
+/// Validates a change request: its ticket id, the version its caller read
 /// (`required` or not), and what `rest` reads of the other fields (`None`
 /// where it found a violation). Every violation is reported at once.
-pub fn change<X>(
-    id: &str,
-    expected: i64,
+pub fn change<R: ChangeRequest, X>(
+    request: Request<R>,
     required: bool,
-    rest: impl FnOnce(&mut Violations) -> Result<Option<X>>,
-) -> Result<(String, Option<i64>, X)> {
+    rest: impl FnOnce(&R, &mut Violations) -> Result<Option<X>>,
+) -> std::result::Result<Change<X>, Status> {
+    let (who, locale, r) = super::caller(request)?;
     let mut v = Violations::default();
-    let id = v.check(ticket_id("id", id))?;
-    let expected = v.check(expected_version(expected, required))?.flatten();
-    let rest = rest(&mut v)?;
+    let id = v.check(ticket_id("id", r.id()))?;
+    let expected = v
+        .check(expected_version(r.expected_version(), required))?
+        .flatten();
+    let to = rest(&r, &mut v)?;
     v.into_result()?;
-    match (id, rest) {
-        (Some(id), Some(rest)) => Ok((id, expected, rest)),
-        _ => Err(incomplete("id")),
+    match (id, to) {
+        (Some(id), Some(to)) => Ok(Change {
+            who,
+            locale,
+            id,
+            expected,
+            to,
+        }),
+        _ => Err(incomplete("id").into()),
     }
 }

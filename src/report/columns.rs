@@ -1,14 +1,16 @@
-//! The report columns of each ticket type: code, labels (es/en), width and value.
+//! The report columns of each ticket type: code, labels (es/en), width and
+//! the value it shows of a ticket.
 use chrono::DateTime;
 use chrono_tz::Tz;
 
 use super::{Cell, Header};
+use crate::domain::Labelled as _;
 use crate::domain::catalog::Catalog;
-use crate::domain::consultation::{Complexity, ConsultationStatus};
-use crate::domain::incident::{IncidentKind, IncidentStatus, ResolutionReason};
+use crate::domain::consultation::Consultation;
+use crate::domain::incident::Incident;
 use crate::domain::principal::Locale;
+use crate::domain::ticket::Ticket;
 use crate::domain::{Error, Result};
-use crate::store::entity::{consultation, incident};
 
 /// What a cell needs beyond its row.
 pub struct Context<'a> {
@@ -65,64 +67,106 @@ impl<M> Column<M> {
     }
 }
 
-/// Incident columns; the first ten are the module's default report.
-pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
+// The columns both ticket types have.
+
+const fn number<T: Ticket>() -> Column<T> {
     Column {
         code: "number",
         es: "No.",
         en: "No.",
         width: 8.0,
-        value: |m, _| Cell::Number(m.number as f64),
-    },
+        value: |t, _| {
+            t.header()
+                .number
+                .map_or(Cell::Empty, |n| Cell::Number(n as f64))
+        },
+    }
+}
+
+const fn status<T: Ticket>(es: &'static str) -> Column<T> {
     Column {
         code: "status",
-        es: "Estatus",
+        es,
         en: "Status",
         width: 16.0,
-        value: |m, c| opt_text(IncidentStatus::parse(&m.status).map(|s| s.label(c.locale))),
-    },
+        value: |t, c| text(t.status().label(c.locale)),
+    }
+}
+
+const fn assignee<T: Ticket>() -> Column<T> {
+    Column {
+        code: "assignee",
+        es: "Asesor",
+        en: "Agent",
+        width: 20.0,
+        value: |t, _| opt_text(t.header().assignee.as_ref().map(|a| a.name.as_str())),
+    }
+}
+
+const fn created_at<T: Ticket>(es: &'static str) -> Column<T> {
+    Column {
+        code: "created_at",
+        es,
+        en: "Created",
+        width: 18.0,
+        value: |t, c| c.date(Some(t.header().created_at)),
+    }
+}
+
+const fn description<T: Ticket>() -> Column<T> {
+    Column {
+        code: "description",
+        es: "Descripción",
+        en: "Description",
+        width: 40.0,
+        value: |t, _| text(t.description()),
+    }
+}
+
+const fn account<T: Ticket>() -> Column<T> {
+    Column {
+        code: "account",
+        es: "Cuenta",
+        en: "Account",
+        width: 16.0,
+        value: |t, _| text(&*t.header().account),
+    }
+}
+
+/// Incident columns; the first ten are the module's default report.
+pub static INCIDENT_COLUMNS: &[Column<Incident>] = &[
+    number(),
+    status("Estatus"),
     Column {
         code: "kind",
         es: "Tipo",
         en: "Type",
         width: 16.0,
-        value: |m, c| opt_text(IncidentKind::parse(&m.kind).map(|k| k.label(c.locale))),
+        value: |m, c| text(m.kind.label(c.locale)),
     },
     Column {
         code: "tracking_number",
         es: "Guía",
         en: "Tracking number",
         width: 20.0,
-        value: |m, _| text(&*m.tracking_number),
+        value: |m, _| text(m.tracking_number.as_str()),
     },
     Column {
         code: "category",
         es: "Categoría",
         en: "Category",
         width: 26.0,
-        value: |m, c| text(c.catalog.category_name(&m.category_code)),
+        value: |m, c| text(c.catalog.category_name(&m.category)),
     },
     Column {
         code: "carrier",
         es: "Paquetería",
         en: "Carrier",
         width: 16.0,
-        value: |m, c| text(c.catalog.carrier_name(&m.carrier_code)),
+        value: |m, c| text(c.catalog.carrier_name(&m.carrier)),
     },
-    Column {
-        code: "assignee",
-        es: "Asesor",
-        en: "Agent",
-        width: 20.0,
-        value: |m, _| opt_text(m.assignee_name.as_deref()),
-    },
-    Column {
-        code: "created_at",
-        es: "Fecha de ticket",
-        en: "Created",
-        width: 18.0,
-        value: |m, c| c.date(Some(m.created_at)),
-    },
+    assignee(),
+    created_at("Fecha de ticket"),
     Column {
         code: "estimated_resolution_at",
         es: "Fecha estimada",
@@ -130,13 +174,7 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
         width: 18.0,
         // created + the category's target, moved on by time spent waiting for
         // data, as the API shows it.
-        value: |m, c| {
-            c.date(crate::domain::incident::estimate_at(
-                m.estimated_resolution_at,
-                m.paused_since,
-                c.now,
-            ))
-        },
+        value: |m, c| c.date(m.estimate(c.now)),
     },
     Column {
         code: "resolution",
@@ -144,11 +182,7 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
         en: "Resolution",
         width: 30.0,
         value: |m, c| {
-            let reason = m
-                .resolution_reason
-                .as_deref()
-                .and_then(ResolutionReason::parse)
-                .map(|r| r.label(c.locale));
+            let reason = m.resolution_reason.map(|r| r.label(c.locale));
             match (reason, m.resolution_note.as_deref()) {
                 (Some(r), Some(note)) => text(format!("{r}: {note}")),
                 (Some(r), None) => text(r),
@@ -156,26 +190,14 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
             }
         },
     },
-    Column {
-        code: "description",
-        es: "Descripción",
-        en: "Description",
-        width: 40.0,
-        value: |m, _| text(&*m.description),
-    },
-    Column {
-        code: "account",
-        es: "Cuenta",
-        en: "Account",
-        width: 16.0,
-        value: |m, _| text(&*m.account),
-    },
+    description(),
+    account(),
     Column {
         code: "requester",
         es: "Solicitante",
         en: "Requester",
         width: 20.0,
-        value: |m, _| text(&*m.requester_name),
+        value: |m, _| text(&*m.header.requester.name),
     },
     Column {
         code: "shipped_at",
@@ -191,8 +213,8 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
         width: 14.0,
         value: |m, _| {
             m.claimed_amount
-                .as_deref()
-                .and_then(|a| a.parse().ok())
+                .as_ref()
+                .and_then(|a| a.amount.parse().ok())
                 .map_or(Cell::Empty, Cell::Number)
         },
     },
@@ -201,7 +223,7 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
         es: "Moneda",
         en: "Currency",
         width: 8.0,
-        value: |m, _| opt_text(m.claimed_currency.as_deref()),
+        value: |m, _| opt_text(m.claimed_amount.as_ref().map(|a| a.currency.as_str())),
     },
     Column {
         code: "resolved_at",
@@ -213,27 +235,15 @@ pub static INCIDENT_COLUMNS: &[Column<incident::Model>] = &[
 ];
 
 /// Consultation columns; the first nine are the default report.
-pub static CONSULTATION_COLUMNS: &[Column<consultation::Model>] = &[
-    Column {
-        code: "number",
-        es: "No.",
-        en: "No.",
-        width: 8.0,
-        value: |m, _| m.number.map_or(Cell::Empty, |n| Cell::Number(n as f64)),
-    },
-    Column {
-        code: "status",
-        es: "Estado",
-        en: "Status",
-        width: 16.0,
-        value: |m, c| opt_text(ConsultationStatus::parse(&m.status).map(|s| s.label(c.locale))),
-    },
+pub static CONSULTATION_COLUMNS: &[Column<Consultation>] = &[
+    number(),
+    status("Estado"),
     Column {
         code: "complexity",
         es: "Complejidad",
         en: "Complexity",
         width: 16.0,
-        value: |m, c| opt_text(Complexity::parse(&m.complexity).map(|s| s.label(c.locale))),
+        value: |m, c| text(m.complexity.label(c.locale)),
     },
     Column {
         code: "title",
@@ -242,27 +252,9 @@ pub static CONSULTATION_COLUMNS: &[Column<consultation::Model>] = &[
         width: 36.0,
         value: |m, _| text(&*m.title),
     },
-    Column {
-        code: "description",
-        es: "Descripción",
-        en: "Description",
-        width: 40.0,
-        value: |m, _| text(&*m.description),
-    },
-    Column {
-        code: "assignee",
-        es: "Asesor",
-        en: "Agent",
-        width: 20.0,
-        value: |m, _| opt_text(m.assignee_name.as_deref()),
-    },
-    Column {
-        code: "created_at",
-        es: "Fecha",
-        en: "Created",
-        width: 18.0,
-        value: |m, c| c.date(Some(m.created_at)),
-    },
+    description(),
+    assignee(),
+    created_at("Fecha"),
     Column {
         code: "due_at",
         es: "Vence",
@@ -282,7 +274,7 @@ pub static CONSULTATION_COLUMNS: &[Column<consultation::Model>] = &[
         es: "Categoría",
         en: "Category",
         width: 26.0,
-        value: |m, _| text(&*m.category_code),
+        value: |m, _| text(&*m.category),
     },
     Column {
         code: "order_reference",
@@ -291,13 +283,7 @@ pub static CONSULTATION_COLUMNS: &[Column<consultation::Model>] = &[
         width: 16.0,
         value: |m, _| opt_text(m.order_reference.as_deref()),
     },
-    Column {
-        code: "account",
-        es: "Cuenta",
-        en: "Account",
-        width: 16.0,
-        value: |m, _| text(&*m.account),
-    },
+    account(),
 ];
 
 /// The columns named by `codes` (in that order), or the first `default` ones.

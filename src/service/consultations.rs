@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::scheduler::Alarm;
 
-use super::tickets::{Query, Selection, Workflow, common_filter};
+use super::tickets::{self, OwnFilters, Selection, Workflow};
 use crate::domain::Result;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::{Catalog, Category};
@@ -15,30 +15,30 @@ use crate::domain::consultation::{
     self, Complexity, Consultation, ConsultationStatus, NewConsultation, Targets,
 };
 use crate::domain::principal::Principal;
-use crate::domain::ticket::{self, Criteria};
+use crate::domain::ticket;
 use crate::store::Store;
 use crate::store::consultations::ConsultationFilter;
+use crate::store::tickets::Filter;
 
 /// A ListConsultations request (or ExportReport's filter) as parsed at the
-/// edge; the category code is checked in `selection`.
+/// edge.
+pub type ListQuery = tickets::ListQuery<ConsultationFilters>;
+
+/// The filters only consultations have; the category code is checked in
+/// `selection`.
 #[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    pub criteria: Criteria,
+pub struct ConsultationFilters {
     pub statuses: Vec<ConsultationStatus>,
     pub complexities: Vec<Complexity>,
 }
 
-impl Query<Consultation> for ListQuery {
-    fn criteria(&mut self) -> &mut Criteria {
-        &mut self.criteria
-    }
-
-    fn selection(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<Consultation>> {
-        if let Some(c) = &self.criteria.category {
+impl OwnFilters<Consultation> for ConsultationFilters {
+    fn selection(&self, common: Filter, catalog: &Catalog) -> Result<Selection<Consultation>> {
+        if let Some(c) = &common.criteria.category {
             consultation::classify(catalog, c)?;
         }
         let filter = ConsultationFilter {
-            common: common_filter::<Consultation>(who, &self.criteria, catalog),
+            common,
             complexities: self.complexities.iter().map(|c| c.as_str()).collect(),
         };
         let statuses = (!self.statuses.is_empty()).then(|| self.statuses.clone());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::scheduler::Alarm;
 
-use super::tickets::{Query, Selection, Workflow, common_filter};
+use super::tickets::{self, OwnFilters, Selection, Workflow};
 use crate::domain::Result;
 use crate::domain::calendar::Calendar;
 use crate::domain::catalog::Catalog;
@@ -15,28 +15,26 @@ use crate::domain::incident::{
     self, Incident, IncidentKind, IncidentStatus, NewIncident, Stage, StatusChange,
 };
 use crate::domain::principal::Principal;
-use crate::domain::ticket::Criteria;
 use crate::store::Store;
 use crate::store::incidents::{self as rows, IncidentFilter};
+use crate::store::tickets::Filter;
 
-/// A ListIncidents request (or ExportReport's filter) as parsed at the edge;
-/// the catalog codes are checked in `selection`.
+/// A ListIncidents request (or ExportReport's filter) as parsed at the edge.
+pub type ListQuery = tickets::ListQuery<IncidentFilters>;
+
+/// The filters only incidents have; the catalog codes are checked in
+/// `selection`.
 #[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    pub criteria: Criteria,
+pub struct IncidentFilters {
     pub stage: Option<Stage>,
     pub statuses: Vec<IncidentStatus>,
     pub kinds: Vec<IncidentKind>,
     pub carrier: Option<String>,
 }
 
-impl Query<Incident> for ListQuery {
-    fn criteria(&mut self) -> &mut Criteria {
-        &mut self.criteria
-    }
-
+impl OwnFilters<Incident> for IncidentFilters {
     /// The stage and the status list narrow each other.
-    fn selection(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<Incident>> {
+    fn selection(&self, common: Filter, catalog: &Catalog) -> Result<Selection<Incident>> {
         let mut v = Violations::default();
         if let Some(c) = &self.carrier
             && catalog.carrier(c).is_none()
@@ -46,7 +44,7 @@ impl Query<Incident> for ListQuery {
                 format!("unknown carrier {c:?}; see ListCarriers"),
             );
         }
-        if let Some(c) = &self.criteria.category
+        if let Some(c) = &common.criteria.category
             && catalog.category(c).is_none()
         {
             v.push(
@@ -64,7 +62,7 @@ impl Query<Incident> for ListQuery {
                 .collect()
         });
         let filter = IncidentFilter {
-            common: common_filter::<Incident>(who, &self.criteria, catalog),
+            common,
             kinds: self.kinds.iter().map(|k| k.as_str()).collect(),
             carrier: self.carrier.clone(),
         };

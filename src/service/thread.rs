@@ -1,5 +1,9 @@
 //! What every ticket type shares: its comment thread and its event history.
+use std::future::Future;
+
 use sea_orm::ConnectionTrait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::domain::Result;
 use crate::domain::event::{Actor, Audience, Comment, Event, EventPayload, TicketType};
@@ -58,30 +62,72 @@ pub async fn insert_comment(
     Ok(model)
 }
 
-/// A page of comments the caller may read, and whether more follow.
-pub async fn list_comments(
-    conn: &impl ConnectionTrait,
-    ticket_id: &str,
-    who: &Principal,
-    after: Option<(i64, String)>,
-    limit: u64,
-) -> Result<(Vec<Comment>, bool)> {
-    let mut list = comments::list(conn, ticket_id, who.is_agent(), after, limit + 1).await?;
-    let more = list.len() as u64 > limit;
-    list.truncate(limit as usize);
-    Ok((list, more))
+/// What a ticket's thread holds: its comments, or its events.
+pub trait Thread: Sized + Send {
+    /// Where a page starts: after this position.
+    type After: Serialize + DeserializeOwned + Send;
+
+    /// The position after `item`, where the page that follows it starts.
+    fn position(&self) -> Self::After;
+
+    /// Up to `limit` items of the ticket after `after`, as `who` may see them.
+    fn read(
+        conn: &impl ConnectionTrait,
+        ticket_id: &str,
+        who: &Principal,
+        after: Self::After,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send;
 }
 
-/// A page of events the caller may read, and whether more follow.
-pub async fn list_events(
+impl Thread for Comment {
+    /// (created_at, id) of the last comment read; `None` from the start.
+    type After = Option<(i64, String)>;
+
+    fn position(&self) -> Self::After {
+        Some((self.created_at, self.id.clone()))
+    }
+
+    async fn read(
+        conn: &impl ConnectionTrait,
+        ticket_id: &str,
+        who: &Principal,
+        after: Self::After,
+        limit: u64,
+    ) -> Result<Vec<Self>> {
+        comments::list(conn, ticket_id, who.is_agent(), after, limit).await
+    }
+}
+
+impl Thread for Event {
+    /// The sequence of the last event read.
+    type After = i64;
+
+    fn position(&self) -> i64 {
+        self.sequence
+    }
+
+    async fn read(
+        conn: &impl ConnectionTrait,
+        ticket_id: &str,
+        who: &Principal,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Self>> {
+        let audience = Audience::of_ticket(who, ticket_id);
+        events::list_after(conn, &audience, after, limit).await
+    }
+}
+
+/// A page of the thread the caller may read, and whether more follow.
+pub async fn page<I: Thread>(
     conn: &impl ConnectionTrait,
     ticket_id: &str,
     who: &Principal,
-    after_sequence: i64,
+    after: I::After,
     limit: u64,
-) -> Result<(Vec<Event>, bool)> {
-    let audience = Audience::of_ticket(who, ticket_id);
-    let mut list = events::list_after(conn, &audience, after_sequence, limit + 1).await?;
+) -> Result<(Vec<I>, bool)> {
+    let mut list = I::read(conn, ticket_id, who, after, limit + 1).await?;
     let more = list.len() as u64 > limit;
     list.truncate(limit as usize);
     Ok((list, more))

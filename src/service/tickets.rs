@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use super::scheduler::Alarm;
 
 use super::export::{self, Export, RowSource};
-use super::thread;
+use super::thread::{self, Thread};
 use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
-use crate::domain::event::{Comment, Event, EventPayload};
+use crate::domain::event::{Comment, EventPayload};
 use crate::domain::principal::{Locale, Principal};
 use crate::domain::ticket::{
     self, By, Criteria, Header, Idempotency, Lookup, Outcome, Person, Search, Ticket,
@@ -26,9 +26,7 @@ use crate::domain::{Error, Result};
 use crate::report::columns::Column;
 use crate::store::events::{self, ActorRef};
 use crate::store::search::{self, Matching};
-use crate::store::tickets::{
-    self, ExportRow, Filter, RowStream, Stored, TicketFilter, TicketTable, Tie,
-};
+use crate::store::tickets::{self, Filter, RowStream, Stored, TicketFilter, TicketTable, Tie};
 use crate::store::{self, Snapshot, Store, db_error};
 
 /// A ticket type the workflow can run: its domain rules and its rows.
@@ -37,15 +35,31 @@ pub trait Kind: Stored {}
 impl<T: Stored> Kind for T {}
 
 /// A list request of one ticket type (ListIncidents, ListConsultations,
-/// the filter of their reports), as parsed at the edge.
-pub trait Query<T: Kind>: Send + Sync {
-    /// The filters every ticket type has.
-    fn criteria(&mut self) -> &mut Criteria;
+/// the filter of their reports), as parsed at the edge: the criteria every
+/// type has and the type's own filters.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery<Own> {
+    pub criteria: Criteria,
+    pub own: Own,
+}
 
-    /// What `who` may list of it: its account only for a requester, the
-    /// catalog codes checked (INVALID_ARGUMENT naming the field), the
-    /// status narrowing.
-    fn selection(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<T>>;
+/// The filters only one ticket type has (stage and carrier, complexity…).
+pub trait OwnFilters<T: Kind>: Send + Sync {
+    /// The type's filter around `common` (what every list of it filters),
+    /// the catalog codes checked (INVALID_ARGUMENT naming the field), and
+    /// the status narrowing.
+    fn selection(&self, common: Filter, catalog: &Catalog) -> Result<Selection<T>>;
+}
+
+impl<Own> ListQuery<Own> {
+    /// What `who` may list: its account only for a requester.
+    fn selection<T: Kind>(&self, who: &Principal, catalog: &Catalog) -> Result<Selection<T>>
+    where
+        Own: OwnFilters<T>,
+    {
+        let common = common_filter::<T>(who, &self.criteria, catalog);
+        self.own.selection(common, catalog)
+    }
 }
 
 /// The validated filters of a list or a report, with its status narrowing.
@@ -71,7 +85,7 @@ pub struct Page<T: Kind> {
 
 /// The filters every list of `T` has: the caller's scope, the criteria, and
 /// the search their text asks for.
-pub fn common_filter<T: Ticket>(who: &Principal, criteria: &Criteria, catalog: &Catalog) -> Filter {
+fn common_filter<T: Ticket>(who: &Principal, criteria: &Criteria, catalog: &Catalog) -> Filter {
     Filter {
         account: who.scope().map(str::to_owned),
         statuses: vec![],
@@ -363,28 +377,18 @@ impl<T: Kind> Workflow<T> {
         Ok(comment)
     }
 
-    pub async fn list_comments(
+    /// A page of the ticket's comments or events, as `who` may see them,
+    /// and whether more follow; NOT_FOUND for a ticket it may not see.
+    pub async fn thread<I: Thread>(
         &self,
         who: &Principal,
         id: &str,
-        after: Option<(i64, String)>,
+        after: I::After,
         limit: u64,
-    ) -> Result<(Vec<Comment>, bool)> {
+    ) -> Result<(Vec<I>, bool)> {
         let conn = self.store.conn();
         let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
-        thread::list_comments(conn, &ticket.header().id, who, after, limit).await
-    }
-
-    pub async fn list_events(
-        &self,
-        who: &Principal,
-        id: &str,
-        after_sequence: i64,
-        limit: u64,
-    ) -> Result<(Vec<Event>, bool)> {
-        let conn = self.store.conn();
-        let ticket = self.load(conn, who, &Lookup::Id(id.to_owned())).await?;
-        thread::list_events(conn, &ticket.header().id, who, after_sequence, limit).await
+        thread::page(conn, &ticket.header().id, who, after, limit).await
     }
 
     /// A page of the tickets `query` picks for `who`, with the per-status
@@ -392,7 +396,7 @@ impl<T: Kind> Workflow<T> {
     pub async fn list(
         &self,
         who: &Principal,
-        query: &impl Query<T>,
+        query: &ListQuery<impl OwnFilters<T>>,
         paging: Paging<Tie<T>>,
     ) -> Result<Page<T>> {
         let conn = self.store.conn();
@@ -486,8 +490,8 @@ impl<T: Kind> Workflow<T> {
     pub async fn export(
         &self,
         who: &Principal,
-        query: &impl Query<T>,
-        columns: Vec<&'static Column<ExportRow<T>>>,
+        query: &ListQuery<impl OwnFilters<T>>,
+        columns: Vec<&'static Column<T>>,
         locale: Locale,
         time_zone: Tz,
     ) -> Result<(i64, mpsc::Receiver<Result<Vec<u8>>>)> {
@@ -675,9 +679,9 @@ struct Rows<T: Kind> {
 }
 
 impl<T: Kind> RowSource for Rows<T> {
-    type Row = ExportRow<T>;
+    type Row = T;
 
-    async fn rows(&self) -> Result<RowStream<'_, ExportRow<T>>> {
+    async fn rows(&self) -> Result<RowStream<'_, T>> {
         if self.empty {
             return Ok(Box::pin(tokio_stream::empty()));
         }

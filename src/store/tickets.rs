@@ -135,8 +135,6 @@ pub(crate) use row_of;
 type Row<E> = <E as EntityTrait>::Model;
 /// The tie-breaking value of a ticket type's order (see `TicketTable::TIE`).
 pub type Tie<T> = <<T as Stored>::Table as TicketTable>::Tie;
-/// The row of a ticket type, as an export reads it.
-pub type ExportRow<T> = Row<<T as Stored>::Table>;
 
 /// A ticket type as stored: its table, the filters of its lists, and the
 /// one mapping between its rows and its domain type.
@@ -325,13 +323,13 @@ pub fn seek_range(
     }
 }
 
-/// The export rows of every ticket `filter` matches, in creation order, as
-/// one query whose rows are decoded as they are consumed (exports: no
-/// per-page round trips, nothing held but the rows in flight).
+/// Every ticket `filter` matches, in creation order, as one query whose
+/// rows are decoded as they are consumed (exports: no per-page round trips,
+/// nothing held but the rows in flight).
 pub async fn stream<'a, T: Stored>(
     txn: &'a DatabaseTransaction,
     filter: &T::Filter,
-) -> Result<RowStream<'a, ExportRow<T>>, Error> {
+) -> Result<RowStream<'a, T>, Error> {
     let rows = filter
         .apply(T::Table::find())
         .order_by_asc(T::Table::CREATED_AT)
@@ -339,7 +337,9 @@ pub async fn stream<'a, T: Stored>(
         .stream(txn)
         .await
         .map_err(db_error)?;
-    Ok(Box::pin(rows.map(|row| row.map_err(db_error))))
+    Ok(Box::pin(
+        rows.map(|row| row.map_err(db_error).and_then(T::from_row)),
+    ))
 }
 
 /// Inserts a new ticket; the raw error, so that the caller can tell a
