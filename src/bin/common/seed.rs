@@ -26,6 +26,7 @@ use ticketd::domain::principal::Role;
 use ticketd::domain::text::fold;
 use ticketd::domain::ticket::{self, Header, Person};
 use ticketd::store::Store;
+use ticketd::store::search::suspend_upkeep;
 use ticketd::store::tickets::{Stored, insert_many};
 
 const HOUR: i64 = 3_600_000_000;
@@ -159,19 +160,13 @@ async fn fill<T: Stored>(
         DbBackend::Postgres => 3,
         _ => 1,
     };
+    // Nobody else writes here: the index, counts and secondary indexes are
+    // built once at the end instead of row by row.
+    let upkeep = suspend_upkeep::<T>(store.conn()).await?;
     tokio_stream::wrappers::ReceiverStream::new(rx)
         .map(Ok)
         .try_for_each_concurrent(in_flight, |rows| async move {
             let txn = store.conn().begin().await?;
-            if store.backend() == DbBackend::Postgres {
-                // The triggers that keep ticket_counts lock its rows in the
-                // order the batch meets them; two batches meeting two
-                // accounts in opposite orders deadlock. The server never
-                // does (its writes take the event-log lock first); batches
-                // here take this one, and still overlap everything else.
-                txn.execute_unprepared("LOCK TABLE ticket_counts IN EXCLUSIVE MODE")
-                    .await?;
-            }
             if store.backend() == DbBackend::Sqlite {
                 // The indexes outgrow SQLite's default 2 MB page cache within
                 // the first 100k rows; past that every insert reads pages back.
@@ -183,6 +178,7 @@ async fn fill<T: Stored>(
             Ok::<_, anyhow::Error>(())
         })
         .await?;
+    upkeep.resume(store.conn()).await?;
     producer
         .join()
         .map_err(|_| anyhow::anyhow!("the ticket generator panicked"))
