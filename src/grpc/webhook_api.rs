@@ -9,7 +9,7 @@ use crate::domain::event::TicketType;
 use crate::domain::notify::{
     Delivery as StoredDelivery, DeliveryFilter, DeliveryState, Endpoint, WebhookSpec,
 };
-use crate::domain::{Error, Result};
+use crate::domain::{Error, FieldViolation, Result};
 use crate::pb;
 use crate::pb::webhook_service_server::WebhookService;
 use crate::pb::*;
@@ -154,7 +154,7 @@ impl WebhookService for WebhookApi {
 }
 
 /// The value of a field check, its violations collected into `bad`.
-fn keep<T>(bad: &mut Vec<crate::domain::FieldViolation>, checked: Result<T>) -> Option<T> {
+fn keep<T>(bad: &mut Vec<FieldViolation>, checked: Result<T>) -> Option<T> {
     match checked {
         Ok(value) => Some(value),
         Err(Error::InvalidArgument(mut v)) => {
@@ -162,10 +162,7 @@ fn keep<T>(bad: &mut Vec<crate::domain::FieldViolation>, checked: Result<T>) -> 
             None
         }
         Err(other) => {
-            bad.push(crate::domain::FieldViolation::new(
-                "request",
-                other.to_string(),
-            ));
+            bad.push(FieldViolation::new("request", other.to_string()));
             None
         }
     }
@@ -212,20 +209,24 @@ fn delivery_states(values: &[i32]) -> Result<Vec<DeliveryState>> {
             format!("at most {} values", DeliveryState::ALL.len()),
         ));
     }
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match pb::DeliveryState::try_from(*v) {
-            Ok(pb::DeliveryState::Pending) => Ok(DeliveryState::Pending),
-            Ok(pb::DeliveryState::Delivered) => Ok(DeliveryState::Delivered),
-            Ok(pb::DeliveryState::Dead) => Ok(DeliveryState::Dead),
-            Ok(pb::DeliveryState::Paused) => Ok(DeliveryState::Paused),
-            Ok(pb::DeliveryState::Unspecified) | Err(_) => Err(Error::invalid(
+    let mut bad = vec![];
+    let mut states = vec![];
+    for (i, v) in values.iter().enumerate() {
+        match pb::DeliveryState::try_from(*v) {
+            Ok(pb::DeliveryState::Pending) => states.push(DeliveryState::Pending),
+            Ok(pb::DeliveryState::Delivered) => states.push(DeliveryState::Delivered),
+            Ok(pb::DeliveryState::Dead) => states.push(DeliveryState::Dead),
+            Ok(pb::DeliveryState::Paused) => states.push(DeliveryState::Paused),
+            Ok(pb::DeliveryState::Unspecified) | Err(_) => bad.push(FieldViolation::new(
                 format!("states[{i}]"),
                 format!("{v} is not a delivery state"),
             )),
-        })
-        .collect()
+        }
+    }
+    match bad.is_empty() {
+        true => Ok(states),
+        false => Err(Error::InvalidArgument(bad)),
+    }
 }
 
 fn delivery_state(s: DeliveryState) -> pb::DeliveryState {

@@ -86,8 +86,12 @@ impl Dispatcher {
             let room = IN_FLIGHT - in_flight.len();
             if room > 0 {
                 let now = self.now();
-                let claimed =
-                    outbox::claim(self.store.conn(), now, now + self.lease(), room as u64).await;
+                let conn = self.store.conn();
+                let claimed = match outbox::any_due(conn, now).await {
+                    Ok(true) => outbox::claim(conn, now, now + self.lease(), room as u64).await,
+                    Ok(false) => Ok(vec![]),
+                    Err(e) => Err(e),
+                };
                 match claimed {
                     Ok(rows) => {
                         for row in rows {

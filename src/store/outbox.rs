@@ -296,6 +296,22 @@ pub async fn insert_deliveries(
     Ok(())
 }
 
+/// Whether any row may be due: a read, so that an idle dispatcher never
+/// takes SQLite's write lock (the claim's UPDATE would, even claiming nothing).
+pub async fn any_due(conn: &impl ConnectionTrait, now: i64) -> Result<bool, Error> {
+    let found = delivery::Entity::find()
+        .select_only()
+        .column(delivery::Column::Id)
+        .filter(delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+        .filter(delivery::Column::NextAttemptAt.lte(now))
+        .limit(1)
+        .into_tuple::<String>()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(found.is_some())
+}
+
 /// A row the dispatcher has claimed: it is leased to it until the lease
 /// passed to `claim`.
 #[derive(Debug, Clone)]
