@@ -129,7 +129,7 @@ pub async fn serve(
         settings.scheduler_poll,
         stop_rx.clone(),
     ));
-    tokio::spawn(dispatcher.run(hub.subscribe(), stop_rx.clone()));
+    let dispatching = tokio::spawn(dispatcher.run(hub.subscribe(), stop_rx.clone()));
     let watcher = Watcher::new(
         hub,
         WatchSettings {
@@ -243,6 +243,9 @@ pub async fn serve(
     if let Some(metrics) = metrics {
         metrics.abort();
     }
+    // The dispatcher gives back the leases of attempts it interrupts, which
+    // needs the pool: let it before closing (briefly; leases also run out).
+    let _ = tokio::time::timeout(Duration::from_secs(2), dispatching).await;
     store.close().await;
     tracing::info!("ticketd stopped");
     Ok(())

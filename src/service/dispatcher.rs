@@ -12,6 +12,7 @@
 //! leased; they become due again when the lease ends, on any replica. A
 //! receiver may then see a delivery twice (the first attempt may have
 //! arrived): the delivery id tells the copies apart.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ impl Dispatcher {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut in_flight = JoinSet::new();
+        // The ids being attempted, by task, to give their leases back at a stop.
+        let mut leased: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut events_open = true;
         loop {
             let room = IN_FLIGHT - in_flight.len();
@@ -95,15 +98,22 @@ impl Dispatcher {
                 match claimed {
                     Ok(rows) => {
                         for row in rows {
-                            let me = self.clone();
-                            in_flight.spawn(async move { me.attempt(row).await });
+                            let (me, id) = (self.clone(), row.id.clone());
+                            let task = in_flight.spawn(async move { me.attempt(row).await });
+                            leased.insert(task.id(), id);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
                 }
             }
             tokio::select! {
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(e) => e.id(),
+                    };
+                    leased.remove(&task);
+                }
                 received = events.recv(), if events_open => {
                     if let Err(broadcast::error::RecvError::Closed) = received {
                         events_open = false;
@@ -114,9 +124,14 @@ impl Dispatcher {
                 _ = stop.changed() => break,
             }
         }
-        // Attempts still running are dropped; their rows stay leased and are
-        // taken again when the lease ends (here after a restart, or by a replica).
+        // Attempts still running are dropped and their leases given back, so
+        // that the next server (or a replica) takes them at once. Should that
+        // fail (the database is going away too), the leases run out by themselves.
         in_flight.abort_all();
+        let ids: Vec<String> = leased.into_values().collect();
+        if let Err(e) = outbox::release(self.store.conn(), &ids, self.now()).await {
+            tracing::debug!(error = %e, "cannot give back the leases of interrupted deliveries");
+        }
     }
 
     /// One attempt of a claimed row, and its outcome recorded.

@@ -434,6 +434,23 @@ pub async fn failed(
     Ok(())
 }
 
+/// Gives the leases of claimed rows back (their attempts were interrupted):
+/// still pending, they are due at `now`.
+pub async fn release(conn: &impl ConnectionTrait, ids: &[String], now: i64) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .filter(delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// Gives a claimed row of a paused endpoint back, paused.
 pub async fn park(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<(), Error> {
     delivery::Entity::update_many()

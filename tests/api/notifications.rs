@@ -823,6 +823,79 @@ async fn endpoints_are_managed_by_admins_and_bad_fields_are_named() {
     assert_eq!(all.len(), 1, "only the status change before the deletion");
 }
 
+/// A receiver that never answers holds its deliveries, not the RPCs that
+/// caused them.
+#[tokio::test]
+async fn a_hanging_receiver_neither_blocks_nor_fails_the_rpcs() {
+    let app = TestApp::spawn_with(|s| {
+        fast(s);
+        s.notify.timeout = Duration::from_secs(30);
+    })
+    .await;
+    let receiver = Receiver::start(Mode::Hang).await;
+    register(&app.channel, "acme", &receiver.url).await;
+    let store = requester("acme");
+    let mut ids = vec![];
+    for n in 0..10 {
+        let started = std::time::Instant::now();
+        let incident = create(&app, &store, &format!("EST-H{n}")).await;
+        comment(&app, &agent(), &incident.id, "hola", false).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a create and a comment took {:?}",
+            started.elapsed()
+        );
+        ids.push(incident.id);
+    }
+    // Every ticket's first delivery is being attempted (and held) meanwhile.
+    wait_for("an attempt per ticket", Duration::from_secs(10), || async {
+        let held: HashSet<String> = receiver
+            .requests()
+            .iter()
+            .map(|r| ticket_of(r).to_owned())
+            .collect();
+        (held.len() == ids.len()).then_some(())
+    })
+    .await;
+    let listed = deliveries(&app.channel, &admin(), ListDeliveriesRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 20);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.state == DeliveryState::Pending as i32)
+    );
+}
+
+/// A server stopped (SIGTERM-like) mid-attempt gives its leases back: the next
+/// one delivers at once, not after the lease (here a minute).
+#[tokio::test]
+async fn deliveries_interrupted_by_a_stop_are_delivered_at_once_after_the_restart() {
+    let slow = |s: &mut ticketd::app::Settings| {
+        fast(s);
+        s.notify.timeout = Duration::from_secs(30);
+    };
+    let mut app = TestApp::spawn_with(slow).await;
+    let receiver = Receiver::start(Mode::Hang).await;
+    register(&app.channel, "acme", &receiver.url).await;
+    let incident = create(&app, &requester("acme"), "EST-1").await;
+    comment(&app, &agent(), &incident.id, "uno", false).await;
+    wait_for("an attempt in flight", Duration::from_secs(10), || async {
+        (!receiver.requests().is_empty()).then_some(())
+    })
+    .await;
+    app.restart_with(slow).await;
+    receiver.set_mode(Mode::Accept);
+    let got = receiver
+        .wait_accepted(2, "both deliveries after the restart")
+        .await;
+    assert_eq!(event_type(&got[0]), "created");
+    assert_eq!(got[0].delivery, receiver.requests()[0].delivery);
+    assert_eq!(event_type(&got[1]), "comment_added");
+    wait_all(&app.channel, "acme", 2, DeliveryState::Delivered).await;
+}
+
 /// Rows pending when the server dies (SIGKILL mid-attempt) are delivered by
 /// the next server, in order, each delivery id accepted once.
 #[tokio::test]
