@@ -675,6 +675,18 @@ async fn endpoints_are_managed_by_admins_and_bad_fields_are_named() {
             secret: secret.into(),
             event_types: types.iter().map(|t| t.to_string()).collect(),
         };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "ticketd.v1.WebhookService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     for token in [agent(), requester("acme")] {
         let refused = client
             .create_webhook_endpoint(req(&token, request("acme", "http://127.0.0.1:9/", "", &[])))
