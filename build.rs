@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ticketd/v1/incident.proto",
         "proto/ticketd/v1/consultation.proto",
         "proto/ticketd/v1/notification.proto",
+        "proto/ticketd/v1/webhook.proto",
     ];
     tonic_prost_build::configure()
         // prost's codec with small response chunks (grpc::codec says why).

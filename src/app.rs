@@ -21,11 +21,15 @@ use crate::grpc::incident_api::IncidentApi;
 use crate::grpc::limits::{Limited, StreamLimits};
 use crate::grpc::notification_api::NotificationApi;
 use crate::grpc::watch::{WatchSettings, Watcher};
+use crate::grpc::webhook_api::WebhookApi;
 use crate::pb::consultation_service_server::ConsultationServiceServer;
 use crate::pb::incident_service_server::IncidentServiceServer;
 use crate::pb::notification_service_server::NotificationServiceServer;
+use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::service::consultations::Consultations;
+use crate::service::dispatcher::Dispatcher;
 use crate::service::incidents::Incidents;
+use crate::service::notify::Notifications;
 use crate::service::scheduler;
 use crate::store::Store;
 
@@ -59,6 +63,8 @@ pub struct Settings {
     pub limits: crate::limits::Limits,
     /// Serves Prometheus metrics here when given (`crate::metrics`).
     pub metrics_listener: Option<TcpListener>,
+    /// How the outbox dispatcher delivers webhooks.
+    pub notify: crate::config::NotifyArgs,
 }
 
 /// Opens and migrates the database, then serves gRPC on `listener` until
@@ -77,6 +83,14 @@ pub async fn serve(
     );
     let time_zone = settings.calendar.time_zone();
     let calendar = Arc::new(settings.calendar);
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        settings.clock.clone(),
+        &settings.notify,
+        outbox_wake.clone(),
+    );
+    let notifications = Notifications::new(store.clone(), settings.clock.clone(), outbox_wake);
     let incidents = Incidents::new(
         store.clone(),
         catalog.clone(),
@@ -115,6 +129,7 @@ pub async fn serve(
         settings.scheduler_poll,
         stop_rx.clone(),
     ));
+    let dispatching = tokio::spawn(dispatcher.run(hub.subscribe(), stop_rx.clone()));
     let watcher = Watcher::new(
         hub,
         WatchSettings {
@@ -163,6 +178,11 @@ pub async fn serve(
         ),
         auth.clone(),
     );
+    let webhook_api = InterceptedService::new(
+        WebhookServiceServer::new(WebhookApi::new(notifications))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        auth.clone(),
+    );
     let notification_api = InterceptedService::new(
         Limited::new(
             NotificationServiceServer::new(NotificationApi::new(watcher))
@@ -208,6 +228,7 @@ pub async fn serve(
         .add_service(incident_api)
         .add_service(consultation_api)
         .add_service(notification_api)
+        .add_service(webhook_api)
         .serve_with_incoming_shutdown(crate::net::incoming(listener, &limits), signal);
     let mut stopping = stop_rx;
     let drain_timeout = settings.drain_timeout;
@@ -222,6 +243,9 @@ pub async fn serve(
     if let Some(metrics) = metrics {
         metrics.abort();
     }
+    // The dispatcher gives back the leases of attempts it interrupts, which
+    // needs the pool: let it before closing (briefly; leases also run out).
+    let _ = tokio::time::timeout(Duration::from_secs(2), dispatching).await;
     store.close().await;
     tracing::info!("ticketd stopped");
     Ok(())

@@ -77,6 +77,8 @@ impl Common {
     }
 }
 
+// Parsed once at start: the size of `serve`'s options costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the gRPC server (migrating the database first).
@@ -160,10 +162,43 @@ pub struct ServeArgs {
     pub health_interval: Duration,
     #[command(flatten)]
     pub limits: crate::limits::Limits,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
     /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `0.0.0.0:9090`. Off when not given.
     #[arg(long, env = "TICKETD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Outbound notifications: how the outbox dispatcher delivers webhooks.
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// A failed webhook delivery is tried again after this delay, doubling
+    /// per failure (at most 1 h between two attempts)…
+    #[arg(long = "notify-retry-base", env = "TICKETD_NOTIFY_RETRY_BASE", default_value = "2s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+    /// …until this long after its event (or after a manual RetryDelivery);
+    /// then it is dead, listed by ListDeliveries and retryable by hand.
+    #[arg(long = "notify-retry-horizon", env = "TICKETD_NOTIFY_RETRY_HORIZON", default_value = "24h", value_parser = parse_duration)]
+    pub retry_horizon: Duration,
+    /// Each webhook attempt (connect, send, answer) gets this long.
+    #[arg(long = "notify-timeout", env = "TICKETD_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The dispatcher looks for due deliveries at least this often; new
+    /// events (also other replicas'), retries and resumes wake it at once.
+    #[arg(long = "notify-poll", env = "TICKETD_NOTIFY_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub poll: Duration,
+}
+
+impl Default for NotifyArgs {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(2),
+            retry_horizon: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

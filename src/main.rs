@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
                 export_stall_timeout: args.export_stall_timeout,
                 health_interval: args.health_interval,
                 limits: args.limits,
+                notify: args.notify,
                 metrics_listener: match args.metrics_listen {
                     Some(addr) => Some(
                         tokio::net::TcpListener::bind(addr)

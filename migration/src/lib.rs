@@ -9,6 +9,7 @@ mod m20261125_000004_missing_data_deadline;
 mod m20261125_000005_sla;
 mod m20261125_000006_category_claim_windows;
 mod m20261129_000007_search;
+mod m20261129_000008_outbox;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_sla::Migration),
             Box::new(m20261125_000006_category_claim_windows::Migration),
             Box::new(m20261129_000007_search::Migration),
+            Box::new(m20261129_000008_outbox::Migration),
         ]
     }
 }

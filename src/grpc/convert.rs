@@ -6,6 +6,7 @@ use crate::domain::catalog::{Carrier, Category};
 use crate::domain::consultation::{Complexity, Consultation, ConsultationStatus};
 use crate::domain::event::{Comment, Event, EventPayload, TicketType};
 use crate::domain::incident::{Incident, IncidentKind, IncidentStatus, ResolutionReason, Stage};
+use crate::domain::notify::Notifiable;
 use crate::domain::principal::Locale;
 use crate::domain::ticket::Header;
 use crate::domain::{Error, Result};
@@ -168,6 +169,7 @@ pub fn incident(t: &Incident, catalog: &Catalog, locale: Locale, now: i64) -> pb
             _ => 0,
         },
         sla_paused: t.paused_since.is_some(),
+        missing_data_closes_at: opt_timestamp(t.closes_at()),
     })
 }
 
@@ -248,6 +250,7 @@ incident_read_mask!(
     sla_remaining_seconds,
     sla_breached,
     sla_paused,
+    missing_data_closes_at,
 );
 
 pub fn comment(m: &Comment) -> pb::Comment {

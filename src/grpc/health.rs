@@ -12,17 +12,20 @@ use tonic_health::server::HealthReporter;
 use super::consultation_api::ConsultationApi;
 use super::incident_api::IncidentApi;
 use super::notification_api::NotificationApi;
+use super::webhook_api::WebhookApi;
 use crate::pb::consultation_service_server::ConsultationServiceServer;
 use crate::pb::incident_service_server::IncidentServiceServer;
 use crate::pb::notification_service_server::NotificationServiceServer;
+use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::service::Readiness;
 
 /// The names health is reported under.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "",
     <IncidentServiceServer<IncidentApi> as NamedService>::NAME,
     <ConsultationServiceServer<ConsultationApi> as NamedService>::NAME,
     <NotificationServiceServer<NotificationApi> as NamedService>::NAME,
+    <WebhookServiceServer<WebhookApi> as NamedService>::NAME,
 ];
 
 /// A name that is SERVING for as long as the process answers, database or

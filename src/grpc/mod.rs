@@ -14,6 +14,7 @@ pub mod status;
 pub mod thread;
 pub mod validate;
 pub mod watch;
+pub mod webhook_api;
 
 use std::sync::Arc;
 

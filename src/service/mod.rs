@@ -1,11 +1,14 @@
 //! Use cases: load, apply the domain rule, persist with its event in one
 //! transaction.
 pub mod consultations;
+pub mod dispatcher;
 pub mod export;
 pub mod incidents;
+pub mod notify;
 pub mod scheduler;
 pub mod thread;
 pub mod tickets;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 

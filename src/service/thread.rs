@@ -7,10 +7,13 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::Result;
 use crate::domain::event::{Actor, Audience, Comment, Event, EventPayload, TicketType};
+use crate::domain::notify::Notifiable;
 use crate::domain::principal::Principal;
 use crate::domain::ticket::Header;
 use crate::store::comments;
 use crate::store::events::{self, ActorRef, EventContext};
+
+use super::notify;
 
 /// The ticket an event is about, and who caused it at `at`.
 pub fn context<'a>(
@@ -29,11 +32,25 @@ pub fn context<'a>(
     }
 }
 
-/// Writes a comment and its event; call inside a write transaction.
-pub async fn insert_comment(
+/// Appends an event of `ticket` (as it is after it) and the outbox rows of
+/// whoever is to be told about it, inside the write's transaction: every
+/// event of a ticket goes through here.
+pub async fn append<T: Notifiable>(
     txn: &impl ConnectionTrait,
-    ticket_type: TicketType,
-    ticket: &Header,
+    ticket: &T,
+    actor: ActorRef<'_>,
+    at: i64,
+    payload: &EventPayload,
+) -> Result<()> {
+    let ctx = context(T::TYPE, ticket.header(), actor, at);
+    let event = events::append(txn, &ctx, payload).await?;
+    notify::enqueue(txn, ticket, &event, payload).await
+}
+
+/// Writes a comment and its event; call inside a write transaction.
+pub async fn insert_comment<T: Notifiable>(
+    txn: &impl ConnectionTrait,
+    ticket: &T,
     actor: ActorRef<'_>,
     body: &str,
     internal: bool,
@@ -41,8 +58,8 @@ pub async fn insert_comment(
 ) -> Result<Comment> {
     let model = Comment {
         id: uuid::Uuid::now_v7().to_string(),
-        ticket_id: ticket.id.clone(),
-        ticket_type,
+        ticket_id: ticket.header().id.clone(),
+        ticket_type: T::TYPE,
         author: Actor {
             id: actor.id.to_owned(),
             name: actor.name.to_owned(),
@@ -58,7 +75,7 @@ pub async fn insert_comment(
         body: model.body.clone(),
         internal,
     };
-    events::append(txn, &context(ticket_type, ticket, actor, now), &payload).await?;
+    append(txn, ticket, actor, now, &payload).await?;
     Ok(model)
 }
 

@@ -18,21 +18,22 @@ use super::thread::{self, Thread};
 use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
 use crate::domain::event::{Comment, EventPayload};
+use crate::domain::notify::Notifiable;
 use crate::domain::principal::{Locale, Principal};
 use crate::domain::ticket::{
     self, By, Criteria, Header, Idempotency, Lookup, Outcome, Person, Search, Ticket,
 };
 use crate::domain::{Error, Result};
 use crate::report::columns::Column;
-use crate::store::events::{self, ActorRef};
+use crate::store::events::ActorRef;
 use crate::store::search::{self, Matching};
 use crate::store::tickets::{self, Filter, RowStream, Stored, TicketFilter, TicketTable, Tie};
 use crate::store::{self, Snapshot, Store, db_error};
 
 /// A ticket type the workflow can run: its domain rules and its rows.
-pub trait Kind: Stored {}
+pub trait Kind: Stored + Notifiable {}
 
-impl<T: Stored> Kind for T {}
+impl<T: Stored + Notifiable> Kind for T {}
 
 /// A list request of one ticket type (ListIncidents, ListConsultations,
 /// the filter of their reports), as parsed at the edge: the criteria every
@@ -355,10 +356,8 @@ impl<T: Kind> Workflow<T> {
                     ticket::may_comment(&caller, internal)?;
                     let now = flow.now();
                     let actor = ActorRef::of(&caller);
-                    let header = current.header();
                     let comment =
-                        thread::insert_comment(txn, T::TYPE, header, actor, &body, internal, now)
-                            .await?;
+                        thread::insert_comment(txn, &current, actor, &body, internal, now).await?;
                     let follow_up = match caller.is_agent() {
                         false => current.on_requester_comment(now),
                         true => None,
@@ -553,8 +552,7 @@ impl<T: Kind> Workflow<T> {
                         if !tickets::mark_breached::<T>(txn, id, now).await? {
                             return Ok(false);
                         }
-                        let ctx = thread::context(T::TYPE, current.header(), ActorRef::SYSTEM, now);
-                        events::append(txn, &ctx, &event).await?;
+                        thread::append(txn, &current, ActorRef::SYSTEM, now, &event).await?;
                         Ok(true)
                     })
                 })
@@ -624,7 +622,7 @@ impl<T: Kind> Workflow<T> {
             )));
         }
         if let Some(body) = &outcome.comment {
-            thread::insert_comment(txn, T::TYPE, next.header(), caller, body, false, now).await?;
+            thread::insert_comment(txn, next, caller, body, false, now).await?;
         }
         self.append(txn, caller, next, &outcome.events, now).await
     }
@@ -642,8 +640,7 @@ impl<T: Kind> Workflow<T> {
                 By::Caller => caller,
                 By::System => ActorRef::SYSTEM,
             };
-            let ctx = thread::context(T::TYPE, ticket.header(), actor, now);
-            events::append(txn, &ctx, event).await?;
+            thread::append(txn, ticket, actor, now, event).await?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ pub mod consultations;
 pub mod entity;
 pub mod events;
 pub mod incidents;
+pub mod outbox;
 pub mod search;
 pub mod tickets;
 pub mod writer;

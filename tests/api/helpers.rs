@@ -61,6 +61,7 @@ pub fn settings(database_url: &str) -> Settings {
         health_interval: std::time::Duration::from_millis(200),
         limits: Default::default(),
         metrics_listener: None,
+        notify: Default::default(),
     }
 }
 

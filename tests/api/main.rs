@@ -14,6 +14,7 @@ mod incidents;
 mod isolation;
 mod limits;
 mod malformed;
+mod notifications;
 mod operations;
 mod outage;
 mod pagination;

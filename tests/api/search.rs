@@ -157,7 +157,8 @@ async fn a_database_written_before_the_index_gets_it_at_start() {
     // (which did not hold the requester).
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
     use migration::MigratorTrait as _;
-    migration::Migrator::down(&db, Some(1)).await.unwrap();
+    // Two down: the outbox's migration, then the index's.
+    migration::Migrator::down(&db, Some(2)).await.unwrap();
     db.execute_unprepared("UPDATE incidents SET search_text = 'old'")
         .await
         .unwrap();

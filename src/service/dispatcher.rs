@@ -1,0 +1,198 @@
+//! The outbox dispatcher: a background task per process (like the deadline
+//! scheduler) that claims due outbox rows, POSTs them to their webhook
+//! endpoints, and records the outcome — delivered, or a retry at the next
+//! back-off step, or dead past the retry horizon. It never touches the RPC
+//! that wrote the rows: they were committed with their event, and whatever
+//! happens to a delivery happens here, later.
+//!
+//! At least once, in order per (endpoint, ticket): a claim leases a row
+//! (moves its `next_attempt_at` past the attempt's timeout) and only picks a
+//! row with no earlier undelivered, undead row of its endpoint and ticket
+//! (`store::outbox::claim`). A process that dies mid-attempt leaves its rows
+//! leased; they become due again when the lease ends, on any replica. A
+//! receiver may then see a delivery twice (the first attempt may have
+//! arrived): the delivery id tells the copies apart.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinSet;
+
+use super::webhook;
+use crate::config::NotifyArgs;
+use crate::domain::clock::Clock;
+use crate::domain::notify::RetryPolicy;
+use crate::store::Store;
+use crate::store::outbox::{self, Claimed};
+
+/// Attempts in flight at once, per process.
+const IN_FLIGHT: usize = 32;
+/// The longest wait between two attempts of one row.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Longest `last_error` kept.
+const MAX_ERROR: usize = 500;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    timeout: Duration,
+    poll: Duration,
+    /// Rung when rows become due without an event (retry, resume).
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, args: &NotifyArgs, wake: Arc<Notify>) -> Self {
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Self {
+            store,
+            clock,
+            policy: RetryPolicy {
+                base: micros(args.retry_base),
+                max_delay: micros(MAX_DELAY),
+                horizon: micros(args.retry_horizon),
+            },
+            timeout: args.timeout,
+            poll: args.poll,
+            wake,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp_micros()
+    }
+
+    /// A claimed row is the claimer's for an attempt's timeout, and as long
+    /// again for recording the outcome; after that another may take it.
+    fn lease(&self) -> i64 {
+        i64::try_from(self.timeout.as_micros().saturating_mul(2))
+            .unwrap_or(i64::MAX)
+            .max(1_000_000)
+    }
+
+    /// Runs until `stop`: claims what is due whenever an event commits (any
+    /// replica's, through `events`), a delivery ends (the next row of its
+    /// ticket may be due), `wake` rings, or `poll` passes.
+    pub async fn run<E: Clone>(
+        self,
+        mut events: broadcast::Receiver<E>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut in_flight = JoinSet::new();
+        // The ids being attempted, by task, to give their leases back at a stop.
+        let mut leased: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut events_open = true;
+        loop {
+            let room = IN_FLIGHT - in_flight.len();
+            if room > 0 {
+                let now = self.now();
+                let conn = self.store.conn();
+                let claimed = match outbox::any_due(conn, now).await {
+                    Ok(true) => outbox::claim(conn, now, now + self.lease(), room as u64).await,
+                    Ok(false) => Ok(vec![]),
+                    Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(rows) => {
+                        for row in rows {
+                            let (me, id) = (self.clone(), row.id.clone());
+                            let task = in_flight.spawn(async move { me.attempt(row).await });
+                            leased.insert(task.id(), id);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
+                }
+            }
+            tokio::select! {
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(e) => e.id(),
+                    };
+                    leased.remove(&task);
+                }
+                received = events.recv(), if events_open => {
+                    if let Err(broadcast::error::RecvError::Closed) = received {
+                        events_open = false;
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        // Attempts still running are dropped and their leases given back, so
+        // that the next server (or a replica) takes them at once. Should that
+        // fail (the database is going away too), the leases run out by themselves.
+        in_flight.abort_all();
+        let ids: Vec<String> = leased.into_values().collect();
+        if let Err(e) = outbox::release(self.store.conn(), &ids, self.now()).await {
+            tracing::debug!(error = %e, "cannot give back the leases of interrupted deliveries");
+        }
+    }
+
+    /// One attempt of a claimed row, and its outcome recorded.
+    async fn attempt(&self, row: Claimed) {
+        let conn = self.store.conn();
+        let endpoint = match outbox::find_endpoint(conn, &row.endpoint_id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                let now = self.now();
+                let gone = outbox::failed(conn, &row.id, now, "the endpoint was deleted", None);
+                if let Err(e) = gone.await {
+                    tracing::warn!(error = %e, delivery = %row.id, "cannot record a delivery");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, delivery = %row.id, "cannot read its endpoint");
+                return;
+            }
+        };
+        if endpoint.paused {
+            if let Err(e) = outbox::park(conn, &row.id, self.now()).await {
+                tracing::warn!(error = %e, delivery = %row.id, "cannot park a delivery");
+            }
+            return;
+        }
+        let sent = webhook::post(
+            &endpoint.url,
+            &endpoint.secret,
+            &row.id,
+            row.payload,
+            self.timeout,
+        )
+        .await;
+        let now = self.now();
+        let recorded = match &sent {
+            Ok(()) => {
+                metrics::counter!("ticketd_webhook_deliveries_total", "outcome" => "delivered")
+                    .increment(1);
+                outbox::delivered(conn, &row.id, now).await
+            }
+            Err(why) => {
+                let failed = row.attempts + 1;
+                let next = self.policy.next_attempt(failed, row.retry_from, now);
+                let outcome = match next {
+                    Some(_) => "retry",
+                    None => "dead",
+                };
+                metrics::counter!("ticketd_webhook_deliveries_total", "outcome" => outcome)
+                    .increment(1);
+                tracing::debug!(delivery = %row.id, error = %why, failed, outcome, "webhook attempt failed");
+                if next.is_none() {
+                    tracing::warn!(delivery = %row.id, endpoint = %endpoint.id, error = %why, "webhook delivery is dead: its retry horizon has passed");
+                }
+                let why: String = why.chars().take(MAX_ERROR).collect();
+                outbox::failed(conn, &row.id, now, &why, next).await
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease runs out and the row is attempted again: at least once.
+            tracing::warn!(error = %e, delivery = %row.id, "cannot record a delivery's outcome");
+        }
+    }
+}

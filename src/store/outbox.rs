@@ -1,0 +1,528 @@
+//! Webhook endpoints and the transactional outbox (migration
+//! `m20261129_000008_outbox`). Rows are written by `service::notify` in the
+//! transaction of their event and worked off by `service::dispatcher`.
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
+};
+
+use super::db_error;
+use crate::domain::Error;
+use crate::domain::notify::{Delivery, DeliveryFilter, DeliveryState, Endpoint};
+
+pub mod endpoint {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_endpoints")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub account: String,
+        pub url: String,
+        pub secret: String,
+        /// Comma-separated; empty for every type.
+        pub event_types: String,
+        pub paused: bool,
+        pub created_by: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod delivery {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub channel: String,
+        pub endpoint_id: String,
+        pub target: String,
+        pub ticket_id: String,
+        pub ticket_type: String,
+        pub account: String,
+        pub sequence: i64,
+        pub event_type: String,
+        pub payload: String,
+        pub state: String,
+        pub attempts: i64,
+        pub next_attempt_at: i64,
+        pub retry_from: i64,
+        pub last_error: Option<String>,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub delivered_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn endpoint_of(m: endpoint::Model) -> Endpoint {
+    Endpoint {
+        id: m.id,
+        account: m.account,
+        url: m.url,
+        secret: m.secret,
+        event_types: m
+            .event_types
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        paused: m.paused,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+fn delivery_of(m: delivery::Model) -> Result<Delivery, Error> {
+    let state = DeliveryState::parse(&m.state).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "delivery {} has an unknown state {:?}",
+            m.id,
+            m.state
+        ))
+    })?;
+    Ok(Delivery {
+        id: m.id,
+        channel: m.channel,
+        endpoint_id: m.endpoint_id,
+        target: m.target,
+        ticket_id: m.ticket_id,
+        ticket_type: m.ticket_type,
+        account: m.account,
+        sequence: m.sequence,
+        event_type: m.event_type,
+        state,
+        attempts: m.attempts,
+        next_attempt_at: m.next_attempt_at,
+        retry_from: m.retry_from,
+        last_error: m.last_error,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        delivered_at: m.delivered_at,
+    })
+}
+
+/// A new outbox row.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub target: String,
+    pub ticket_id: String,
+    pub ticket_type: String,
+    pub account: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub payload: String,
+    pub state: DeliveryState,
+    pub at: i64,
+}
+
+pub async fn insert_endpoint(conn: &impl ConnectionTrait, e: &Endpoint) -> Result<(), Error> {
+    let active = endpoint::ActiveModel {
+        id: Set(e.id.clone()),
+        account: Set(e.account.clone()),
+        url: Set(e.url.clone()),
+        secret: Set(e.secret.clone()),
+        event_types: Set(e.event_types.join(",")),
+        paused: Set(e.paused),
+        created_by: Set(e.created_by.clone()),
+        created_at: Set(e.created_at),
+        updated_at: Set(e.updated_at),
+    };
+    endpoint::Entity::insert(active)
+        .exec_without_returning(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+pub async fn find_endpoint(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<Endpoint>, Error> {
+    let found = endpoint::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(found.map(endpoint_of))
+}
+
+/// Endpoints of `account` (all, with `None`), oldest first, at most `limit`.
+pub async fn list_endpoints(
+    conn: &impl ConnectionTrait,
+    account: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Endpoint>, Error> {
+    let mut query = endpoint::Entity::find();
+    if let Some(account) = account {
+        query = query.filter(endpoint::Column::Account.eq(account));
+    }
+    let rows = query
+        .order_by_asc(endpoint::Column::CreatedAt)
+        .order_by_asc(endpoint::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(endpoint_of).collect())
+}
+
+/// How many endpoints `account` has.
+pub async fn count_endpoints(conn: &impl ConnectionTrait, account: &str) -> Result<u64, Error> {
+    use sea_orm::PaginatorTrait;
+    endpoint::Entity::find()
+        .filter(endpoint::Column::Account.eq(account))
+        .count(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Deletes an endpoint; its rows not yet delivered become dead. False when
+/// there was none.
+pub async fn delete_endpoint(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let deleted = endpoint::Entity::delete_by_id(id.to_owned())
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    if deleted.rows_affected == 0 {
+        return Ok(false);
+    }
+    delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::State,
+            Expr::value(DeliveryState::Dead.as_str()),
+        )
+        .col_expr(
+            delivery::Column::LastError,
+            Expr::value("the endpoint was deleted"),
+        )
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::EndpointId.eq(id))
+        .filter(delivery::Column::State.is_in([
+            DeliveryState::Pending.as_str(),
+            DeliveryState::Paused.as_str(),
+        ]))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(true)
+}
+
+/// Pauses or resumes an endpoint, and its undelivered rows with it (a
+/// resumed row is due at once). `None` when there is no such endpoint.
+pub async fn set_paused(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    paused: bool,
+    now: i64,
+) -> Result<Option<Endpoint>, Error> {
+    let updated = endpoint::Entity::update_many()
+        .col_expr(endpoint::Column::Paused, Expr::value(paused))
+        .col_expr(endpoint::Column::UpdatedAt, Expr::value(now))
+        .filter(endpoint::Column::Id.eq(id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    let (from, to) = match paused {
+        true => (DeliveryState::Pending, DeliveryState::Paused),
+        false => (DeliveryState::Paused, DeliveryState::Pending),
+    };
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::State, Expr::value(to.as_str()))
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::EndpointId.eq(id))
+        .filter(delivery::Column::State.eq(from.as_str()))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    find_endpoint(conn, id).await
+}
+
+pub async fn insert_deliveries(
+    conn: &impl ConnectionTrait,
+    rows: Vec<NewDelivery>,
+) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let models = rows.into_iter().map(|r| delivery::ActiveModel {
+        id: Set(r.id),
+        channel: Set("webhook".to_owned()),
+        endpoint_id: Set(r.endpoint_id),
+        target: Set(r.target),
+        ticket_id: Set(r.ticket_id),
+        ticket_type: Set(r.ticket_type),
+        account: Set(r.account),
+        sequence: Set(r.sequence),
+        event_type: Set(r.event_type),
+        payload: Set(r.payload),
+        state: Set(r.state.as_str().to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(r.at),
+        retry_from: Set(r.at),
+        last_error: Set(None),
+        created_at: Set(r.at),
+        updated_at: Set(r.at),
+        delivered_at: Set(None),
+    });
+    delivery::Entity::insert_many(models)
+        .exec_without_returning(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Whether any row may be due: a read, so that an idle dispatcher never
+/// takes SQLite's write lock (the claim's UPDATE would, even claiming nothing).
+pub async fn any_due(conn: &impl ConnectionTrait, now: i64) -> Result<bool, Error> {
+    let found = delivery::Entity::find()
+        .select_only()
+        .column(delivery::Column::Id)
+        .filter(delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+        .filter(delivery::Column::NextAttemptAt.lte(now))
+        .limit(1)
+        .into_tuple::<String>()
+        .one(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(found.is_some())
+}
+
+/// A row the dispatcher has claimed: it is leased to it until the lease
+/// passed to `claim`.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub endpoint_id: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub retry_from: i64,
+}
+
+/// Claims up to `limit` due rows, leasing each until `lease_until` (a
+/// dispatcher that dies leaves them due again then). A row is due when it
+/// is PENDING, its next attempt has come, and no earlier row (by sequence)
+/// of the same endpoint and ticket is still PENDING or PAUSED: that keeps
+/// one ticket's deliveries to one endpoint in sequence order, one at a
+/// time. One statement; on PostgreSQL the rows are picked `FOR UPDATE SKIP
+/// LOCKED`, so replicas claiming at once take different rows, and the outer
+/// condition is re-checked on the locked rows; on SQLite the statement holds
+/// the write lock.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    now: i64,
+    lease_until: i64,
+    limit: u64,
+) -> Result<Vec<Claimed>, Error> {
+    let backend = conn.get_database_backend();
+    let (p, lock) = match backend {
+        DbBackend::Postgres => (["$1", "$2", "$3"], "FOR UPDATE OF o SKIP LOCKED"),
+        _ => (["?1", "?2", "?3"], ""),
+    };
+    let [lease, at, limit_p] = p;
+    let sql = format!(
+        "UPDATE outbox SET next_attempt_at = {lease}, updated_at = {at} \
+         WHERE state = 'PENDING' AND next_attempt_at <= {at} AND id IN ( \
+           SELECT o.id FROM outbox o \
+           WHERE o.state = 'PENDING' AND o.next_attempt_at <= {at} \
+             AND NOT EXISTS ( \
+               SELECT 1 FROM outbox e \
+               WHERE e.endpoint_id = o.endpoint_id AND e.ticket_id = o.ticket_id \
+                 AND e.sequence < o.sequence AND e.state IN ('PENDING', 'PAUSED')) \
+           ORDER BY o.next_attempt_at, o.sequence \
+           LIMIT {limit_p} {lock}) \
+         RETURNING id, endpoint_id, payload, attempts, retry_from"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let values: Vec<Value> = vec![lease_until.into(), now.into(), limit.into()];
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map_err(db_error)?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Claimed {
+                id: row.try_get("", "id").map_err(db_error)?,
+                endpoint_id: row.try_get("", "endpoint_id").map_err(db_error)?,
+                payload: row.try_get("", "payload").map_err(db_error)?,
+                attempts: row.try_get("", "attempts").map_err(db_error)?,
+                retry_from: row.try_get("", "retry_from").map_err(db_error)?,
+            })
+        })
+        .collect()
+}
+
+/// The receiver took it.
+pub async fn delivered(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<(), Error> {
+    delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::State,
+            Expr::value(DeliveryState::Delivered.as_str()),
+        )
+        .col_expr(
+            delivery::Column::Attempts,
+            Expr::col(delivery::Column::Attempts).add(1),
+        )
+        .col_expr(delivery::Column::DeliveredAt, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            delivery::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(delivery::Column::Id.eq(id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// An attempt failed with `error`: try again at `next`, or, with `None`,
+/// the row is dead. A row paused meanwhile stays paused.
+pub async fn failed(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    now: i64,
+    error: &str,
+    next: Option<i64>,
+) -> Result<(), Error> {
+    let mut update = delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::Attempts,
+            Expr::col(delivery::Column::Attempts).add(1),
+        )
+        .col_expr(delivery::Column::LastError, Expr::value(error))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now));
+    update = match next {
+        Some(at) => update.col_expr(delivery::Column::NextAttemptAt, Expr::value(at)),
+        None => update
+            .col_expr(
+                delivery::Column::State,
+                Expr::value(DeliveryState::Dead.as_str()),
+            )
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(now)),
+    };
+    update
+        .filter(delivery::Column::Id.eq(id))
+        .filter(delivery::Column::State.ne(DeliveryState::Delivered.as_str()))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Gives the leases of claimed rows back (their attempts were interrupted):
+/// still pending, they are due at `now`.
+pub async fn release(conn: &impl ConnectionTrait, ids: &[String], now: i64) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .filter(delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Gives a claimed row of a paused endpoint back, paused.
+pub async fn park(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<(), Error> {
+    delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::State,
+            Expr::value(DeliveryState::Paused.as_str()),
+        )
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::Id.eq(id))
+        .filter(delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+pub async fn find_delivery(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<Delivery>, Error> {
+    delivery::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map(delivery_of)
+        .transpose()
+}
+
+/// Deliveries `filter` picks, by id (≈ creation order), after `after`.
+pub async fn list_deliveries(
+    conn: &impl ConnectionTrait,
+    filter: &DeliveryFilter,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Delivery>, Error> {
+    let mut query = delivery::Entity::find();
+    if let Some(account) = &filter.account {
+        query = query.filter(delivery::Column::Account.eq(account.as_str()));
+    }
+    if !filter.states.is_empty() {
+        query =
+            query.filter(delivery::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
+    }
+    if let Some(id) = &filter.endpoint_id {
+        query = query.filter(delivery::Column::EndpointId.eq(id.as_str()));
+    }
+    if let Some(id) = &filter.ticket_id {
+        query = query.filter(delivery::Column::TicketId.eq(id.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(delivery::Column::Id.gt(after));
+    }
+    let query = query.order_by_asc(delivery::Column::Id).limit(limit);
+    super::decoded(conn, query, delivery_of).await
+}
+
+/// A dead row becomes due again now, with a fresh retry horizon. False when
+/// it is not dead (or its endpoint is gone: nothing to send it to).
+pub async fn retry(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<bool, Error> {
+    let updated = delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::State,
+            Expr::value(DeliveryState::Pending.as_str()),
+        )
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(delivery::Column::RetryFrom, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::Id.eq(id))
+        .filter(delivery::Column::State.eq(DeliveryState::Dead.as_str()))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(updated.rows_affected > 0)
+}
