@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
+use super::mail::Mailer;
 use super::webhook;
 use crate::config::NotifyArgs;
 use crate::domain::clock::Clock;
@@ -42,10 +43,19 @@ pub struct Dispatcher {
     poll: Duration,
     /// Rung when rows become due without an event (retry, resume).
     wake: Arc<Notify>,
+    /// Sends e-mail rows; without it (no `--smtp-url`) they fail and are
+    /// retried until the horizon, as for a receiver that is down.
+    mailer: Option<Arc<Mailer>>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, args: &NotifyArgs, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        args: &NotifyArgs,
+        wake: Arc<Notify>,
+        mailer: Option<Arc<Mailer>>,
+    ) -> Self {
         let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Self {
             store,
@@ -58,6 +68,7 @@ impl Dispatcher {
             timeout: args.timeout,
             poll: args.poll,
             wake,
+            mailer,
         }
     }
 
@@ -137,40 +148,18 @@ impl Dispatcher {
     /// One attempt of a claimed row, and its outcome recorded.
     async fn attempt(&self, row: Claimed) {
         let conn = self.store.conn();
-        let endpoint = match outbox::find_endpoint(conn, &row.endpoint_id).await {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                let now = self.now();
-                let gone = outbox::failed(conn, &row.id, now, "the endpoint was deleted", None);
-                if let Err(e) = gone.await {
-                    tracing::warn!(error = %e, delivery = %row.id, "cannot record a delivery");
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, delivery = %row.id, "cannot read its endpoint");
-                return;
-            }
+        let (sent, channel) = match row.channel.as_str() {
+            "email" => (self.mail(&row).await, "email"),
+            _ => match self.post(&row).await {
+                Some(sent) => (sent, "webhook"),
+                // Nothing was attempted (a deleted or paused endpoint).
+                None => return,
+            },
         };
-        if endpoint.paused {
-            if let Err(e) = outbox::park(conn, &row.id, self.now()).await {
-                tracing::warn!(error = %e, delivery = %row.id, "cannot park a delivery");
-            }
-            return;
-        }
-        let sent = webhook::post(
-            &endpoint.url,
-            &endpoint.secret,
-            &row.id,
-            row.payload,
-            self.timeout,
-        )
-        .await;
         let now = self.now();
         let recorded = match &sent {
             Ok(()) => {
-                metrics::counter!("ticketd_webhook_deliveries_total", "outcome" => "delivered")
-                    .increment(1);
+                count(channel, "delivered");
                 outbox::delivered(conn, &row.id, now).await
             }
             Err(why) => {
@@ -180,11 +169,10 @@ impl Dispatcher {
                     Some(_) => "retry",
                     None => "dead",
                 };
-                metrics::counter!("ticketd_webhook_deliveries_total", "outcome" => outcome)
-                    .increment(1);
-                tracing::debug!(delivery = %row.id, error = %why, failed, outcome, "webhook attempt failed");
+                count(channel, outcome);
+                tracing::debug!(delivery = %row.id, channel, error = %why, failed, outcome, "delivery attempt failed");
                 if next.is_none() {
-                    tracing::warn!(delivery = %row.id, endpoint = %endpoint.id, error = %why, "webhook delivery is dead: its retry horizon has passed");
+                    tracing::warn!(delivery = %row.id, channel, target = %row.endpoint_id, error = %why, "delivery is dead: its retry horizon has passed");
                 }
                 let why: String = why.chars().take(MAX_ERROR).collect();
                 outbox::failed(conn, &row.id, now, &why, next).await
@@ -193,6 +181,62 @@ impl Dispatcher {
         if let Err(e) = recorded {
             // The lease runs out and the row is attempted again: at least once.
             tracing::warn!(error = %e, delivery = %row.id, "cannot record a delivery's outcome");
+        }
+    }
+
+    /// An e-mail row: one SMTP attempt.
+    async fn mail(&self, row: &Claimed) -> Result<(), String> {
+        match &self.mailer {
+            Some(mailer) => mailer.send(&row.id, &row.payload).await,
+            None => Err("e-mail is off on this server (no --smtp-url)".into()),
+        }
+    }
+
+    /// A webhook row: one signed POST to its endpoint; `None` when nothing
+    /// was attempted (the endpoint is gone or paused, recorded here).
+    async fn post(&self, row: &Claimed) -> Option<Result<(), String>> {
+        let conn = self.store.conn();
+        let endpoint = match outbox::find_endpoint(conn, &row.endpoint_id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                let now = self.now();
+                let gone = outbox::failed(conn, &row.id, now, "the endpoint was deleted", None);
+                if let Err(e) = gone.await {
+                    tracing::warn!(error = %e, delivery = %row.id, "cannot record a delivery");
+                }
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, delivery = %row.id, "cannot read its endpoint");
+                return None;
+            }
+        };
+        if endpoint.paused {
+            if let Err(e) = outbox::park(conn, &row.id, self.now()).await {
+                tracing::warn!(error = %e, delivery = %row.id, "cannot park a delivery");
+            }
+            return None;
+        }
+        let sent = webhook::post(
+            &endpoint.url,
+            &endpoint.secret,
+            &row.id,
+            row.payload.clone(),
+            self.timeout,
+        )
+        .await;
+        Some(sent)
+    }
+}
+
+/// Counts an attempt's outcome, per channel.
+fn count(channel: &'static str, outcome: &'static str) {
+    match channel {
+        "email" => {
+            metrics::counter!("ticketd_email_deliveries_total", "outcome" => outcome).increment(1)
+        }
+        _ => {
+            metrics::counter!("ticketd_webhook_deliveries_total", "outcome" => outcome).increment(1)
         }
     }
 }

@@ -36,6 +36,7 @@ async fn assign(app: &TestApp, incident: &Incident, name: &str) -> Incident {
                 assignee_id: name.to_lowercase().replace(' ', "."),
                 assignee_name: name.into(),
                 expected_version: incident.version,
+                assignee_email: String::new(),
             },
         ))
         .await
