@@ -338,8 +338,8 @@ async fn a_whole_incident_life_is_emailed_to_the_requester_and_the_assignee_in_s
     }
     let link = format!("{FRONTEND}/incidents/{id}");
 
-    let first = &mails[0];
-    assert_eq!(first.to, "tienda@example.com");
+    let first = mails.iter().find(|m| m.to == "tienda@example.com").unwrap();
+    assert_eq!(first.subject, subject("Nuevo ticket"));
     let text = first.text();
     assert!(
         text.starts_with(&format!("Incidencia {n} — Paquete dañado\n")),

@@ -157,9 +157,15 @@ async fn a_database_written_before_the_index_gets_it_at_start() {
     // Back to the schema before the index, with the search text of then
     // (which did not hold the requester).
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    use migration::MigratorTrait as _;
-    // Two down: the outbox's migration, then the index's.
-    migration::Migrator::down(&db, Some(2)).await.unwrap();
+    use migration::{MigrationName as _, MigratorTrait as _};
+    // Down to before the index's migration (undoing the later ones first).
+    let all = migration::Migrator::migrations();
+    let index = all
+        .iter()
+        .position(|m| m.name() == "m20261129_000007_search")
+        .expect("the index's migration");
+    let steps = u32::try_from(all.len() - index).unwrap();
+    migration::Migrator::down(&db, Some(steps)).await.unwrap();
     db.execute_unprepared("UPDATE incidents SET search_text = 'old'")
         .await
         .unwrap();
