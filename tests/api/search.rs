@@ -157,7 +157,7 @@ async fn a_database_written_before_the_index_gets_it_at_start() {
     // Back to the schema before the index, with the search text of then
     // (which did not hold the requester).
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    use migration::{MigrationName as _, MigratorTrait as _};
+    use migration::MigratorTrait as _;
     // Down to before the index's migration (undoing the later ones first).
     let all = migration::Migrator::migrations();
     let index = all
