@@ -29,6 +29,7 @@ use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::service::consultations::Consultations;
 use crate::service::dispatcher::Dispatcher;
 use crate::service::incidents::Incidents;
+use crate::service::mail::{Mailer, Mailing};
 use crate::service::notify::Notifications;
 use crate::service::scheduler;
 use crate::store::Store;
@@ -84,11 +85,29 @@ pub async fn serve(
     let time_zone = settings.calendar.time_zone();
     let calendar = Arc::new(settings.calendar);
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    // E-mail is on with an SMTP URL: events write e-mails (rendered with
+    // `mailing`), the dispatcher sends them (`mailer`). A bad URL or From
+    // stops the start, with what is wrong.
+    let (mailing, mailer) = match &settings.notify.smtp_url {
+        Some(url) => {
+            let n = &settings.notify;
+            let mailer = Mailer::new(url, &n.smtp_from, n.timeout)?;
+            let mailing = Mailing {
+                frontend_url: n.frontend_url.clone(),
+                time_zone,
+                catalog: catalog.clone(),
+            };
+            tracing::info!(from = %n.smtp_from, "e-mail notifications are on");
+            (Some(Arc::new(mailing)), Some(Arc::new(mailer)))
+        }
+        None => (None, None),
+    };
     let dispatcher = Dispatcher::new(
         store.clone(),
         settings.clock.clone(),
         &settings.notify,
         outbox_wake.clone(),
+        mailer,
     );
     let notifications = Notifications::new(store.clone(), settings.clock.clone(), outbox_wake);
     let incidents = Incidents::new(
@@ -97,7 +116,8 @@ pub async fn serve(
         settings.clock.clone(),
         calendar.clone(),
         settings.export_stall_timeout,
-    );
+    )
+    .with_mail(mailing.clone());
     let consultations = Consultations::new(
         store.clone(),
         catalog,
@@ -106,7 +126,8 @@ pub async fn serve(
         calendar,
         settings.export_stall_timeout,
         incidents.deadlines(),
-    );
+    )
+    .with_mail(mailing);
     let limits = settings.limits;
     let watch_limits = StreamLimits::watch(
         limits.max_watch_streams,

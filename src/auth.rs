@@ -176,6 +176,14 @@ fn principal(claims: Claims) -> Result<Principal, Error> {
     let account = optional("account", claims.account, MAX_ID_CHARS)?;
     let name = optional("name", claims.name, MAX_NAME_CHARS)?;
     let email = optional("email", claims.email, MAX_EMAIL_CHARS)?;
+    // Requesters' e-mails go to it (issue #15): one address, checked once here.
+    if let Some(address) = &email
+        && crate::domain::mail::parse_address("email", address).is_err()
+    {
+        return Err(Error::Unauthenticated(
+            "the email claim is not an e-mail address like tienda@example.com".into(),
+        ));
+    }
     if role == Role::Requester && account.is_none() {
         return Err(Error::Unauthenticated(
             "requester tokens need an account claim".into(),

@@ -188,6 +188,23 @@ pub struct NotifyArgs {
     /// events (also other replicas'), retries and resumes wake it at once.
     #[arg(long = "notify-poll", env = "TICKETD_NOTIFY_POLL", default_value = "1s", value_parser = parse_duration)]
     pub poll: Duration,
+    /// Send e-mail notifications through this SMTP server, in lettre's URL
+    /// form: `smtp://user:pass@host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465` (TLS), `smtp://127.0.0.1:2525` (plain,
+    /// a relay on loopback). Off when not given: no e-mail is written.
+    #[arg(long, env = "TICKETD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From of the e-mails, e.g. `Soporte <soporte@example.com>`.
+    #[arg(
+        long,
+        env = "TICKETD_SMTP_FROM",
+        default_value = "ticketd <ticketd@localhost>"
+    )]
+    pub smtp_from: String,
+    /// The front end's base URL: e-mails link to `<url>/incidents/<id>` and
+    /// `<url>/consultations/<id>`. Without it they carry no link.
+    #[arg(long, env = "TICKETD_FRONTEND_URL")]
+    pub frontend_url: Option<String>,
 }
 
 impl Default for NotifyArgs {
@@ -197,6 +214,9 @@ impl Default for NotifyArgs {
             retry_horizon: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(10),
             poll: Duration::from_secs(1),
+            smtp_url: None,
+            smtp_from: "ticketd <ticketd@localhost>".into(),
+            frontend_url: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod m20261125_000005_sla;
 mod m20261125_000006_category_claim_windows;
 mod m20261129_000007_search;
 mod m20261129_000008_outbox;
+mod m20261129_000009_contacts;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_category_claim_windows::Migration),
             Box::new(m20261129_000007_search::Migration),
             Box::new(m20261129_000008_outbox::Migration),
+            Box::new(m20261129_000009_contacts::Migration),
         ]
     }
 }

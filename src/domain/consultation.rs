@@ -181,6 +181,8 @@ pub struct NewConsultation {
     pub description: String,
     pub order_reference: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Where the requester's e-mails go, if not the token's address.
+    pub contact_email: Option<String>,
 }
 
 impl NewConsultation {
@@ -359,6 +361,7 @@ mod tests {
             description: "?".into(),
             order_reference: None,
             idempotency_key: None,
+            contact_email: None,
         };
         let calendar = Calendar::mexico_default();
         Consultation::file(header, new, &catalog(), &Targets::default(), &calendar)

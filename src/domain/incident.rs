@@ -293,6 +293,8 @@ pub struct NewIncident {
     pub shipped_at: Option<i64>,
     pub claimed_amount: Option<Money>,
     pub idempotency_key: Option<String>,
+    /// Where the requester's e-mails go, if not the token's address.
+    pub contact_email: Option<String>,
 }
 
 impl NewIncident {
@@ -711,6 +713,7 @@ mod tests {
             shipped_at,
             claimed_amount: None,
             idempotency_key: None,
+            contact_email: None,
         };
         Incident::file(header, new, &catalog(), chrono_tz::America::Mexico_City).unwrap()
     }

@@ -89,6 +89,7 @@ pub mod consultation;
 pub mod error;
 pub mod event;
 pub mod incident;
+pub mod mail;
 pub mod notify;
 pub mod principal;
 pub mod text;

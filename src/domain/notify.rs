@@ -14,6 +14,9 @@ use super::{Error, FieldViolation, Result};
 
 /// What the notification rules need of a ticket beyond `Ticket`.
 pub trait Notifiable: Ticket {
+    /// Its category's code (the e-mail's title is the category's name).
+    fn category(&self) -> &str;
+
     /// When it will close by itself for want of an answer: an incident
     /// waiting in MISSING_DATA (12 business hours after the request).
     fn closes_at(&self) -> Option<i64> {
@@ -22,6 +25,10 @@ pub trait Notifiable: Ticket {
 }
 
 impl Notifiable for Incident {
+    fn category(&self) -> &str {
+        &self.category
+    }
+
     fn closes_at(&self) -> Option<i64> {
         match self.status {
             IncidentStatus::MissingData => self.auto_close_at,
@@ -30,7 +37,11 @@ impl Notifiable for Incident {
     }
 }
 
-impl Notifiable for Consultation {}
+impl Notifiable for Consultation {
+    fn category(&self) -> &str {
+        &self.category
+    }
+}
 
 /// Whom an event is for, by their relation to the ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

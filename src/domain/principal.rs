@@ -85,6 +85,22 @@ pub enum Locale {
 }
 
 impl Locale {
+    /// The stored tag: "es" or "en".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es => "es",
+            Self::En => "en",
+        }
+    }
+
+    /// A stored tag back; anything else is Spanish, the default.
+    pub fn parse(tag: &str) -> Self {
+        match tag {
+            "en" => Self::En,
+            _ => Self::Es,
+        }
+    }
+
     /// Picks the first supported language of an Accept-Language value.
     pub fn from_accept_language(value: &str) -> Self {
         for part in value.split(',') {

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::catalog::Catalog;
 use super::event::{EventPayload, TicketType};
-use super::principal::{Principal, Role};
+use super::principal::{Locale, Principal, Role};
 use super::{Error, Labelled, Result};
 
 /// How a caller names one ticket: by id, or by its human number.
@@ -31,6 +31,29 @@ pub struct Idempotency {
     pub request_hash: String,
 }
 
+/// Where a ticket's e-mails go (issue #15). Addresses are checked once, at
+/// the edge (`mail::parse_address`); a person without one gets no e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Contacts {
+    /// The create request's `contact_email`, else the token's `email` claim.
+    pub requester_email: Option<String>,
+    /// The language of the requester's e-mails: its request's at filing.
+    pub locale: Locale,
+    /// The assignment's `assignee_email`; cleared when the assignee changes.
+    pub assignee_email: Option<String>,
+}
+
+impl Contacts {
+    /// At filing: the request's `contact_email` wins over the token's
+    /// address; the e-mails are in the request's language.
+    pub fn filed(&mut self, contact_email: Option<String>, locale: Locale) {
+        if contact_email.is_some() {
+            self.requester_email = contact_email;
+        }
+        self.locale = locale;
+    }
+}
+
 /// What every ticket has, whatever its type. Instants are µs since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -48,6 +71,7 @@ pub struct Header {
     /// When the target passed unresolved (its sla_breached event).
     pub breached_at: Option<i64>,
     pub idempotency: Option<Idempotency>,
+    pub contacts: Contacts,
 }
 
 impl Header {
@@ -83,6 +107,10 @@ impl Header {
             updated_at: now,
             breached_at: None,
             idempotency,
+            contacts: Contacts {
+                requester_email: who.email.clone(),
+                ..Contacts::default()
+            },
         })
     }
 
@@ -272,11 +300,18 @@ pub fn may_comment(who: &Principal, internal: bool) -> Result<()> {
     Ok(())
 }
 
-/// Assigns the ticket (or unassigns it with `None`).
-pub fn assign<T: Ticket>(ticket: &T, assignee: Option<Person>, now: i64) -> Outcome<T> {
+/// Assigns the ticket (or unassigns it with `None`), with the address the
+/// assignee's e-mails go to, if any.
+pub fn assign<T: Ticket>(
+    ticket: &T,
+    assignee: Option<Person>,
+    email: Option<String>,
+    now: i64,
+) -> Outcome<T> {
     let mut next = ticket.clone();
     let previous = ticket.header().assignee.as_ref().map(|p| p.id.clone());
     let h = next.header_mut();
+    h.contacts.assignee_email = assignee.as_ref().and(email);
     h.assignee = assignee;
     h.touch(now);
     let event = EventPayload::Assigned {
@@ -440,6 +475,7 @@ mod tests {
                 id: agent.sub.clone(),
                 name: agent.name.clone(),
             }),
+            None,
             5,
         );
         assert_eq!(assigned.next.header.version, 2);

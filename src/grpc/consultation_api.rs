@@ -181,12 +181,16 @@ fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
         description,
         order_reference,
         idempotency_key,
+        contact_email,
     } = r;
     let mut v = Violations::default();
     let category = v.check(text::required("category", &category, MAX_CODE))?;
     let description = v.check(text::required("description", &description, MAX_TEXT))?;
     let order_reference = v.text("order_reference", &order_reference, MAX_CODE);
     let idempotency_key = v.text("idempotency_key", &idempotency_key, MAX_ID);
+    let contact_email = v
+        .check(validate::optional_email("contact_email", &contact_email))?
+        .flatten();
     v.into_result()?;
     let (Some(category), Some(description)) = (category, description) else {
         return Err(incomplete("category"));
@@ -196,6 +200,7 @@ fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
         description,
         order_reference,
         idempotency_key,
+        contact_email,
     })
 }
 

@@ -203,6 +203,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
         shipped_at,
         claimed_amount,
         idempotency_key,
+        contact_email,
     } = r;
     let mut v = Violations::default();
     let kind = v.check(convert::parse_incident_kind("kind", kind))?;
@@ -226,6 +227,12 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
         )?
         .flatten();
     let idempotency_key = v.text("idempotency_key", &idempotency_key, MAX_ID);
+    let contact_email = v
+        .check(super::validate::optional_email(
+            "contact_email",
+            &contact_email,
+        ))?
+        .flatten();
     v.into_result()?;
     let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =
         (kind, tracking_number, carrier, category, description)
@@ -241,6 +248,7 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
         shipped_at,
         claimed_amount,
         idempotency_key,
+        contact_email,
     })
 }
 

@@ -23,14 +23,23 @@ pub async fn assign<T: Kind>(
     id: &str,
     assignee_id: &str,
     assignee_name: &str,
+    assignee_email: &str,
     expected_version: i64,
 ) -> Result<T> {
     let Assignment {
         id,
         assignee,
+        assignee_email,
         expected_version,
-    } = assignment(id, assignee_id, assignee_name, expected_version)?;
-    flow.assign(who, &id, assignee, expected_version).await
+    } = assignment(
+        id,
+        assignee_id,
+        assignee_name,
+        assignee_email,
+        expected_version,
+    )?;
+    flow.assign(who, &id, assignee, assignee_email, expected_version)
+        .await
 }
 
 /// AddComment: a ticket id and a body; internal notes are for agents.
@@ -150,7 +159,7 @@ macro_rules! ticket_service {
             ) -> Result<tonic::Response<$message>, tonic::Status> {
                 let (who, locale, r) = $crate::grpc::caller(request)?;
                 let new = parse_create(r)?;
-                let ticket = self.$tickets.create(&who, new).await?;
+                let ticket = self.$tickets.create(&who, new, locale).await?;
                 Ok(self.reply(&ticket, locale))
             }
 
@@ -193,7 +202,7 @@ macro_rules! ticket_service {
                 let flow = self.$tickets.flow();
                 let (id, assignee, name) = (&r.id, &r.assignee_id, &r.assignee_name);
                 let ticket = $crate::grpc::thread::assign(
-                    flow, &who, id, assignee, name, r.expected_version,
+                    flow, &who, id, assignee, name, &r.assignee_email, r.expected_version,
                 ).await?;
                 Ok(self.reply(&ticket, locale))
             }

@@ -98,6 +98,8 @@ pub struct Assignment {
     pub id: String,
     /// None unassigns.
     pub assignee: Option<Person>,
+    /// Where the assignee's e-mails go.
+    pub assignee_email: Option<String>,
     pub expected_version: i64,
 }
 
@@ -106,12 +108,22 @@ pub fn assignment(
     id: &str,
     assignee_id: &str,
     assignee_name: &str,
+    assignee_email: &str,
     expected: i64,
 ) -> Result<Assignment> {
     let mut v = Violations::default();
     let id = v.check(ticket_id("id", id))?;
     let assignee = v.text("assignee_id", assignee_id, MAX_ID);
     let name = v.text("assignee_name", assignee_name, MAX_NAME);
+    let email = v
+        .check(optional_email("assignee_email", assignee_email))?
+        .flatten();
+    if email.is_some() && assignee_id.is_empty() {
+        v.push(
+            "assignee_email",
+            "needs an assignee_id: an unassigned ticket has nobody to e-mail",
+        );
+    }
     let expected = v.check(expected_version(expected, true))?.flatten();
     v.into_result()?;
     let (Some(id), Some(expected_version)) = (id, expected) else {
@@ -124,8 +136,18 @@ pub fn assignment(
     Ok(Assignment {
         id,
         assignee,
+        assignee_email: email,
         expected_version,
     })
+}
+
+/// An optional e-mail address field: empty is none; otherwise one address
+/// (`domain::mail::parse_address`), INVALID_ARGUMENT naming `field`.
+pub fn optional_email(field: &str, value: &str) -> Result<Option<String>> {
+    match value.is_empty() {
+        true => Ok(None),
+        false => crate::domain::mail::parse_address(field, value).map(Some),
+    }
 }
 
 /// A created_at filter range in microseconds; `from` must not be after `to`.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::mail::Mailing;
 use super::scheduler::Alarm;
 
 use super::tickets::{self, OwnFilters, Selection, Workflow};
@@ -14,7 +15,7 @@ use crate::domain::clock::Clock;
 use crate::domain::consultation::{
     self, Complexity, Consultation, ConsultationStatus, NewConsultation, Targets,
 };
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Locale, Principal};
 use crate::domain::ticket;
 use crate::store::Store;
 use crate::store::consultations::ConsultationFilter;
@@ -71,6 +72,12 @@ impl Consultations {
         }
     }
 
+    /// With e-mail on: events write e-mails into the outbox.
+    pub fn with_mail(mut self, mail: Option<Arc<Mailing>>) -> Self {
+        self.flow.set_mail(mail);
+        self
+    }
+
     /// What consultations share with every ticket type: get, assign,
     /// comments, events, breaches.
     pub fn flow(&self) -> &Workflow<Consultation> {
@@ -90,19 +97,30 @@ impl Consultations {
         consultation::classify(self.flow.catalog(), code)
     }
 
-    pub async fn create(&self, who: &Principal, new: NewConsultation) -> Result<Consultation> {
+    /// Files a consultation; the requester's e-mails go to its
+    /// `contact_email` (else the token's address), in `locale`.
+    pub async fn create(
+        &self,
+        who: &Principal,
+        new: NewConsultation,
+        locale: Locale,
+    ) -> Result<Consultation> {
         let (_, complexity) = self.classify(&new.category)?;
         let fingerprint = new.fingerprint();
         let key = new.idempotency_key.clone();
         let (catalog, targets) = (self.flow.shared_catalog(), self.targets);
         let calendar = self.calendar.clone();
+        let contact = new.contact_email.clone();
         self.flow
             .create(
                 who,
                 key,
                 fingerprint,
                 complexity.creates_ticket(),
-                move |header| Consultation::file(header, new, &catalog, &targets, &calendar),
+                move |mut header| {
+                    header.contacts.filed(contact, locale);
+                    Consultation::file(header, new, &catalog, &targets, &calendar)
+                },
             )
             .await
     }

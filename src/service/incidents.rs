@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::mail::Mailing;
 use super::scheduler::Alarm;
 
 use super::tickets::{self, OwnFilters, Selection, Workflow};
@@ -14,7 +15,7 @@ use crate::domain::error::Violations;
 use crate::domain::incident::{
     self, Incident, IncidentKind, IncidentStatus, NewIncident, Stage, StatusChange,
 };
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Locale, Principal};
 use crate::store::Store;
 use crate::store::incidents::{self as rows, IncidentFilter};
 use crate::store::tickets::Filter;
@@ -95,6 +96,12 @@ impl Incidents {
         }
     }
 
+    /// With e-mail on: events write e-mails into the outbox.
+    pub fn with_mail(mut self, mail: Option<Arc<Mailing>>) -> Self {
+        self.flow.set_mail(mail);
+        self
+    }
+
     /// What incidents share with every ticket type: get, assign, comments,
     /// events, breaches.
     pub fn flow(&self) -> &Workflow<Incident> {
@@ -124,12 +131,21 @@ impl Incidents {
         self.flow.sweep(due, Incident::auto_close).await
     }
 
-    pub async fn create(&self, who: &Principal, new: NewIncident) -> Result<Incident> {
+    /// Files an incident; the requester's e-mails go to its `contact_email`
+    /// (else the token's address), in `locale`.
+    pub async fn create(
+        &self,
+        who: &Principal,
+        new: NewIncident,
+        locale: Locale,
+    ) -> Result<Incident> {
         let fingerprint = new.fingerprint();
         let key = new.idempotency_key.clone();
         let (catalog, time_zone) = (self.flow.shared_catalog(), self.calendar.time_zone());
+        let contact = new.contact_email.clone();
         self.flow
-            .create(who, key, fingerprint, true, move |header| {
+            .create(who, key, fingerprint, true, move |mut header| {
+                header.contacts.filed(contact, locale);
                 Incident::file(header, new, &catalog, time_zone)
             })
             .await

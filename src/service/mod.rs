@@ -4,6 +4,7 @@ pub mod consultations;
 pub mod dispatcher;
 pub mod export;
 pub mod incidents;
+pub mod mail;
 pub mod notify;
 pub mod scheduler;
 pub mod thread;

@@ -6,30 +6,37 @@ use std::sync::Arc;
 use sea_orm::ConnectionTrait;
 use tokio::sync::Notify;
 
+use crate::domain::Labelled;
 use crate::domain::clock::Clock;
 use crate::domain::event::{Actor, EventPayload};
+use crate::domain::mail::{self as domain_mail, Facts, Subject};
 use crate::domain::notify::{
-    self, ActorDoc, Delivery, DeliveryFilter, DeliveryState, Endpoint, Notifiable, TicketState,
-    WebhookDocument, WebhookSpec,
+    self, ActorDoc, Delivery, DeliveryFilter, DeliveryState, Endpoint, Notifiable, Recipient,
+    Relation, TicketState, WebhookDocument, WebhookSpec,
 };
-use crate::domain::principal::{Principal, Role};
+use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::{Error, Result};
 use crate::store::Store;
 use crate::store::entity::ticket_event;
 use crate::store::outbox::{self, NewDelivery};
 
+use super::mail::Mailing;
+
 /// Endpoints one account may have.
 pub const MAX_ENDPOINTS_PER_ACCOUNT: u64 = 20;
 
-/// Writes one outbox row per endpoint of the ticket's account that wants
-/// `payload` (see `notify::webhook_wants`), in `txn`, the event's own
-/// transaction: the rows exist exactly when the event does. Rows of a
-/// paused endpoint are written PAUSED.
+/// Writes the outbox rows of an event in `txn`, the event's own
+/// transaction, so that they exist exactly when the event does: one per
+/// endpoint of the ticket's account that wants `payload` (see
+/// `notify::webhook_wants`; rows of a paused endpoint are written PAUSED),
+/// and, when e-mail is on (`mail`), one e-mail per recipient
+/// (`notify::recipients`) with an address.
 pub async fn enqueue<T: Notifiable>(
     txn: &impl ConnectionTrait,
     ticket: &T,
     event: &ticket_event::Model,
     payload: &EventPayload,
+    mail: Option<&Mailing>,
 ) -> Result<()> {
     let h = ticket.header();
     let ticketed = h.number.is_some();
@@ -42,7 +49,7 @@ pub async fn enqueue<T: Notifiable>(
         .into_iter()
         .filter(|e| notify::webhook_wants(&e.event_types, ticketed, payload))
         .collect();
-    if wanted.is_empty() {
+    if wanted.is_empty() && mail.is_none() {
         return Ok(());
     }
     let state = TicketState::after(ticket, payload);
@@ -52,7 +59,7 @@ pub async fn enqueue<T: Notifiable>(
         role: event.actor_role.clone(),
     };
     let told = notify::recipients(&state, &actor, payload);
-    let mut rows = Vec::with_capacity(wanted.len());
+    let mut rows = Vec::with_capacity(wanted.len() + told.len());
     for endpoint in wanted {
         let id = uuid::Uuid::now_v7().to_string();
         let document = WebhookDocument {
@@ -72,6 +79,7 @@ pub async fn enqueue<T: Notifiable>(
         rows.push(NewDelivery {
             payload: document.to_json()?,
             id,
+            channel: "webhook",
             endpoint_id: endpoint.id,
             target: endpoint.url,
             ticket_id: h.id.clone(),
@@ -86,7 +94,83 @@ pub async fn enqueue<T: Notifiable>(
             at: event.occurred_at,
         });
     }
+    if let Some(mail) = mail {
+        rows.extend(emails(ticket, event, payload, &actor, &told, mail)?);
+    }
     outbox::insert_deliveries(txn, rows).await
+}
+
+/// The e-mails of an event: one per recipient with an address, rendered now
+/// (the ticket as it is after the event), in the requester's language for
+/// the requester and in Spanish for the assignee (an agent). Their
+/// `endpoint_id` is `email:requester` or `email:assignee`, so that the
+/// dispatcher's order rule keeps one recipient's e-mails of a ticket in
+/// sequence order.
+fn emails<T: Notifiable>(
+    ticket: &T,
+    event: &ticket_event::Model,
+    payload: &EventPayload,
+    actor: &Actor,
+    told: &[Recipient],
+    mail: &Mailing,
+) -> Result<Vec<NewDelivery>> {
+    let h = ticket.header();
+    let (Some(subject), Some(number)) = (Subject::of(payload), h.number) else {
+        return Ok(vec![]);
+    };
+    let (body, author) = match payload {
+        EventPayload::CommentAdded { body, .. } => (body.as_str(), Some(actor.name.as_str())),
+        EventPayload::StatusChanged {
+            comment: Some(comment),
+            ..
+        } => (comment.as_str(), None),
+        _ => (ticket.description(), None),
+    };
+    let mut rows = vec![];
+    for recipient in told {
+        let (address, locale, endpoint) = match recipient.relation {
+            Relation::Requester => (
+                &h.contacts.requester_email,
+                h.contacts.locale,
+                "email:requester",
+            ),
+            Relation::Assignee => (&h.contacts.assignee_email, Locale::Es, "email:assignee"),
+        };
+        let Some(to) = address else {
+            continue;
+        };
+        let facts = Facts {
+            locale,
+            ticket_type: T::TYPE,
+            number,
+            subject: subject.clone(),
+            status: ticket.status().label(locale),
+            title: mail.catalog.category_name(ticket.category()),
+            body,
+            author,
+            closes_at: ticket.closes_at(),
+            time_zone: mail.time_zone,
+            link: mail
+                .frontend_url
+                .as_deref()
+                .map(|url| domain_mail::link(url, T::TYPE, &h.id)),
+        };
+        rows.push(NewDelivery {
+            id: uuid::Uuid::now_v7().to_string(),
+            channel: "email",
+            endpoint_id: endpoint.to_owned(),
+            target: to.clone(),
+            ticket_id: h.id.clone(),
+            ticket_type: T::TYPE.as_str().to_owned(),
+            account: h.account.clone(),
+            sequence: event.sequence,
+            event_type: payload.event_type().to_owned(),
+            payload: domain_mail::render(to, &facts).to_json()?,
+            state: DeliveryState::Pending,
+            at: event.occurred_at,
+        });
+    }
+    Ok(rows)
 }
 
 /// A page of deliveries.
@@ -254,9 +338,11 @@ impl Notifications {
                             found.state.as_str()
                         )));
                     }
-                    if outbox::find_endpoint(txn, &found.endpoint_id)
-                        .await?
-                        .is_none()
+                    // An e-mail has no endpoint: its address is in the row.
+                    if found.channel == "webhook"
+                        && outbox::find_endpoint(txn, &found.endpoint_id)
+                            .await?
+                            .is_none()
                     {
                         return Err(Error::FailedPrecondition(format!(
                             "delivery {id} cannot be retried: its endpoint {} was deleted",

@@ -13,6 +13,7 @@ use crate::domain::ticket::Header;
 use crate::store::comments;
 use crate::store::events::{self, ActorRef, EventContext};
 
+use super::mail::Mailing;
 use super::notify;
 
 /// The ticket an event is about, and who caused it at `at`.
@@ -41,10 +42,11 @@ pub async fn append<T: Notifiable>(
     actor: ActorRef<'_>,
     at: i64,
     payload: &EventPayload,
+    mail: Option<&Mailing>,
 ) -> Result<()> {
     let ctx = context(T::TYPE, ticket.header(), actor, at);
     let event = events::append(txn, &ctx, payload).await?;
-    notify::enqueue(txn, ticket, &event, payload).await
+    notify::enqueue(txn, ticket, &event, payload, mail).await
 }
 
 /// Writes a comment and its event; call inside a write transaction.
@@ -55,6 +57,7 @@ pub async fn insert_comment<T: Notifiable>(
     body: &str,
     internal: bool,
     now: i64,
+    mail: Option<&Mailing>,
 ) -> Result<Comment> {
     let model = Comment {
         id: uuid::Uuid::now_v7().to_string(),
@@ -75,7 +78,7 @@ pub async fn insert_comment<T: Notifiable>(
         body: model.body.clone(),
         internal,
     };
-    append(txn, ticket, actor, now, &payload).await?;
+    append(txn, ticket, actor, now, &payload, mail).await?;
     Ok(model)
 }
 

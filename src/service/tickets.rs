@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::scheduler::Alarm;
 
 use super::export::{self, Export, RowSource};
+use super::mail::Mailing;
 use super::thread::{self, Thread};
 use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
@@ -115,6 +116,8 @@ pub struct Workflow<T> {
     deadlines: Arc<Alarm>,
     /// An export whose client takes nothing for this long is abandoned.
     export_stall: Duration,
+    /// E-mail is on (`--smtp-url`): events write e-mails into the outbox.
+    mail: Option<Arc<Mailing>>,
     ticket: PhantomData<fn() -> T>,
 }
 
@@ -126,6 +129,7 @@ impl<T> Clone for Workflow<T> {
             clock: self.clock.clone(),
             deadlines: self.deadlines.clone(),
             export_stall: self.export_stall,
+            mail: self.mail.clone(),
             ticket: PhantomData,
         }
     }
@@ -145,8 +149,18 @@ impl<T: Kind> Workflow<T> {
             clock,
             deadlines,
             export_stall,
+            mail: None,
             ticket: PhantomData,
         }
+    }
+
+    /// Turns e-mail on (`Some`) or off.
+    pub fn set_mail(&mut self, mail: Option<Arc<Mailing>>) {
+        self.mail = mail;
+    }
+
+    fn mail(&self) -> Option<&Mailing> {
+        self.mail.as_deref()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -318,12 +332,14 @@ impl<T: Kind> Workflow<T> {
         Ok(next)
     }
 
-    /// Assigns the ticket, or unassigns it with `None`; agents only.
+    /// Assigns the ticket, or unassigns it with `None`; agents only. The
+    /// assignee's e-mails go to `email`, if given.
     pub async fn assign(
         &self,
         who: &Principal,
         id: &str,
         assignee: Option<Person>,
+        email: Option<String>,
         expected_version: i64,
     ) -> Result<T> {
         let role = who.clone();
@@ -332,7 +348,7 @@ impl<T: Kind> Workflow<T> {
             id,
             Some(expected_version),
             move |_| ticket::agents_only::<T>(&role, "assign"),
-            |current, now| Ok(ticket::assign(current, assignee, now)),
+            |current, now| Ok(ticket::assign(current, assignee, email, now)),
         )
         .await
     }
@@ -356,8 +372,16 @@ impl<T: Kind> Workflow<T> {
                     ticket::may_comment(&caller, internal)?;
                     let now = flow.now();
                     let actor = ActorRef::of(&caller);
-                    let comment =
-                        thread::insert_comment(txn, &current, actor, &body, internal, now).await?;
+                    let comment = thread::insert_comment(
+                        txn,
+                        &current,
+                        actor,
+                        &body,
+                        internal,
+                        now,
+                        flow.mail(),
+                    )
+                    .await?;
                     let follow_up = match caller.is_agent() {
                         false => current.on_requester_comment(now),
                         true => None,
@@ -537,7 +561,7 @@ impl<T: Kind> Workflow<T> {
         let due = tickets::due_breach::<T>(self.store.conn(), now, 100).await?;
         let mut marked = 0;
         for candidate in due {
-            let id = candidate.header().id.clone();
+            let (flow, id) = (self.clone(), candidate.header().id.clone());
             let marked_now = self
                 .store
                 .write(move |txn| {
@@ -552,7 +576,8 @@ impl<T: Kind> Workflow<T> {
                         if !tickets::mark_breached::<T>(txn, id, now).await? {
                             return Ok(false);
                         }
-                        thread::append(txn, &current, ActorRef::SYSTEM, now, &event).await?;
+                        let mail = flow.mail();
+                        thread::append(txn, &current, ActorRef::SYSTEM, now, &event, mail).await?;
                         Ok(true)
                     })
                 })
@@ -622,7 +647,7 @@ impl<T: Kind> Workflow<T> {
             )));
         }
         if let Some(body) = &outcome.comment {
-            thread::insert_comment(txn, next, caller, body, false, now).await?;
+            thread::insert_comment(txn, next, caller, body, false, now, self.mail()).await?;
         }
         self.append(txn, caller, next, &outcome.events, now).await
     }
@@ -640,7 +665,7 @@ impl<T: Kind> Workflow<T> {
                 By::Caller => caller,
                 By::System => ActorRef::SYSTEM,
             };
-            thread::append(txn, ticket, actor, now, event).await?;
+            thread::append(txn, ticket, actor, now, event, self.mail()).await?;
         }
         Ok(())
     }

@@ -25,6 +25,12 @@ pub mod incident {
         pub requester_name: String,
         pub assignee_id: Option<String>,
         pub assignee_name: Option<String>,
+        /// Where the requester's e-mails go (migration 000009).
+        pub requester_email: Option<String>,
+        /// "es" or "en": the language of the requester's e-mails.
+        pub notify_locale: Option<String>,
+        /// Where the assignee's e-mails go.
+        pub assignee_email: Option<String>,
         pub resolution_reason: Option<String>,
         pub resolution_note: Option<String>,
         pub version: i64,
@@ -164,6 +170,12 @@ pub mod consultation {
         pub requester_name: String,
         pub assignee_id: Option<String>,
         pub assignee_name: Option<String>,
+        /// Where the requester's e-mails go (migration 000009).
+        pub requester_email: Option<String>,
+        /// "es" or "en": the language of the requester's e-mails.
+        pub notify_locale: Option<String>,
+        /// Where the assignee's e-mails go.
+        pub assignee_email: Option<String>,
         pub version: i64,
         pub created_at: i64,
         pub updated_at: i64,

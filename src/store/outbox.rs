@@ -121,6 +121,8 @@ fn delivery_of(m: delivery::Model) -> Result<Delivery, Error> {
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub id: String,
+    /// `webhook` or `email`.
+    pub channel: &'static str,
     pub endpoint_id: String,
     pub target: String,
     pub ticket_id: String,
@@ -271,7 +273,7 @@ pub async fn insert_deliveries(
     }
     let models = rows.into_iter().map(|r| delivery::ActiveModel {
         id: Set(r.id),
-        channel: Set("webhook".to_owned()),
+        channel: Set(r.channel.to_owned()),
         endpoint_id: Set(r.endpoint_id),
         target: Set(r.target),
         ticket_id: Set(r.ticket_id),
@@ -317,6 +319,8 @@ pub async fn any_due(conn: &impl ConnectionTrait, now: i64) -> Result<bool, Erro
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
+    /// `webhook` or `email`.
+    pub channel: String,
     pub endpoint_id: String,
     pub payload: String,
     pub attempts: i64,
@@ -355,7 +359,7 @@ pub async fn claim(
                  AND e.sequence < o.sequence AND e.state IN ('PENDING', 'PAUSED')) \
            ORDER BY o.next_attempt_at, o.sequence \
            LIMIT {limit_p} {lock}) \
-         RETURNING id, endpoint_id, payload, attempts, retry_from"
+         RETURNING id, channel, endpoint_id, payload, attempts, retry_from"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let values: Vec<Value> = vec![lease_until.into(), now.into(), limit.into()];
@@ -367,6 +371,7 @@ pub async fn claim(
         .map(|row| {
             Ok(Claimed {
                 id: row.try_get("", "id").map_err(db_error)?,
+                channel: row.try_get("", "channel").map_err(db_error)?,
                 endpoint_id: row.try_get("", "endpoint_id").map_err(db_error)?,
                 payload: row.try_get("", "payload").map_err(db_error)?,
                 attempts: row.try_get("", "attempts").map_err(db_error)?,

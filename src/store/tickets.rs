@@ -101,6 +101,15 @@ macro_rules! header_of {
                     key,
                     request_hash,
                 }),
+            contacts: $crate::domain::ticket::Contacts {
+                requester_email: row.requester_email,
+                locale: row
+                    .notify_locale
+                    .as_deref()
+                    .map($crate::domain::principal::Locale::parse)
+                    .unwrap_or_default(),
+                assignee_email: row.assignee_email,
+            },
         }
     }};
 }
@@ -119,6 +128,9 @@ macro_rules! row_of {
             requester_name: h.requester.name.clone(),
             assignee_id: h.assignee.as_ref().map(|p| p.id.clone()),
             assignee_name: h.assignee.as_ref().map(|p| p.name.clone()),
+            requester_email: h.contacts.requester_email.clone(),
+            notify_locale: Some(h.contacts.locale.as_str().to_owned()),
+            assignee_email: h.contacts.assignee_email.clone(),
             version: h.version,
             created_at: h.created_at,
             updated_at: h.updated_at,

@@ -23,6 +23,7 @@ fn new_consultation(category: &str) -> CreateConsultationRequest {
         description: "El cliente no está en el domicilio".into(),
         order_reference: "PED-1234".into(),
         idempotency_key: String::new(),
+        contact_email: String::new(),
     }
 }
 
@@ -447,6 +448,7 @@ async fn lists_filter_count_and_search_without_accents() {
                 assignee_id: "ana".into(),
                 assignee_name: "Ana Núñez".into(),
                 expected_version: 1,
+                assignee_email: String::new(),
             },
         ))
         .await
@@ -973,6 +975,7 @@ async fn a_driver_gets_not_found_for_another_accounts_consultation_on_assign_rec
                     assignee_id: "store-driver-1".into(),
                     assignee_name: String::new(),
                     expected_version: 1,
+                    assignee_email: String::new(),
                 },
             ))
             .await
@@ -1070,6 +1073,7 @@ async fn a_driver_may_not_assign_its_own_consultation() {
                     assignee_id: "store-driver-7".into(),
                     assignee_name: "Yo".into(),
                     expected_version: 1,
+                    assignee_email: String::new(),
                 },
             ))
             .await,

@@ -140,6 +140,7 @@ async fn an_incident_report_opens_with_its_header_rows_values_and_real_dates() {
                 assignee_id: "ana".into(),
                 assignee_name: "Ana López".into(),
                 expected_version: 1,
+                assignee_email: String::new(),
             },
         ))
         .await

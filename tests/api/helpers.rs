@@ -376,6 +376,7 @@ pub fn new_incident(tracking: &str) -> CreateIncidentRequest {
             currency: "MXN".into(),
         }),
         idempotency_key: String::new(),
+        contact_email: String::new(),
     }
 }
 
@@ -702,6 +703,7 @@ pub async fn consult(app: &TestApp, token: &str, category: &str) -> Consultation
                 description: format!("Consulta de {category}"),
                 order_reference: "PED-1".into(),
                 idempotency_key: String::new(),
+                contact_email: String::new(),
             },
         ))
         .await

@@ -220,6 +220,7 @@ async fn search_finds_the_assignee() {
                 assignee_id: "ana".into(),
                 assignee_name: "Ana Martínez".into(),
                 expected_version: 1,
+                assignee_email: String::new(),
             },
         ))
         .await
@@ -371,6 +372,7 @@ async fn cancelling_keeps_the_reason_and_assigning_bumps_the_version() {
                 assignee_id: "ana".into(),
                 assignee_name: String::new(),
                 expected_version: 1,
+                assignee_email: String::new(),
             },
         ))
         .await
@@ -426,6 +428,7 @@ async fn cancelling_keeps_the_reason_and_assigning_bumps_the_version() {
                     assignee_id: "x".into(),
                     assignee_name: String::new(),
                     expected_version: 3,
+                    assignee_email: String::new(),
                 },
             ))
             .await,
@@ -522,6 +525,7 @@ async fn lists_filter_by_kind_category_assignee_and_creation_time() {
                 assignee_id: "luis".into(),
                 assignee_name: String::new(),
                 expected_version: 1,
+                assignee_email: String::new(),
             },
         ))
         .await

@@ -60,6 +60,7 @@ async fn every_incident_rpc_answers_not_found_for_another_accounts_ticket() {
                     assignee_id: "x".into(),
                     assignee_name: String::new(),
                     expected_version: 1,
+                    assignee_email: String::new(),
                 },
             ))
             .await

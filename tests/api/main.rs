@@ -7,6 +7,7 @@ mod concurrency;
 mod connections;
 mod consultations;
 mod deadlines;
+mod email;
 mod export;
 mod fuzz;
 mod helpers;

@@ -157,6 +157,7 @@ fn fast(s: &mut ticketd::app::Settings) {
         retry_horizon: Duration::from_secs(3600),
         timeout: Duration::from_secs(2),
         poll: Duration::from_millis(100),
+        ..Default::default()
     };
 }
 

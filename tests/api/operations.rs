@@ -299,6 +299,7 @@ async fn scheduler_lag_is_measured_when_a_deadline_fires() {
             description: "Mi quincena no cuadra".into(),
             order_reference: String::new(),
             idempotency_key: String::new(),
+            contact_email: String::new(),
         },
     ))
     .await

@@ -219,6 +219,7 @@ async fn an_idempotency_key_is_shared_by_the_users_of_an_account_and_not_across_
         description: "No lo reciben".into(),
         order_reference: String::new(),
         idempotency_key: "chat-77".into(),
+        contact_email: String::new(),
     };
     let create_as = |token: String| {
         let mut client = app.consultations();

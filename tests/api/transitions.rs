@@ -373,6 +373,7 @@ async fn assigning_an_incident_logs_an_assigned_event_with_the_assignee() {
                     assignee_id: id.into(),
                     assignee_name: name.into(),
                     expected_version: incident.version,
+                    assignee_email: String::new(),
                 },
             ))
             .await
@@ -406,6 +407,7 @@ async fn assigning_a_consultation_logs_an_assigned_event_with_the_assignee() {
                     assignee_id: id.into(),
                     assignee_name: name.into(),
                     expected_version: consultation.version,
+                    assignee_email: String::new(),
                 },
             ))
             .await

@@ -374,6 +374,7 @@ impl Generator {
             updated_at: at,
             breached_at: None,
             idempotency: None,
+            contacts: Default::default(),
         }
     }
 
@@ -424,6 +425,7 @@ impl Generator {
             shipped_at: Some(at - shipped_days * DAY),
             claimed_amount: None,
             idempotency_key: None,
+            contact_email: None,
         };
         let time_zone = self.calendar.time_zone();
         let filed = Incident::file(header, new, &self.catalog, time_zone);
@@ -498,7 +500,7 @@ impl Generator {
         if assigned && target != Cancelled {
             now = self.later(now, 0.5);
             let agent = self.agent();
-            t = ticket::assign(&t, Some(agent), now).next;
+            t = ticket::assign(&t, Some(agent), None, now).next;
         }
         let resolve_hours = self.rng.random_range(24.0..20.0 * 24.0);
         let path: &[(IncidentStatus, Option<ResolutionReason>, f64)] = match target {
@@ -561,6 +563,7 @@ impl Generator {
             category,
             order_reference,
             idempotency_key: None,
+            contact_email: None,
         };
         let filed = Consultation::file(header, new, &self.catalog, &self.targets, &self.calendar);
         let mut t = match filed {
@@ -580,7 +583,7 @@ impl Generator {
         if target != Received || self.rng.random_bool(0.2) {
             now = self.later(now, 0.2);
             let agent = self.agent();
-            t = ticket::assign(&t, Some(agent), now).next;
+            t = ticket::assign(&t, Some(agent), None, now).next;
         }
         let path: &[(ConsultationStatus, f64)] = match target {
             Received => &[],
