@@ -24,7 +24,7 @@ use ticketd::store::tickets::insert_many;
 use tokio_stream::StreamExt;
 
 mod common;
-use common::{BenchDatabase, Server, Target, token};
+use common::{Server, Target, token};
 
 const CARRIERS: &[&str] = &[
     "estafeta",
@@ -68,13 +68,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let database = match &args.target.postgres {
-        Some(admin) => BenchDatabase::postgres(admin).await?,
-        None => BenchDatabase::Sqlite(format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        )),
-    };
+    let database = args.target.database(dir.path(), "bench").await?;
     let result = run(&args, database.url(), dir.path()).await;
     database.drop().await;
     result

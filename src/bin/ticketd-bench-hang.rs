@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 mod common;
-use common::{BenchDatabase, Server, Target, connect, new_incident, request, token};
+use common::{Server, Target, connect, new_incident, request, token};
 
 #[derive(Parser)]
 struct Args {
@@ -52,16 +52,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("--concurrency, --runs and --seconds must be positive");
     }
     let dir = tempfile::tempdir()?;
-    let (plain_db, hanging_db) = match &args.target.postgres {
-        Some(admin) => (
-            BenchDatabase::postgres(admin).await?,
-            BenchDatabase::postgres(admin).await?,
-        ),
-        None => (
-            BenchDatabase::sqlite(&dir.path().join("plain.db")),
-            BenchDatabase::sqlite(&dir.path().join("hanging.db")),
-        ),
-    };
+    let plain_db = args.target.database(dir.path(), "plain").await?;
+    let hanging_db = args.target.database(dir.path(), "hanging").await?;
     let result = run(&args, plain_db.url(), hanging_db.url(), dir.path()).await;
     plain_db.drop().await;
     hanging_db.drop().await;

@@ -29,7 +29,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 mod common;
-use common::{BenchDatabase, Server, Target, connect, new_incident, request, token};
+use common::{Server, Target, connect, new_incident, request, token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -87,16 +87,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("--concurrency, --runs, --replicas and --seconds must be positive");
     }
     let dir = tempfile::tempdir()?;
-    let (database, raw_database) = match &args.target.postgres {
-        Some(admin) => (
-            BenchDatabase::postgres(admin).await?,
-            BenchDatabase::postgres(admin).await?,
-        ),
-        None => (
-            BenchDatabase::sqlite(&dir.path().join("bench.db")),
-            BenchDatabase::sqlite(&dir.path().join("raw.db")),
-        ),
-    };
+    let database = args.target.database(dir.path(), "bench").await?;
+    let raw_database = args.target.database(dir.path(), "raw").await?;
     let result = run(&args, database.url(), raw_database.url(), dir.path()).await;
     database.drop().await;
     raw_database.drop().await;

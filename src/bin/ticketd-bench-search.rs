@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 
 mod common;
 use common::seed::{AGENTS, COMMON_WORDS, Options, Seeded, accented_words, rare_words, seed};
-use common::{BenchDatabase, Server, Target, connect, request, token};
+use common::{Server, Target, connect, request, token};
 
 #[derive(Parser)]
 struct Args {
@@ -78,10 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let mut table: Vec<(String, Vec<Stats>)> = vec![];
     for &size in &args.sizes {
         let dir = tempfile::tempdir()?;
-        let database = match &args.target.postgres {
-            Some(admin) => BenchDatabase::postgres(admin).await?,
-            None => BenchDatabase::sqlite(&dir.path().join("search.db")),
-        };
+        let database = args.target.database(dir.path(), "search").await?;
         let result = measure(&args, &exe, size, database.url(), dir.path()).await;
         database.drop().await;
         for (name, stats) in result? {

@@ -27,6 +27,18 @@ impl WebhookApi {
     pub fn new(notifications: Notifications) -> Self {
         Self { notifications }
     }
+
+    /// PauseWebhookEndpoint and ResumeWebhookEndpoint: the endpoint's id.
+    async fn set_paused(
+        &self,
+        request: Request<String>,
+        paused: bool,
+    ) -> Result<Response<WebhookEndpoint>, Status> {
+        let (who, _, id) = caller(request)?;
+        let id = uuid_field("id", &id)?;
+        let changed = self.notifications.set_paused(&who, &id, paused).await?;
+        Ok(Response::new(endpoint(&changed, false)))
+    }
 }
 
 #[tonic::async_trait]
@@ -68,8 +80,7 @@ impl WebhookService for WebhookApi {
         request: Request<DeleteWebhookEndpointRequest>,
     ) -> Result<Response<DeleteWebhookEndpointResponse>, Status> {
         let (who, _, r) = caller(request)?;
-        let DeleteWebhookEndpointRequest { id } = r;
-        let id = uuid_field("id", &id)?;
+        let id = uuid_field("id", &r.id)?;
         self.notifications.delete_endpoint(&who, &id).await?;
         Ok(Response::new(DeleteWebhookEndpointResponse {}))
     }
@@ -78,22 +89,14 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<PauseWebhookEndpointRequest>,
     ) -> Result<Response<WebhookEndpoint>, Status> {
-        let (who, _, r) = caller(request)?;
-        let PauseWebhookEndpointRequest { id } = r;
-        let id = uuid_field("id", &id)?;
-        let paused = self.notifications.set_paused(&who, &id, true).await?;
-        Ok(Response::new(endpoint(&paused, false)))
+        self.set_paused(request.map(|r| r.id), true).await
     }
 
     async fn resume_webhook_endpoint(
         &self,
         request: Request<ResumeWebhookEndpointRequest>,
     ) -> Result<Response<WebhookEndpoint>, Status> {
-        let (who, _, r) = caller(request)?;
-        let ResumeWebhookEndpointRequest { id } = r;
-        let id = uuid_field("id", &id)?;
-        let resumed = self.notifications.set_paused(&who, &id, false).await?;
-        Ok(Response::new(endpoint(&resumed, false)))
+        self.set_paused(request.map(|r| r.id), false).await
     }
 
     async fn list_deliveries(
@@ -146,8 +149,7 @@ impl WebhookService for WebhookApi {
         request: Request<RetryDeliveryRequest>,
     ) -> Result<Response<Delivery>, Status> {
         let (who, _, r) = caller(request)?;
-        let RetryDeliveryRequest { id } = r;
-        let id = uuid_field("id", &id)?;
+        let id = uuid_field("id", &r.id)?;
         let retried = self.notifications.retry(&who, &id).await?;
         Ok(Response::new(delivery(&retried)))
     }

@@ -34,6 +34,16 @@ impl Target {
             None => sibling("ticketd"),
         }
     }
+
+    /// A fresh database for a run: on PostgreSQL one created beside
+    /// `--postgres` (dropped by `BenchDatabase::drop`), else the SQLite file
+    /// `name`.db in `dir`.
+    pub async fn database(&self, dir: &Path, name: &str) -> anyhow::Result<BenchDatabase> {
+        match &self.postgres {
+            Some(admin) => BenchDatabase::postgres(admin).await,
+            None => Ok(BenchDatabase::sqlite(&dir.join(format!("{name}.db")))),
+        }
+    }
 }
 
 /// A binary next to this one (`cargo build --release` builds them together).
@@ -141,7 +151,7 @@ pub enum BenchDatabase {
     Postgres(String, String, String),
 }
 
-#[allow(dead_code)] // the watch bench uses none, the export bench names its file itself
+#[allow(dead_code)] // the watch bench uses none
 impl BenchDatabase {
     pub fn sqlite(file: &Path) -> Self {
         Self::Sqlite(format!("sqlite://{}?mode=rwc", file.display()))
