@@ -247,16 +247,11 @@ impl Measured {
     }
 
     fn ms(&self, q: f64) -> f64 {
-        self.latencies.value_at_quantile(q) as f64 / 1000.0
+        common::ms(&self.latencies, q)
     }
 
     fn percentiles(&self) -> String {
-        format!(
-            "{:.2} / {:.2} / {:.2}",
-            self.ms(0.5),
-            self.ms(0.99),
-            self.ms(0.999)
-        )
+        common::percentiles(&self.latencies)
     }
 
     fn line(&self) -> String {

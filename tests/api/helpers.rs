@@ -380,10 +380,13 @@ pub fn new_incident(tracking: &str) -> CreateIncidentRequest {
     }
 }
 
-/// The numbers, in order, of the first page of incidents `query` finds for `token`.
-pub async fn incident_numbers(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
-    let mut list = app
-        .incidents()
+/// The first page of incidents `query` finds for `token`.
+pub async fn search_incidents(
+    client: &mut IncidentServiceClient<Channel>,
+    token: &str,
+    query: &str,
+) -> ListIncidentsResponse {
+    client
         .list_incidents(req(
             token,
             ListIncidentsRequest {
@@ -394,6 +397,12 @@ pub async fn incident_numbers(app: &TestApp, token: &str, query: &str) -> Vec<i6
         .await
         .unwrap()
         .into_inner()
+}
+
+/// The numbers, in order, of the first page of incidents `query` finds for `token`.
+pub async fn incident_numbers(app: &TestApp, token: &str, query: &str) -> Vec<i64> {
+    let mut list = search_incidents(&mut app.incidents(), token, query)
+        .await
         .incidents
         .into_iter()
         .map(|i| i.number)

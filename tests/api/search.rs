@@ -9,24 +9,6 @@ use ticketd::pb::*;
 
 use crate::helpers::*;
 
-async fn list(
-    client: &mut IncidentServiceClient<tonic::transport::Channel>,
-    token: &str,
-    query: &str,
-) -> ListIncidentsResponse {
-    client
-        .list_incidents(req(
-            token,
-            ListIncidentsRequest {
-                query: query.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn assign(app: &TestApp, incident: &Incident, name: &str) -> Incident {
     app.incidents()
         .assign_incident(req(
@@ -175,12 +157,12 @@ async fn a_database_written_before_the_index_gets_it_at_start() {
 
     let upgraded = app.replica_with(|_| {}).await;
     let mut client = IncidentServiceClient::new(upgraded.channel.clone());
-    let found = list(&mut client, &agent(), "store-acme").await;
+    let found = search_incidents(&mut client, &agent(), "store-acme").await;
     assert_eq!(found.total_size, 2);
     assert!(!found.counts_approximate);
-    let everything = list(&mut client, &agent(), "").await;
+    let everything = search_incidents(&mut client, &agent(), "").await;
     assert_eq!(everything.stage_counts.unwrap().all, 3, "counts rebuilt");
-    let acme = list(&mut client, &requester("acme"), "").await;
+    let acme = search_incidents(&mut client, &requester("acme"), "").await;
     assert_eq!(acme.total_size, 2);
     let consultations = ticketd::pb::consultation_service_client::ConsultationServiceClient::new(
         upgraded.channel.clone(),
@@ -214,13 +196,13 @@ async fn labels_are_matched_as_the_catalog_names_them_now() {
     let renamed = app.replica_with(|_| {}).await;
     let mut client = IncidentServiceClient::new(renamed.channel.clone());
     assert_eq!(
-        list(&mut client, &agent(), "mercancia rota")
+        search_incidents(&mut client, &agent(), "mercancia rota")
             .await
             .total_size,
         1
     );
     assert_eq!(
-        list(&mut client, &agent(), "paquete danado")
+        search_incidents(&mut client, &agent(), "paquete danado")
             .await
             .total_size,
         0
@@ -252,14 +234,14 @@ async fn a_result_too_large_to_count_says_its_counts_are_estimates() {
     let agent = agent();
     let mut client = app.incidents();
 
-    let rare = list(&mut client, &agent, "refrigerador").await;
+    let rare = search_incidents(&mut client, &agent, "refrigerador").await;
     assert_eq!(
         (rare.total_size, rare.counts_approximate),
         (RARE as i64, false)
     );
     assert_eq!(rare.incidents.len(), RARE);
 
-    let common = list(&mut client, &agent, "caja llego").await;
+    let common = search_incidents(&mut client, &agent, "caja llego").await;
     assert!(common.counts_approximate);
     let estimate = common.total_size as f64;
     assert!(
@@ -284,13 +266,13 @@ async fn a_result_too_large_to_count_says_its_counts_are_estimates() {
     assert!(second.incidents.iter().all(|i| i.number < last_of_first));
 
     // With no query the counts are exact, from ticket_counts.
-    let all = list(&mut client, &agent, "").await;
+    let all = search_incidents(&mut client, &agent, "").await;
     assert!(!all.counts_approximate);
     assert_eq!(all.total_size, (COMMON + RARE) as i64);
-    let uno = list(&mut client, &requester("uno"), "").await;
+    let uno = search_incidents(&mut client, &requester("uno"), "").await;
     assert_eq!(uno.total_size, ((COMMON + RARE) / 2) as i64);
     // A requester's search of its own account.
-    let own = list(&mut client, &requester("uno"), "refrigerador").await;
+    let own = search_incidents(&mut client, &requester("uno"), "refrigerador").await;
     assert_eq!(own.total_size, (RARE / 2) as i64);
 }
 
@@ -322,7 +304,7 @@ async fn a_bulk_seeded_database_is_indexed_and_counted_like_one_written_through_
     let agent = agent();
     let mut client = app.incidents();
 
-    let all = list(&mut client, &agent, "").await;
+    let all = search_incidents(&mut client, &agent, "").await;
     assert_eq!((all.total_size, all.counts_approximate), (COUNT, false));
     let stages = all.stage_counts.unwrap();
     assert_eq!(stages.new + stages.in_review + stages.resolved, COUNT);
@@ -344,14 +326,17 @@ async fn a_bulk_seeded_database_is_indexed_and_counted_like_one_written_through_
     };
     let in_account = rows_of_account().await.unwrap() as i64;
     let store = requester(&first.account);
-    assert_eq!(list(&mut client, &store, "").await.total_size, in_account);
+    assert_eq!(
+        search_incidents(&mut client, &store, "").await.total_size,
+        in_account
+    );
     assert_eq!(
         consultation::Entity::find().count(&db).await.unwrap() as i64,
         COUNT
     );
 
     // The search index holds the seeded rows.
-    let found = list(&mut client, &agent, &first.tracking_number).await;
+    let found = search_incidents(&mut client, &agent, &first.tracking_number).await;
     assert!(!found.counts_approximate);
     assert!(
         found.incidents.iter().any(|i| i.id == first.id),
@@ -364,9 +349,14 @@ async fn a_bulk_seeded_database_is_indexed_and_counted_like_one_written_through_
         .create_incident(req(&store, new_incident("BULKNEW-0001")))
         .await
         .unwrap();
-    assert_eq!(list(&mut client, &agent, "bulknew").await.total_size, 1);
     assert_eq!(
-        list(&mut client, &store, "").await.total_size,
+        search_incidents(&mut client, &agent, "bulknew")
+            .await
+            .total_size,
+        1
+    );
+    assert_eq!(
+        search_incidents(&mut client, &store, "").await.total_size,
         in_account + 1
     );
     assert_eq!(rows_of_account().await.unwrap() as i64, in_account + 1);

@@ -229,3 +229,16 @@ pub fn new_incident() -> ticketd::pb::CreateIncidentRequest {
         ..Default::default()
     }
 }
+
+/// Quantile `q` of a latency histogram recorded in µs, in ms.
+#[allow(dead_code)] // the load benches use it
+pub fn ms(latency: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    latency.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// p50 / p99 / p999 of a latency histogram recorded in µs, in ms.
+#[allow(dead_code)] // the load benches use it
+pub fn percentiles(latency: &hdrhistogram::Histogram<u64>) -> String {
+    let [p50, p99, p999] = [0.5, 0.99, 0.999].map(|q| ms(latency, q));
+    format!("{p50:.2} / {p99:.2} / {p999:.2}")
+}
