@@ -19,7 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use anyhow::anyhow;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
 use sea_orm::{
     AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
     DbBackend, DbErr, IsolationLevel, TransactionTrait,
@@ -120,6 +120,11 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
             .max_connections(MAX_CONNECTIONS)
+            // A pooled connection is pinged only after a quiet spell, not on
+            // every checkout: the ping was a second round trip for every read
+            // (a hop to SQLite's worker thread, a network round trip to
+            // PostgreSQL), and a connection in use does not go stale.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -271,26 +276,67 @@ impl Store {
 }
 
 impl Log {
-    /// Starts a write transaction holding the event-log lock: the counter row
-    /// of the global sequence is touched first, so writers serialize on it
-    /// until commit. On PostgreSQL this is what makes sequences become visible
-    /// in order (a smaller sequence can never commit after a larger one); on
-    /// SQLite it takes the write lock up front, where the busy timeout applies.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, Error> {
+    /// Starts a write transaction holding the event-log lock, and reads the
+    /// counters its batch will number from (`writer::Numbering`). Every
+    /// counter row is locked until commit, so writers serialize here: on
+    /// PostgreSQL this is what makes sequences become visible in order (a
+    /// smaller sequence can never commit after a larger one); on SQLite it
+    /// takes the write lock up front, where the busy timeout applies.
+    async fn begin_write(&self) -> Result<(DatabaseTransaction, writer::Numbering), Error> {
         let txn = self.db.begin().await.map_err(db_error)?;
-        let lock = Query::update()
-            .table(Counters::Table)
-            .value(Counters::Value, Expr::col(Counters::Value))
-            .and_where(Expr::col(Counters::Name).eq(EVENT_SEQUENCE))
-            .to_owned();
-        txn.execute(&lock).await.map_err(db_error)?;
-        Ok(txn)
+        let rows = match self.db.get_database_backend() {
+            // Locked in one order (by name), so that two replicas never
+            // deadlock on the rows.
+            DbBackend::Postgres => {
+                let lock = Query::select()
+                    .columns([Counters::Name, Counters::Value])
+                    .from(Counters::Table)
+                    .order_by(Counters::Name, sea_orm::Order::Asc)
+                    .lock(LockType::Update)
+                    .to_owned();
+                txn.query_all(&lock).await
+            }
+            // SQLite locks the database, not rows: a write takes its lock.
+            _ => {
+                let lock = Query::update()
+                    .table(Counters::Table)
+                    .value(Counters::Value, Expr::col(Counters::Value))
+                    .returning(Query::returning().columns([Counters::Name, Counters::Value]))
+                    .to_owned();
+                txn.query_all(&lock).await
+            }
+        }
+        .map_err(db_error)?;
+        let counters = rows
+            .iter()
+            .map(|row| Ok((row.try_get("", "name")?, row.try_get("", "value")?)))
+            .collect::<Result<Vec<(String, i64)>, DbErr>>()
+            .map_err(db_error)?;
+        Ok((txn, writer::Numbering::new(counters)))
     }
 
-    /// Commits a transaction opened with `begin_write` and signals that the
-    /// log grew: in this process through `committed`, and on PostgreSQL to
-    /// every replica with NOTIFY (delivered only if the transaction commits).
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), Error> {
+    /// Writes back the counters `numbering` moved, then commits a
+    /// transaction opened with `begin_write` and signals that the log grew:
+    /// in this process through `committed`, and on PostgreSQL to every
+    /// replica with NOTIFY (delivered only if the transaction commits).
+    async fn commit(
+        &self,
+        txn: DatabaseTransaction,
+        numbering: &writer::Numbering,
+    ) -> Result<(), Error> {
+        let moved = numbering.moved();
+        if !moved.is_empty() {
+            let mut value = Expr::case(Expr::col(Counters::Name).eq(moved[0].0), moved[0].1);
+            for (name, next) in &moved[1..] {
+                value = value.case(Expr::col(Counters::Name).eq(*name), *next);
+            }
+            let write_back = Query::update()
+                .table(Counters::Table)
+                .value(Counters::Value, value.finally(Expr::col(Counters::Value)))
+                .and_where(Expr::col(Counters::Name).is_in(moved.iter().map(|(name, _)| *name)))
+                .to_owned();
+            txn.execute(&write_back).await.map_err(db_error)?;
+        }
         if self.db.get_database_backend() == DbBackend::Postgres {
             txn.execute_unprepared(&format!("NOTIFY {LOG_CHANNEL}"))
                 .await
@@ -317,7 +363,12 @@ enum Counters {
 
 /// Increments a counter inside `txn` and returns its new value. The row stays
 /// locked until the transaction ends, so values are handed out in commit order.
+/// Inside the writer's batches the value comes from the batch's numbering,
+/// in memory (the rows were locked and read when the batch began).
 pub(crate) async fn next_value(conn: &impl ConnectionTrait, name: &str) -> Result<i64, Error> {
+    if let Some(value) = writer::next_in_batch(name) {
+        return Ok(value);
+    }
     let stmt = Query::update()
         .table(Counters::Table)
         .value(Counters::Value, Expr::col(Counters::Value).add(1))

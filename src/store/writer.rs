@@ -9,15 +9,80 @@
 //!
 //! A request that fails rolls back its savepoint alone and gets its own
 //! error at once; its neighbours are not affected. A failed commit fails
-//! every request of the batch (none of them was committed).
+//! every request of the batch (none of them was committed). The writer
+//! opens the savepoints itself, releasing one request's in the round trip
+//! that opens the next one's.
+//!
+//! Counters (the event sequence, ticket numbers) are read and locked once
+//! when a batch begins and numbered in memory (`Numbering`): a request takes
+//! its values without a statement, a request that fails gives its values
+//! back (the log stays gap-free), and the batch writes the counters back
+//! once, just before its commit.
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Log, db_error};
+use super::Log;
 use crate::domain::{Error, Result};
+
+/// The counters of the batch being written, as read when it began and as
+/// handed out since.
+#[derive(Debug, Clone)]
+pub(super) struct Numbering {
+    /// (name, value as read, value handed out last)
+    counters: Vec<(String, i64, i64)>,
+}
+
+impl Numbering {
+    pub(super) fn new(read: Vec<(String, i64)>) -> Self {
+        Self {
+            counters: read.into_iter().map(|(name, v)| (name, v, v)).collect(),
+        }
+    }
+
+    fn next(&mut self, name: &str) -> Option<i64> {
+        let (_, _, last) = self.counters.iter_mut().find(|(n, ..)| n == name)?;
+        *last += 1;
+        Some(*last)
+    }
+
+    /// The counters that moved, with the value to write back.
+    pub(super) fn moved(&self) -> Vec<(&str, i64)> {
+        self.counters
+            .iter()
+            .filter(|(_, read, last)| last != read)
+            .map(|(name, _, last)| (name.as_str(), *last))
+            .collect()
+    }
+}
+
+tokio::task_local! {
+    /// The numbering of the batch the writer task is running.
+    static NUMBERING: RefCell<Numbering>;
+}
+
+/// The next value of counter `name` when called from a request the writer
+/// is running (`None` elsewhere, or for a counter the batch did not read).
+pub(super) fn next_in_batch(name: &str) -> Option<i64> {
+    NUMBERING
+        .try_with(|n| n.borrow_mut().next(name))
+        .ok()
+        .flatten()
+}
+
+/// The batch's numbering now, to give back what a failing request took.
+fn mark() -> Option<Numbering> {
+    NUMBERING.try_with(|n| n.borrow().clone()).ok()
+}
+
+fn give_back(mark: Option<Numbering>) {
+    if let Some(mark) = mark {
+        NUMBERING.with(|n| *n.borrow_mut() = mark);
+    }
+}
 
 /// A future borrowing the batch's transaction.
 pub type TxnFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -31,11 +96,19 @@ const QUEUE: usize = 4096;
 /// (or has failed to commit).
 type Settle = Box<dyn FnOnce(&std::result::Result<(), String>) + Send>;
 
+/// A request's answer when it failed: its own error, sent once its
+/// savepoint has been rolled back.
+type Refuse = Box<dyn FnOnce() + Send>;
+
 /// A queued write, its type erased.
 trait Job: Send {
-    /// Runs the request in a savepoint of `txn`; returns how to answer it
-    /// once the batch's commit is known (`None`: already answered).
-    fn run<'a>(self: Box<Self>, txn: &'a DatabaseTransaction) -> TxnFuture<'a, Option<Settle>>;
+    /// Runs the request on `txn`, inside the savepoint the writer opened
+    /// for it: `Ok`, how to answer it once the batch's commit is known;
+    /// `Err`, how to answer it now.
+    fn run<'a>(
+        self: Box<Self>,
+        txn: &'a DatabaseTransaction,
+    ) -> TxnFuture<'a, std::result::Result<Settle, Refuse>>;
     /// Answers a request that never ran.
     fn fail(self: Box<Self>, error: Error);
 }
@@ -50,27 +123,14 @@ where
     F: for<'a> FnOnce(&'a DatabaseTransaction) -> TxnFuture<'a, Result<R>> + Send + 'static,
     R: Send + 'static,
 {
-    fn run<'a>(self: Box<Self>, txn: &'a DatabaseTransaction) -> TxnFuture<'a, Option<Settle>> {
+    fn run<'a>(
+        self: Box<Self>,
+        txn: &'a DatabaseTransaction,
+    ) -> TxnFuture<'a, std::result::Result<Settle, Refuse>> {
         let Request { work, reply } = *self;
         Box::pin(async move {
-            let savepoint = match txn.begin().await {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = reply.send(Err(db_error(e)));
-                    return None;
-                }
-            };
-            let outcome = work(&savepoint).await;
-            let outcome = match outcome {
-                Ok(value) => savepoint.commit().await.map(|()| value).map_err(db_error),
-                Err(e) => {
-                    // Nothing of this request stays; its neighbours do.
-                    let _ = savepoint.rollback().await;
-                    Err(e)
-                }
-            };
-            match outcome {
-                Ok(value) => Some(
+            match work(txn).await {
+                Ok(value) => Ok(
                     Box::new(move |committed: &std::result::Result<(), String>| {
                         let _ = reply.send(match committed {
                             Ok(()) => Ok(value),
@@ -80,10 +140,9 @@ where
                         });
                     }) as Settle,
                 ),
-                Err(e) => {
+                Err(e) => Err(Box::new(move || {
                     let _ = reply.send(Err(e));
-                    None
-                }
+                }) as Refuse),
             }
         })
     }
@@ -134,8 +193,8 @@ impl Writer {
 async fn run(log: Log, mut requests: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let txn = match log.begin_write().await {
-            Ok(txn) => txn,
+        let (txn, numbering) = match log.begin_write().await {
+            Ok(begun) => begun,
             Err(e) => {
                 let why = e.to_string();
                 for job in batch.drain(..) {
@@ -144,16 +203,166 @@ async fn run(log: Log, mut requests: mpsc::Receiver<Box<dyn Job>>) {
                 continue;
             }
         };
-        let mut settles = Vec::with_capacity(batch.len());
-        for job in batch.drain(..) {
-            settles.extend(job.run(&txn).await);
+        let (settles, numbering) = NUMBERING
+            .scope(RefCell::new(numbering), run_batch(&txn, &mut batch))
+            .await;
+        let committed = match numbering {
+            Ok(numbering) => log.commit(txn, &numbering).await,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(e)
+            }
         }
-        let committed = log.commit(txn).await.map_err(|e| {
+        .map_err(|e| {
             tracing::warn!(error = %e, requests = settles.len(), "a batch of writes failed to commit");
             e.to_string()
         });
         for settle in settles {
             settle(&committed);
         }
+    }
+}
+
+/// Opens a request's savepoint, releasing the previous request's in the
+/// same round trip (COMMIT releases the last one).
+const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT request; SAVEPOINT request";
+const FIRST_SAVEPOINT: &str = "SAVEPOINT request";
+/// Undoes a failed request's writes and closes its savepoint.
+const UNDO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request";
+
+/// Runs the batch's requests one after another on `txn`, each in a
+/// savepoint, and answers those that fail. Returns how to answer the others
+/// and the numbering to write back, or why the batch must not be committed
+/// (a failed request's writes could not be undone: every request of the
+/// batch is then refused, none committed).
+async fn run_batch(
+    txn: &DatabaseTransaction,
+    batch: &mut Vec<Box<dyn Job>>,
+) -> (Vec<Settle>, Result<Numbering>) {
+    let mut settles = Vec::with_capacity(batch.len());
+    let mut open = false;
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        let savepoint = if open {
+            NEXT_SAVEPOINT
+        } else {
+            FIRST_SAVEPOINT
+        };
+        if let Err(e) = txn.execute_unprepared(savepoint).await {
+            let why = format!("cannot open a savepoint: {e}");
+            for job in std::iter::once(job).chain(jobs) {
+                job.fail(Error::Unavailable(format!("{why}; retry")));
+            }
+            return (settles, Err(Error::Unavailable(why)));
+        }
+        let taken = mark();
+        match job.run(txn).await {
+            Ok(settle) => {
+                settles.push(settle);
+                open = true;
+            }
+            Err(refuse) => {
+                // Nothing of this request stays (its numbers neither); its
+                // neighbours do.
+                give_back(taken);
+                let undone = txn.execute_unprepared(UNDO_SAVEPOINT).await;
+                refuse();
+                open = false;
+                if let Err(e) = undone {
+                    let why = format!("a failed write could not be undone: {e}");
+                    for job in jobs {
+                        job.fail(Error::Unavailable(format!("{why}; retry")));
+                    }
+                    return (settles, Err(Error::Unavailable(why)));
+                }
+            }
+        }
+    }
+    (settles, Ok(NUMBERING.with(|n| n.borrow().clone())))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database};
+
+    use super::super::{CONSULTATION_NUMBER, EVENT_SEQUENCE, Store, current_value, next_value};
+    use crate::domain::Error;
+
+    /// Takes two event sequences and bumps a counter no batch numbers;
+    /// then fails if asked to.
+    async fn take(store: &Store, fail: bool) -> Result<(i64, i64), Error> {
+        store
+            .write(move |txn| {
+                Box::pin(async move {
+                    let first = next_value(txn, EVENT_SEQUENCE).await?;
+                    let second = next_value(txn, EVENT_SEQUENCE).await?;
+                    txn.execute_unprepared(
+                        "UPDATE counters SET value = value + 100 WHERE name = 'consultation_number'",
+                    )
+                    .await
+                    .map_err(super::super::db_error)?;
+                    match fail {
+                        true => Err(Error::FailedPrecondition("asked to fail".into())),
+                        false => Ok((first, second)),
+                    }
+                })
+            })
+            .await
+    }
+
+    /// The three requests queue before the writer runs (a current-thread
+    /// runtime), so they share one batch: the middle one fails after taking
+    /// numbers and writing, and its neighbours keep a gap-free sequence.
+    async fn a_failed_request_gives_its_numbers_back(url: &str) {
+        let store = Store::connect(url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (ok, failed, next) =
+            tokio::join!(take(&store, false), take(&store, true), take(&store, false));
+        assert_eq!(ok.expect("first request"), (1, 2));
+        assert!(matches!(failed, Err(Error::FailedPrecondition(_))));
+        assert_eq!(
+            next.expect("third request"),
+            (3, 4),
+            "the failed request's numbers"
+        );
+        let conn = store.conn();
+        assert_eq!(current_value(conn, EVENT_SEQUENCE).await.unwrap(), 4);
+        // The two requests that succeeded wrote; the failed one did not.
+        assert_eq!(current_value(conn, CONSULTATION_NUMBER).await.unwrap(), 200);
+        // The next batch numbers on from what the last one wrote back.
+        assert_eq!(take(&store, false).await.expect("next batch"), (5, 6));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_gives_its_numbers_back_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        a_failed_request_gives_its_numbers_back(&url).await;
+    }
+
+    /// The same on PostgreSQL, when `TICKETD_TEST_POSTGRES_URL` names one
+    /// (on a database of its own, dropped after).
+    #[tokio::test]
+    async fn a_failed_request_gives_its_numbers_back_on_postgres() {
+        let Some(admin_url) = std::env::var("TICKETD_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("SKIPPED: set TICKETD_TEST_POSTGRES_URL to run it on PostgreSQL");
+            return;
+        };
+        let name = format!("ticketd_writer_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url).await.expect("connect");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+        a_failed_request_gives_its_numbers_back(&format!("{base}/{name}")).await;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
     }
 }
