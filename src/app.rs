@@ -32,6 +32,7 @@ use crate::service::incidents::Incidents;
 use crate::service::mail::{Mailer, Mailing};
 use crate::service::notify::Notifications;
 use crate::service::scheduler;
+use crate::service::webhook::WebhookClient;
 use crate::store::Store;
 
 /// Largest request accepted, in bytes.
@@ -102,12 +103,16 @@ pub async fn serve(
         }
         None => (None, None),
     };
+    // https:// endpoints: a CA file that cannot be used stops the start.
+    let n = &settings.notify;
+    let webhooks = WebhookClient::new(n.webhook_ca_file.as_deref(), n.timeout)?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         settings.clock.clone(),
         &settings.notify,
         outbox_wake.clone(),
         mailer,
+        webhooks,
     );
     let notifications = Notifications::new(store.clone(), settings.clock.clone(), outbox_wake);
     let incidents = Incidents::new(

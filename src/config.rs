@@ -205,6 +205,11 @@ pub struct NotifyArgs {
     /// `<url>/consultations/<id>`. Without it they carry no link.
     #[arg(long, env = "TICKETD_FRONTEND_URL")]
     pub frontend_url: Option<String>,
+    /// A PEM file of extra root certificates to trust for `https://` webhook
+    /// endpoints (a private CA), besides the built-in Mozilla roots
+    /// (webpki-roots; the system's store is not read).
+    #[arg(long, env = "TICKETD_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Default for NotifyArgs {
@@ -217,6 +222,7 @@ impl Default for NotifyArgs {
             smtp_url: None,
             smtp_from: "ticketd <ticketd@localhost>".into(),
             frontend_url: None,
+            webhook_ca_file: None,
         }
     }
 }

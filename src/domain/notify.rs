@@ -257,16 +257,17 @@ impl WebhookSpec {
     }
 }
 
-/// Why `url` cannot be an endpoint: it must be `http://host[:port][/path]`.
+/// Why `url` cannot be an endpoint: it must be
+/// `https://host[:port][/path]` or `http://…` (lower-case schemes).
 fn check_url(url: &str) -> std::result::Result<(), String> {
     if url.is_empty() || url.len() > MAX_URL {
         return Err(format!("must be 1 to {MAX_URL} characters"));
     }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(match url.starts_with("https://") {
-            true => "https:// is not supported yet; use http:// (e.g. to a local TLS proxy)".into(),
-            false => "must start with http://".into(),
-        });
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err("must start with https:// or http://".into());
     };
     if !url.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("must be printable ASCII without spaces (percent-encode the rest)".into());
@@ -679,10 +680,18 @@ mod tests {
         assert!(ok("http://hooks.example.com/ticketd"));
         assert!(ok("http://[::1]:9000/"));
         assert!(ok("http://[::1]/"));
+        assert!(ok("https://hooks.slack.com/services/T0/B0/x"));
+        assert!(ok("https://127.0.0.1:8443/hooks"));
+        assert!(ok("https://[::1]:8443/"));
         for bad in [
             "",
             "ftp://x/",
-            "https://x/",
+            "HTTPS://x/",
+            "https:/x/",
+            "https://",
+            "https://u:p@x/",
+            "https://x:0/",
+            "ws://x/",
             "http://",
             "http://:80/",
             "http://u:p@x/",

@@ -144,6 +144,7 @@ fn mail_on(s: &mut ticketd::app::Settings, url: String) {
         smtp_url: Some(url),
         smtp_from: FROM.into(),
         frontend_url: Some(FRONTEND.into()),
+        ..Default::default()
     };
 }
 
