@@ -1247,3 +1247,54 @@ async fn an_https_receiver_with_an_untrusted_certificate_gets_nothing_and_the_tl
     .unwrap();
     assert!(own[0].last_error.contains("UnknownIssuer"), "{own:?}");
 }
+
+/// `--notify-rules` decides the documents' `notify` list too (the endpoint
+/// still gets every event it subscribed to: its own filter is its types).
+#[tokio::test]
+async fn the_notify_list_of_webhook_documents_follows_the_configured_rules() {
+    let app = TestApp::spawn_with(|s| {
+        fast(s);
+        s.notify.rules = "requester=created;assignee=status".parse().unwrap();
+    })
+    .await;
+    let receiver = Receiver::start(Mode::Accept).await;
+    register(&app.channel, "acme", &receiver.url).await;
+    let created = create(&app, &requester("acme"), "EST-RULES").await;
+    let assigned = app
+        .incidents()
+        .assign_incident(req(
+            &agent(),
+            AssignIncidentRequest {
+                id: created.id.clone(),
+                assignee_id: "ana".into(),
+                assignee_name: "Ana".into(),
+                expected_version: created.version,
+                assignee_email: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    change(&app, &agent(), &assigned, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    let got = receiver.wait_accepted(3, "3 deliveries").await;
+    let told: Vec<(&str, &serde_json::Value)> = got
+        .iter()
+        .map(|r| (event_type(r), &r.body["notify"]))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (
+                "created",
+                &serde_json::json!([{"relation": "requester", "id": "store-acme", "name": "store-acme name"}])
+            ),
+            ("assigned", &serde_json::json!([])),
+            (
+                "status_changed",
+                &serde_json::json!([{"relation": "assignee", "id": "ana", "name": "Ana"}])
+            ),
+        ]
+    );
+}
