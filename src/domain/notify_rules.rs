@@ -108,10 +108,6 @@ impl Triggers {
         self.0 & other.0 != 0
     }
 
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     /// In declaration order.
     pub fn iter(self) -> impl Iterator<Item = Trigger> {
         Trigger::ALL
@@ -228,14 +224,6 @@ impl Rules {
             *slot = triggers;
         }
         Ok(rules)
-    }
-
-    /// The triggers that tell `relation`.
-    pub fn of(&self, relation: super::notify::Relation) -> Triggers {
-        match relation {
-            super::notify::Relation::Requester => self.requester,
-            super::notify::Relation::Assignee => self.assignee,
-        }
     }
 }
 
