@@ -30,8 +30,9 @@ use crate::service::consultations::Consultations;
 use crate::service::dispatcher::Dispatcher;
 use crate::service::incidents::Incidents;
 use crate::service::mail::{Mailer, Mailing};
-use crate::service::notify::Notifications;
+use crate::service::notify::{Notifications, Outbound};
 use crate::service::scheduler;
+use crate::service::webhook::WebhookClient;
 use crate::store::Store;
 
 /// Largest request accepted, in bytes.
@@ -88,9 +89,9 @@ pub async fn serve(
     // E-mail is on with an SMTP URL: events write e-mails (rendered with
     // `mailing`), the dispatcher sends them (`mailer`). A bad URL or From
     // stops the start, with what is wrong.
-    let (mailing, mailer) = match &settings.notify.smtp_url {
+    let n = &settings.notify;
+    let (mailing, mailer) = match &n.smtp_url {
         Some(url) => {
-            let n = &settings.notify;
             let mailer = Mailer::new(url, &n.smtp_from, n.timeout)?;
             let mailing = Mailing {
                 frontend_url: n.frontend_url.clone(),
@@ -98,16 +99,26 @@ pub async fn serve(
                 catalog: catalog.clone(),
             };
             tracing::info!(from = %n.smtp_from, "e-mail notifications are on");
-            (Some(Arc::new(mailing)), Some(Arc::new(mailer)))
+            (Some(mailing), Some(Arc::new(mailer)))
         }
         None => (None, None),
     };
+    // Who events tell: the e-mails' recipients and the webhook documents'
+    // `notify` list (`--notify-rules`, checked when the flags were read).
+    tracing::info!(rules = %n.rules, "notification rules");
+    let outbound = Arc::new(Outbound {
+        rules: n.rules,
+        mail: mailing,
+    });
+    // https:// endpoints: a CA file that cannot be used stops the start.
+    let webhooks = WebhookClient::new(n.webhook_ca_file.as_deref(), n.timeout)?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         settings.clock.clone(),
         &settings.notify,
         outbox_wake.clone(),
         mailer,
+        webhooks,
     );
     let notifications = Notifications::new(store.clone(), settings.clock.clone(), outbox_wake);
     let incidents = Incidents::new(
@@ -117,7 +128,7 @@ pub async fn serve(
         calendar.clone(),
         settings.export_stall_timeout,
     )
-    .with_mail(mailing.clone());
+    .with_outbound(outbound.clone());
     let consultations = Consultations::new(
         store.clone(),
         catalog,
@@ -127,7 +138,7 @@ pub async fn serve(
         settings.export_stall_timeout,
         incidents.deadlines(),
     )
-    .with_mail(mailing);
+    .with_outbound(outbound);
     let limits = settings.limits;
     let watch_limits = StreamLimits::watch(
         limits.max_watch_streams,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::domain::notify_rules::{DEFAULT_RULES, Rules};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ticketd",
@@ -170,7 +172,8 @@ pub struct ServeArgs {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Outbound notifications: how the outbox dispatcher delivers webhooks.
+/// Outbound notifications: who is told what, and how the outbox dispatcher
+/// delivers webhooks and e-mails.
 #[derive(Debug, Clone, Args)]
 pub struct NotifyArgs {
     /// A failed webhook delivery is tried again after this delay, doubling
@@ -205,6 +208,25 @@ pub struct NotifyArgs {
     /// `<url>/consultations/<id>`. Without it they carry no link.
     #[arg(long, env = "TICKETD_FRONTEND_URL")]
     pub frontend_url: Option<String>,
+    /// Who is told about what, by e-mail and in the webhook documents'
+    /// `notify` list: `relation=trigger,…;relation=…`. Relations: requester,
+    /// assignee. Triggers: created, status (any status change), comment (a
+    /// public comment by an agent), missing_data, auto_close, assigned,
+    /// requester_comment, breach (SLA). A relation left out keeps its
+    /// defaults; `assignee=` tells the assignee nothing. Internal notes and
+    /// SIMPLE consultations tell nobody, whatever this says.
+    #[arg(
+        long = "notify-rules",
+        env = "TICKETD_NOTIFY_RULES",
+        default_value = DEFAULT_RULES,
+        value_parser = Rules::parse
+    )]
+    pub rules: Rules,
+    /// A PEM file of extra root certificates to trust for `https://` webhook
+    /// endpoints (a private CA), besides the built-in Mozilla roots
+    /// (webpki-roots; the system's store is not read).
+    #[arg(long, env = "TICKETD_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Default for NotifyArgs {
@@ -217,6 +239,8 @@ impl Default for NotifyArgs {
             smtp_url: None,
             smtp_from: "ticketd <ticketd@localhost>".into(),
             frontend_url: None,
+            rules: Rules::default(),
+            webhook_ca_file: None,
         }
     }
 }

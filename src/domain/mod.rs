@@ -91,6 +91,7 @@ pub mod event;
 pub mod incident;
 pub mod mail;
 pub mod notify;
+pub mod notify_rules;
 pub mod principal;
 pub mod text;
 pub mod ticket;

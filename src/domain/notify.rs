@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::consultation::Consultation;
 use super::event::{Actor, EventPayload};
 use super::incident::{Incident, IncidentStatus};
+use super::notify_rules::{Rules, Triggers};
 use super::ticket::{Person, Ticket};
 use super::{Error, FieldViolation, Result};
 
@@ -72,40 +73,40 @@ impl Recipient {
 }
 
 /// Who is told about `payload`, caused by `actor`, on a ticket in `state`
-/// (after the event). The defaults of DESIGN §4:
+/// (after the event), by `rules` (`--notify-rules`; by default those of
+/// DESIGN §4):
 /// - the requester: on creation, on every status change (a request for
 ///   missing data, the return from it and the auto-close among them) and on
 ///   every public comment by someone else than a requester;
 /// - the assignee (when there is one): on assignment, on requester comments
 ///   and on an SLA breach.
 ///
-/// Internal notes reach nobody (they are for agents, who read the thread),
-/// and tickets without a number (SIMPLE consultations) notify nobody.
-pub fn recipients(state: &TicketState, actor: &Actor, payload: &EventPayload) -> Vec<Recipient> {
-    if state.number.is_none() {
+/// Whatever the rules say, internal notes reach nobody (they are for
+/// agents, who read the thread), and tickets without a number (SIMPLE
+/// consultations) notify nobody.
+pub fn recipients(
+    rules: &Rules,
+    state: &TicketState,
+    actor: &Actor,
+    payload: &EventPayload,
+) -> Vec<Recipient> {
+    if state.number.is_none() || payload.is_internal() {
         return vec![];
     }
-    let requester = || {
-        vec![Recipient::of(
+    let is = Triggers::of_event(actor, payload);
+    let mut told = vec![];
+    if rules.requester.meets(is) {
+        told.push(Recipient::of(
             Relation::Requester,
             &state.requester.person(),
-        )]
-    };
-    let assignee = || {
-        state
-            .assignee
-            .iter()
-            .map(|a| Recipient::of(Relation::Assignee, &a.person()))
-            .collect()
-    };
-    match payload {
-        EventPayload::Created { .. } | EventPayload::StatusChanged { .. } => requester(),
-        EventPayload::CommentAdded { internal: true, .. } => vec![],
-        EventPayload::CommentAdded { .. } if actor.role == "requester" => assignee(),
-        EventPayload::CommentAdded { .. } => requester(),
-        EventPayload::Assigned { .. } | EventPayload::SlaBreached { .. } => assignee(),
-        EventPayload::Reclassified { .. } => vec![],
+        ));
     }
+    if let Some(assignee) = &state.assignee
+        && rules.assignee.meets(is)
+    {
+        told.push(Recipient::of(Relation::Assignee, &assignee.person()));
+    }
+    told
 }
 
 /// The event types an endpoint may subscribe to (the log's `event_type`).
@@ -257,16 +258,17 @@ impl WebhookSpec {
     }
 }
 
-/// Why `url` cannot be an endpoint: it must be `http://host[:port][/path]`.
+/// Why `url` cannot be an endpoint: it must be
+/// `https://host[:port][/path]` or `http://…` (lower-case schemes).
 fn check_url(url: &str) -> std::result::Result<(), String> {
     if url.is_empty() || url.len() > MAX_URL {
         return Err(format!("must be 1 to {MAX_URL} characters"));
     }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(match url.starts_with("https://") {
-            true => "https:// is not supported yet; use http:// (e.g. to a local TLS proxy)".into(),
-            false => "must start with http://".into(),
-        });
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err("must start with https:// or http://".into());
     };
     if !url.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("must be printable ASCII without spaces (percent-encode the rest)".into());
@@ -487,6 +489,7 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::notify_rules::Trigger;
 
     fn state(number: Option<i64>, assignee: bool) -> TicketState {
         TicketState {
@@ -528,7 +531,16 @@ mod tests {
     }
 
     fn told(state: &TicketState, by: &str, payload: &EventPayload) -> Vec<(Relation, String)> {
-        recipients(state, &actor(by), payload)
+        told_by(&Rules::default(), state, by, payload)
+    }
+
+    fn told_by(
+        rules: &Rules,
+        state: &TicketState,
+        by: &str,
+        payload: &EventPayload,
+    ) -> Vec<(Relation, String)> {
+        recipients(rules, state, &actor(by), payload)
             .into_iter()
             .map(|r| (r.relation, r.id))
             .collect()
@@ -588,6 +600,62 @@ mod tests {
         for payload in [&created, &status, &comment(false), &assignment, &breach] {
             assert!(told(&simple, "agent", payload).is_empty(), "{payload:?}");
         }
+    }
+
+    #[test]
+    fn configured_rules_decide_who_is_told_but_never_about_notes_or_simple_tickets() {
+        use Relation::*;
+        let assigned = state(Some(1), true);
+        let to = |to: &str, reason: Option<&str>| EventPayload::StatusChanged {
+            from: "MISSING_DATA".into(),
+            to: to.into(),
+            reason: reason.map(Into::into),
+            comment: None,
+        };
+        let created = EventPayload::Created {
+            status: "NEW_TICKET".into(),
+        };
+        let asked = to("MISSING_DATA", None);
+        let moved = to("IN_PROGRESS", None);
+        let closed = to("FINALIZED", Some("NO_CUSTOMER_RESPONSE"));
+        let rules = Rules::parse("requester=missing_data,auto_close;assignee=status").unwrap();
+        let requester = (Requester, "store".to_owned());
+        let assignee = (Assignee, "ana".to_owned());
+        assert_eq!(
+            told_by(&rules, &assigned, "agent", &asked),
+            [requester.clone(), assignee.clone()]
+        );
+        assert_eq!(
+            told_by(&rules, &assigned, "system", &closed),
+            [requester, assignee.clone()]
+        );
+        assert_eq!(told_by(&rules, &assigned, "agent", &moved), [assignee]);
+        assert!(told_by(&rules, &assigned, "requester", &created).is_empty());
+        assert!(told_by(&rules, &assigned, "agent", &comment(false)).is_empty());
+        let only_created = Rules::parse("requester=created;assignee=").unwrap();
+        assert_eq!(
+            told_by(&only_created, &assigned, "requester", &created).len(),
+            1
+        );
+        assert!(told_by(&only_created, &assigned, "agent", &moved).is_empty());
+        // Everything to everyone still keeps notes and SIMPLE tickets quiet.
+        let all = Trigger::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let everything = Rules::parse(&format!("requester={all};assignee={all}")).unwrap();
+        for by in ["agent", "admin", "requester", "system"] {
+            assert!(told_by(&everything, &assigned, by, &comment(true)).is_empty());
+            let simple = state(None, true);
+            for payload in [&created, &asked, &closed, &comment(false)] {
+                assert!(told_by(&everything, &simple, by, payload).is_empty());
+            }
+        }
+        assert_eq!(
+            told_by(&everything, &assigned, "agent", &comment(false)).len(),
+            2
+        );
     }
 
     #[test]
@@ -679,10 +747,18 @@ mod tests {
         assert!(ok("http://hooks.example.com/ticketd"));
         assert!(ok("http://[::1]:9000/"));
         assert!(ok("http://[::1]/"));
+        assert!(ok("https://hooks.slack.com/services/T0/B0/x"));
+        assert!(ok("https://127.0.0.1:8443/hooks"));
+        assert!(ok("https://[::1]:8443/"));
         for bad in [
             "",
             "ftp://x/",
-            "https://x/",
+            "HTTPS://x/",
+            "https:/x/",
+            "https://",
+            "https://u:p@x/",
+            "https://x:0/",
+            "ws://x/",
             "http://",
             "http://:80/",
             "http://u:p@x/",

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
 use super::mail::Mailer;
-use super::webhook;
+use super::webhook::WebhookClient;
 use crate::config::NotifyArgs;
 use crate::domain::clock::Clock;
 use crate::domain::notify::RetryPolicy;
@@ -46,6 +46,8 @@ pub struct Dispatcher {
     /// Sends e-mail rows; without it (no `--smtp-url`) they fail and are
     /// retried until the horizon, as for a receiver that is down.
     mailer: Option<Arc<Mailer>>,
+    /// Posts webhook rows (http, and https with `--webhook-ca-file`'s roots).
+    webhooks: WebhookClient,
 }
 
 impl Dispatcher {
@@ -55,6 +57,7 @@ impl Dispatcher {
         args: &NotifyArgs,
         wake: Arc<Notify>,
         mailer: Option<Arc<Mailer>>,
+        webhooks: WebhookClient,
     ) -> Self {
         let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Self {
@@ -69,6 +72,7 @@ impl Dispatcher {
             poll: args.poll,
             wake,
             mailer,
+            webhooks,
         }
     }
 
@@ -258,14 +262,15 @@ impl Dispatcher {
             }
             return None;
         }
-        let sent = webhook::post(
-            &endpoint.url,
-            &endpoint.secret,
-            &row.id,
-            row.payload.clone(),
-            self.timeout,
-        )
-        .await;
+        let sent = self
+            .webhooks
+            .post(
+                &endpoint.url,
+                &endpoint.secret,
+                &row.id,
+                row.payload.clone(),
+            )
+            .await;
         Some(sent)
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::mail::Mailing;
+use super::notify::Outbound;
 use super::scheduler::Alarm;
 
 use super::tickets::{self, OwnFilters, Selection, Workflow};
@@ -96,9 +96,9 @@ impl Incidents {
         }
     }
 
-    /// With e-mail on: events write e-mails into the outbox.
-    pub fn with_mail(mut self, mail: Option<Arc<Mailing>>) -> Self {
-        self.flow.set_mail(mail);
+    /// Who events tell (`--notify-rules`), and e-mail when it is on.
+    pub fn with_outbound(mut self, outbound: Arc<Outbound>) -> Self {
+        self.flow.set_outbound(outbound);
         self
     }
 

@@ -14,6 +14,7 @@ use crate::domain::notify::{
     self, ActorDoc, Delivery, DeliveryFilter, DeliveryState, Endpoint, Notifiable, Recipient,
     Relation, TicketState, WebhookDocument, WebhookSpec,
 };
+use crate::domain::notify_rules::Rules;
 use crate::domain::principal::{Locale, Principal, Role};
 use crate::domain::{Error, Result};
 use crate::store::Store;
@@ -22,6 +23,17 @@ use crate::store::outbox::{self, NewDelivery};
 
 use super::mail::Mailing;
 
+/// What an event writes into the outbox besides its webhook rows, set at
+/// start: whom it tells (the e-mails' recipients, and the `notify` list of
+/// the webhook documents) and, when e-mail is on, how e-mails are rendered.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// Who is told about what (`--notify-rules`).
+    pub rules: Rules,
+    /// E-mail is on (`--smtp-url`).
+    pub mail: Option<Mailing>,
+}
+
 /// Endpoints one account may have.
 pub const MAX_ENDPOINTS_PER_ACCOUNT: u64 = 20;
 
@@ -29,14 +41,14 @@ pub const MAX_ENDPOINTS_PER_ACCOUNT: u64 = 20;
 /// transaction, so that they exist exactly when the event does: one per
 /// endpoint of the ticket's account that wants `payload` (see
 /// `notify::webhook_wants`; rows of a paused endpoint are written PAUSED),
-/// and, when e-mail is on (`mail`), one e-mail per recipient
-/// (`notify::recipients`) with an address.
+/// and, when e-mail is on (`out.mail`), one e-mail per recipient with an
+/// address (`notify::recipients` by `out.rules`).
 pub async fn enqueue<T: Notifiable>(
     txn: &impl ConnectionTrait,
     ticket: &T,
     event: &ticket_event::Model,
     payload: &EventPayload,
-    mail: Option<&Mailing>,
+    out: &Outbound,
 ) -> Result<()> {
     let h = ticket.header();
     let ticketed = h.number.is_some();
@@ -49,7 +61,7 @@ pub async fn enqueue<T: Notifiable>(
         .into_iter()
         .filter(|e| notify::webhook_wants(&e.event_types, ticketed, payload))
         .collect();
-    if wanted.is_empty() && mail.is_none() {
+    if wanted.is_empty() && out.mail.is_none() {
         return Ok(());
     }
     let state = TicketState::after(ticket, payload);
@@ -58,7 +70,7 @@ pub async fn enqueue<T: Notifiable>(
         name: event.actor_name.clone(),
         role: event.actor_role.clone(),
     };
-    let told = notify::recipients(&state, &actor, payload);
+    let told = notify::recipients(&out.rules, &state, &actor, payload);
     let mut rows = Vec::with_capacity(wanted.len() + told.len());
     for endpoint in wanted {
         let id = uuid::Uuid::now_v7().to_string();
@@ -94,7 +106,7 @@ pub async fn enqueue<T: Notifiable>(
             at: event.occurred_at,
         });
     }
-    if let Some(mail) = mail {
+    if let Some(mail) = &out.mail {
         rows.extend(emails(ticket, event, payload, &actor, &told, mail)?);
     }
     outbox::insert_deliveries(txn, rows).await

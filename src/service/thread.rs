@@ -13,8 +13,7 @@ use crate::domain::ticket::Header;
 use crate::store::comments;
 use crate::store::events::{self, ActorRef, EventContext};
 
-use super::mail::Mailing;
-use super::notify;
+use super::notify::{self, Outbound};
 
 /// The ticket an event is about, and who caused it at `at`.
 pub fn context<'a>(
@@ -42,11 +41,11 @@ pub async fn append<T: Notifiable>(
     actor: ActorRef<'_>,
     at: i64,
     payload: &EventPayload,
-    mail: Option<&Mailing>,
+    out: &Outbound,
 ) -> Result<()> {
     let ctx = context(T::TYPE, ticket.header(), actor, at);
     let event = events::append(txn, &ctx, payload).await?;
-    notify::enqueue(txn, ticket, &event, payload, mail).await
+    notify::enqueue(txn, ticket, &event, payload, out).await
 }
 
 /// Writes a comment and its event; call inside a write transaction.
@@ -57,7 +56,7 @@ pub async fn insert_comment<T: Notifiable>(
     body: &str,
     internal: bool,
     now: i64,
-    mail: Option<&Mailing>,
+    out: &Outbound,
 ) -> Result<Comment> {
     let model = Comment {
         id: uuid::Uuid::now_v7().to_string(),
@@ -78,7 +77,7 @@ pub async fn insert_comment<T: Notifiable>(
         body: model.body.clone(),
         internal,
     };
-    append(txn, ticket, actor, now, &payload, mail).await?;
+    append(txn, ticket, actor, now, &payload, out).await?;
     Ok(model)
 }
 

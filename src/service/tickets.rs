@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::scheduler::Alarm;
 
 use super::export::{self, Export, RowSource};
-use super::mail::Mailing;
+use super::notify::Outbound;
 use super::thread::{self, Thread};
 use crate::domain::catalog::Catalog;
 use crate::domain::clock::Clock;
@@ -116,8 +116,9 @@ pub struct Workflow<T> {
     deadlines: Arc<Alarm>,
     /// An export whose client takes nothing for this long is abandoned.
     export_stall: Duration,
-    /// E-mail is on (`--smtp-url`): events write e-mails into the outbox.
-    mail: Option<Arc<Mailing>>,
+    /// Who events tell (`--notify-rules`), and e-mail when it is on
+    /// (`--smtp-url`): what events write into the outbox.
+    outbound: Arc<Outbound>,
     ticket: PhantomData<fn() -> T>,
 }
 
@@ -129,7 +130,7 @@ impl<T> Clone for Workflow<T> {
             clock: self.clock.clone(),
             deadlines: self.deadlines.clone(),
             export_stall: self.export_stall,
-            mail: self.mail.clone(),
+            outbound: self.outbound.clone(),
             ticket: PhantomData,
         }
     }
@@ -149,18 +150,18 @@ impl<T: Kind> Workflow<T> {
             clock,
             deadlines,
             export_stall,
-            mail: None,
+            outbound: Arc::default(),
             ticket: PhantomData,
         }
     }
 
-    /// Turns e-mail on (`Some`) or off.
-    pub fn set_mail(&mut self, mail: Option<Arc<Mailing>>) {
-        self.mail = mail;
+    /// Sets the notification rules, and e-mail on or off.
+    pub fn set_outbound(&mut self, outbound: Arc<Outbound>) {
+        self.outbound = outbound;
     }
 
-    fn mail(&self) -> Option<&Mailing> {
-        self.mail.as_deref()
+    fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -379,7 +380,7 @@ impl<T: Kind> Workflow<T> {
                         &body,
                         internal,
                         now,
-                        flow.mail(),
+                        flow.outbound(),
                     )
                     .await?;
                     let follow_up = match caller.is_agent() {
@@ -576,8 +577,8 @@ impl<T: Kind> Workflow<T> {
                         if !tickets::mark_breached::<T>(txn, id, now).await? {
                             return Ok(false);
                         }
-                        let mail = flow.mail();
-                        thread::append(txn, &current, ActorRef::SYSTEM, now, &event, mail).await?;
+                        let out = flow.outbound();
+                        thread::append(txn, &current, ActorRef::SYSTEM, now, &event, out).await?;
                         Ok(true)
                     })
                 })
@@ -647,7 +648,7 @@ impl<T: Kind> Workflow<T> {
             )));
         }
         if let Some(body) = &outcome.comment {
-            thread::insert_comment(txn, next, caller, body, false, now, self.mail()).await?;
+            thread::insert_comment(txn, next, caller, body, false, now, self.outbound()).await?;
         }
         self.append(txn, caller, next, &outcome.events, now).await
     }
@@ -665,7 +666,7 @@ impl<T: Kind> Workflow<T> {
                 By::Caller => caller,
                 By::System => ActorRef::SYSTEM,
             };
-            thread::append(txn, ticket, actor, now, event, self.mail()).await?;
+            thread::append(txn, ticket, actor, now, event, self.outbound()).await?;
         }
         Ok(())
     }

@@ -144,6 +144,7 @@ fn mail_on(s: &mut ticketd::app::Settings, url: String) {
         smtp_url: Some(url),
         smtp_from: FROM.into(),
         frontend_url: Some(FRONTEND.into()),
+        ..Default::default()
     };
 }
 
@@ -690,4 +691,165 @@ async fn a_hanging_smtp_server_neither_blocks_nor_fails_the_rpcs() {
     .await;
     assert!(failed.last_error.contains("SMTP"), "{failed:?}");
     assert!(sink.received().is_empty());
+}
+
+/// One incident's whole life, as in the Spanish test above: filed by
+/// `store`, assigned to ana, asked for data, answered, worked with an
+/// internal note and a public comment, finalized. Returns it as filed.
+async fn live_an_incident(app: &TestApp, store: &str, tracking: &str) -> Incident {
+    let agent = agent();
+    let created = create(app, store, tracking).await;
+    let id = created.id.clone();
+    let assigned = assign_incident(app, &created, "ana", "ana@example.com")
+        .await
+        .expect("assign");
+    change(app, &agent, &assigned, IncidentStatus::MissingData)
+        .await
+        .expect("ask for data");
+    let thread = (TicketType::Incident, id.as_str());
+    add_comment(app, store, thread, "Adjunto la foto", false)
+        .await
+        .expect("requester answers");
+    let back = get(app, &agent, &id).await;
+    change(app, &agent, &back, IncidentStatus::InProgress)
+        .await
+        .expect("in progress");
+    add_comment(app, &agent, thread, "Nota interna", true)
+        .await
+        .expect("internal note");
+    add_comment(app, &agent, thread, "Ya hablamos con la paquetería", false)
+        .await
+        .expect("public comment");
+    let working = get(app, &agent, &id).await;
+    change(app, &agent, &working, IncidentStatus::Finalized)
+        .await
+        .expect("finalize");
+    created
+}
+
+/// `--notify-rules requester=created`: the requester hears only that its
+/// incident was filed; the assignee, left out of the rules, keeps its
+/// defaults (assignment, requester comments).
+#[tokio::test]
+async fn a_server_told_to_tell_the_requester_only_of_creation_sends_just_that() {
+    let sink = Sink::start();
+    let app = TestApp::spawn_with(|s| {
+        mail_on(s, sink.url());
+        s.notify.rules = "requester=created".parse().expect("rules");
+    })
+    .await;
+    let store = requester_with_email("acme", "tienda-7", "tienda@example.com");
+    let created = live_an_incident(&app, &store, "EST-RULES-1").await;
+    wait_deliveries(&app, &created.id, 3, DeliveryState::Delivered).await;
+    let mails = sink.wait(3).await;
+    assert_eq!(mails.len(), 3, "{mails:#?}");
+    let subject = |what: &str| format!("Incidencia {}: {what}", created.number);
+    assert_eq!(
+        subjects_to(&mails, "tienda@example.com"),
+        [subject("Nuevo ticket")]
+    );
+    assert_eq!(
+        subjects_to(&mails, "ana@example.com"),
+        [subject("Asignada a ti"), subject("Nuevo comentario")]
+    );
+    assert!(mails.iter().all(|m| !m.text().contains("Nota interna")));
+}
+
+/// `--notify-rules requester=missing_data;assignee=status`: the requester
+/// hears only the request for data (not even the comment that carries it),
+/// and the assignee every status change, none of which it hears by default.
+#[tokio::test]
+async fn rules_can_narrow_the_requester_to_missing_data_and_widen_the_assignee_to_status() {
+    let sink = Sink::start();
+    let app = TestApp::spawn_with(|s| {
+        mail_on(s, sink.url());
+        s.notify.rules = "requester=missing_data;assignee=status"
+            .parse()
+            .expect("rules");
+    })
+    .await;
+    let store = requester_with_email("acme", "tienda-8", "tienda@example.com");
+    let created = live_an_incident(&app, &store, "EST-RULES-2").await;
+    wait_deliveries(&app, &created.id, 5, DeliveryState::Delivered).await;
+    let mails = sink.wait(5).await;
+    assert_eq!(mails.len(), 5, "{mails:#?}");
+    let subject = |what: &str| format!("Incidencia {}: {what}", created.number);
+    assert_eq!(
+        subjects_to(&mails, "tienda@example.com"),
+        [subject("Datos faltantes")]
+    );
+    assert_eq!(
+        subjects_to(&mails, "ana@example.com"),
+        [
+            subject("Datos faltantes"),
+            subject("Nuevo ticket"),
+            subject("En curso"),
+            subject("Finalizado"),
+        ]
+    );
+}
+
+/// Runs `ticketd serve ARGS` with `env`, which must fail to start: its exit
+/// code and what it printed.
+fn serve_refused(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ticketd"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TICKETD_")) {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("run ticketd serve");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ticketd serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (status.code(), out)
+}
+
+#[test]
+fn a_bad_rule_or_ca_file_stops_the_server_naming_what_is_wrong() {
+    let (code, out) = serve_refused(&["--notify-rules", "requester=created,stauts"], &[]);
+    assert_eq!(code, Some(2), "a usage error: {out}");
+    assert!(out.contains("--notify-rules"), "{out}");
+    assert!(
+        out.contains("unknown trigger \"stauts\" for requester"),
+        "{out}"
+    );
+    let (code, out) = serve_refused(&[], &[("TICKETD_NOTIFY_RULES", "agent=created")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("unknown recipient \"agent\""), "{out}");
+    let (code, out) = serve_refused(&["--webhook-ca-file", "/nonexistent/ca.pem"], &[]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("--webhook-ca-file: cannot read /nonexistent/ca.pem"),
+        "{out}"
+    );
 }

@@ -1,7 +1,10 @@
 //! Outbound notifications: webhook endpoints, the outbox and its dispatcher,
 //! against a real HTTP receiver on loopback (an axum server inside the test
-//! that records every request and answers as the test tells it).
+//! that records every request and answers as the test tells it), over plain
+//! HTTP or over TLS with a certificate from a CA made by the test.
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use ticketd::config::NotifyArgs;
 use ticketd::pb::webhook_service_client::WebhookServiceClient;
 use ticketd::pb::*;
+use tokio_rustls::rustls::{self, ServerConfig};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -56,10 +60,22 @@ struct Inbox {
 struct Receiver {
     url: String,
     inbox: Arc<Mutex<Inbox>>,
+    /// TCP connections accepted (over TLS: before the handshake).
+    connections: Arc<AtomicUsize>,
 }
 
 impl Receiver {
+    /// Over plain HTTP.
     async fn start(mode: Mode) -> Self {
+        Self::serve(mode, None).await
+    }
+
+    /// Over TLS with `tls`'s certificate (at `https://127.0.0.1:port/hooks`).
+    async fn start_tls(mode: Mode, tls: Arc<ServerConfig>) -> Self {
+        Self::serve(mode, Some(tls)).await
+    }
+
+    async fn serve(mode: Mode, tls: Option<Arc<ServerConfig>>) -> Self {
         let inbox = Arc::new(Mutex::new(Inbox {
             mode,
             fail_next: 0,
@@ -68,12 +84,31 @@ impl Receiver {
         let app = axum::Router::new()
             .route("/hooks", axum::routing::post(receive))
             .with_state(inbox.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let listener = Counting {
+            tcp,
+            connections: connections.clone(),
+        };
+        let scheme = match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                "http"
+            }
+            Some(config) => {
+                let listener = TlsListener {
+                    inner: listener,
+                    acceptor: tokio_rustls::TlsAcceptor::from(config),
+                };
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                "https"
+            }
+        };
         Self {
-            url: format!("http://{addr}/hooks"),
+            url: format!("{scheme}://{addr}/hooks"),
             inbox,
+            connections,
         }
     }
 
@@ -104,6 +139,105 @@ impl Receiver {
             (accepted.len() >= n).then_some(accepted)
         })
         .await
+    }
+}
+
+/// A TCP listener that counts what it accepts.
+struct Counting {
+    tcp: tokio::net::TcpListener,
+    connections: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for Counting {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let accepted = axum::serve::Listener::accept(&mut self.tcp).await;
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        accepted
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// TLS over `Counting`: a connection whose handshake fails (the client does
+/// not trust the certificate) never reaches the HTTP server.
+struct TlsListener {
+    inner: Counting,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, addr) = self.inner.accept().await;
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A certificate authority made for one test.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// Its certificate as a PEM file, for `--webhook-ca-file`.
+    fn pem_file(&self) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, self.issuer.pem().as_bytes()).unwrap();
+        file
+    }
+
+    /// A TLS server with a certificate it issued for 127.0.0.1 and localhost.
+    fn server(&self) -> Arc<ServerConfig> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key.into())
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
     }
 }
 
@@ -709,14 +843,34 @@ async fn endpoints_are_managed_by_admins_and_bad_fields_are_named() {
         violated_fields(&status),
         ["account", "url", "secret", "event_types[1]"]
     );
+    for scheme in ["ws", "HTTPS", "file"] {
+        let other = client
+            .create_webhook_endpoint(req(
+                &admin(),
+                request("acme", &format!("{scheme}://hooks.example/"), "", &[]),
+            ))
+            .await;
+        let status = assert_code(other, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["url"], "{scheme}");
+        assert!(
+            status.message().contains("https:// or http://"),
+            "{}",
+            status.message()
+        );
+    }
+    // https is taken (its delivery is tested below, against a TLS receiver).
     let https = client
         .create_webhook_endpoint(req(
             &admin(),
-            request("acme", "https://hooks.example/", "", &[]),
+            request("acme", "https://hooks.example/ticketd", "", &[]),
         ))
-        .await;
-    let status = assert_code(https, Code::InvalidArgument);
-    assert!(status.message().contains("https"), "{}", status.message());
+        .await
+        .expect("an https endpoint is registered")
+        .into_inner();
+    client
+        .delete_webhook_endpoint(req(&admin(), DeleteWebhookEndpointRequest { id: https.id }))
+        .await
+        .expect("delete it");
 
     // A generated secret comes back once; lists never show it.
     let receiver = Receiver::start(Mode::Accept).await;
@@ -1005,4 +1159,142 @@ async fn two_replicas_deliver_each_message_once() {
     let distinct: HashSet<&str> = accepted.iter().map(|r| r.delivery.as_str()).collect();
     assert_eq!(distinct.len(), 12);
     assert_eq!(accepted.len(), 12, "no delivery was sent twice");
+}
+
+/// An https endpoint whose certificate comes from a CA the server was told
+/// to trust (`--webhook-ca-file`) gets its deliveries over TLS, signed.
+#[tokio::test]
+async fn https_webhooks_reach_a_receiver_whose_ca_the_server_trusts() {
+    let ca = TestCa::new("ticketd test CA");
+    let ca_file = ca.pem_file();
+    let app = TestApp::spawn_with(|s| {
+        fast(s);
+        s.notify.webhook_ca_file = Some(ca_file.path().to_owned());
+    })
+    .await;
+    let receiver = Receiver::start_tls(Mode::Accept, ca.server()).await;
+    assert!(receiver.url.starts_with("https://127.0.0.1:"));
+    let endpoint = register(&app.channel, "acme", &receiver.url).await;
+    assert_eq!(endpoint.url, receiver.url);
+    let incident = create(&app, &requester("acme"), "EST-TLS").await;
+    comment(&app, &agent(), &incident.id, "Lo revisamos", false).await;
+    let got = receiver.wait_accepted(2, "2 deliveries over TLS").await;
+    assert_eq!(
+        got.iter().map(event_type).collect::<Vec<_>>(),
+        ["created", "comment_added"]
+    );
+    for r in &got {
+        assert_signed(r, SECRET);
+        assert_eq!(ticket_of(r), incident.id);
+    }
+    let listed = wait_all(&app.channel, "acme", 2, DeliveryState::Delivered).await;
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.attempts == 1 && d.last_error.is_empty())
+    );
+}
+
+/// A receiver whose certificate the server does not trust gets nothing (the
+/// handshake fails before any request), and the delivery says why.
+#[tokio::test]
+async fn an_https_receiver_with_an_untrusted_certificate_gets_nothing_and_the_tls_error_is_listed()
+{
+    let trusted = TestCa::new("ticketd test CA");
+    let ca_file = trusted.pem_file();
+    let app = TestApp::spawn_with(|s| {
+        fast(s);
+        s.notify.webhook_ca_file = Some(ca_file.path().to_owned());
+    })
+    .await;
+    let stranger = TestCa::new("someone else's CA");
+    let receiver = Receiver::start_tls(Mode::Accept, stranger.server()).await;
+    register(&app.channel, "acme", &receiver.url).await;
+    create(&app, &requester("acme"), "EST-TLS-BAD").await;
+    let failed = wait_for(
+        "a failed attempt with its error",
+        Duration::from_secs(20),
+        || async {
+            let listed = deliveries(&app.channel, &admin(), ListDeliveriesRequest::default())
+                .await
+                .expect("list deliveries");
+            listed
+                .into_iter()
+                .find(|d| d.attempts >= 2 && !d.last_error.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(failed.state, DeliveryState::Pending as i32, "to be retried");
+    assert!(
+        failed.last_error.contains("TLS handshake with 127.0.0.1:")
+            && failed.last_error.contains("UnknownIssuer"),
+        "{}",
+        failed.last_error
+    );
+    assert!(failed.delivered_at.is_none());
+    assert!(
+        receiver.connections.load(Ordering::SeqCst) >= 2,
+        "the server did connect"
+    );
+    assert!(receiver.requests().is_empty(), "no request got through");
+    // The requester sees the same error on its own account's deliveries.
+    let own = deliveries(
+        &app.channel,
+        &requester("acme"),
+        ListDeliveriesRequest::default(),
+    )
+    .await
+    .unwrap();
+    assert!(own[0].last_error.contains("UnknownIssuer"), "{own:?}");
+}
+
+/// `--notify-rules` decides the documents' `notify` list too (the endpoint
+/// still gets every event it subscribed to: its own filter is its types).
+#[tokio::test]
+async fn the_notify_list_of_webhook_documents_follows_the_configured_rules() {
+    let app = TestApp::spawn_with(|s| {
+        fast(s);
+        s.notify.rules = "requester=created;assignee=status".parse().unwrap();
+    })
+    .await;
+    let receiver = Receiver::start(Mode::Accept).await;
+    register(&app.channel, "acme", &receiver.url).await;
+    let created = create(&app, &requester("acme"), "EST-RULES").await;
+    let assigned = app
+        .incidents()
+        .assign_incident(req(
+            &agent(),
+            AssignIncidentRequest {
+                id: created.id.clone(),
+                assignee_id: "ana".into(),
+                assignee_name: "Ana".into(),
+                expected_version: created.version,
+                assignee_email: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    change(&app, &agent(), &assigned, IncidentStatus::InProgress)
+        .await
+        .unwrap();
+    let got = receiver.wait_accepted(3, "3 deliveries").await;
+    let told: Vec<(&str, &serde_json::Value)> = got
+        .iter()
+        .map(|r| (event_type(r), &r.body["notify"]))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (
+                "created",
+                &serde_json::json!([{"relation": "requester", "id": "store-acme", "name": "store-acme name"}])
+            ),
+            ("assigned", &serde_json::json!([])),
+            (
+                "status_changed",
+                &serde_json::json!([{"relation": "assignee", "id": "ana", "name": "Ana"}])
+            ),
+        ]
+    );
 }
