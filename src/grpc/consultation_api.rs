@@ -2,7 +2,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::validate::{self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list, incomplete};
+use super::validate::{self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list};
 use chrono_tz::Tz;
 
 use super::caller;
@@ -191,16 +191,14 @@ fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
     let contact_email = v
         .check(validate::optional_email("contact_email", &contact_email))?
         .flatten();
-    v.into_result()?;
-    let (Some(category), Some(description)) = (category, description) else {
-        return Err(incomplete("category"));
-    };
-    Ok(NewConsultation {
-        category,
-        description,
-        order_reference,
-        idempotency_key,
-        contact_email,
+    v.finish("category", || {
+        Some(NewConsultation {
+            category: category?,
+            description: description?,
+            order_reference,
+            idempotency_key,
+            contact_email,
+        })
     })
 }
 

@@ -76,10 +76,7 @@ pub fn parse(from: &str, to: &str, locale: &str, tz: Tz) -> Result<(Range, Local
             );
         }
     }
-    v.into_result()?;
-    let (Some(from), Some(to), Some(locale)) = (from, to, locale) else {
-        return Err(super::validate::incomplete("from_date"));
-    };
+    let (from, to, locale) = v.finish("from_date", || Some((from?, to?, locale?)))?;
     let start =
         local_midnight(from, tz).ok_or_else(|| Error::invalid("from_date", "is out of range"))?;
     let end = to

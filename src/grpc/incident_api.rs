@@ -5,9 +5,7 @@ use chrono_tz::Tz;
 
 use super::convert::{self, micros};
 use super::thread::ticket_service;
-use super::validate::{
-    self, Change, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, incomplete,
-};
+use super::validate::{self, Change, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list};
 use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
@@ -233,22 +231,18 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
             &contact_email,
         ))?
         .flatten();
-    v.into_result()?;
-    let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =
-        (kind, tracking_number, carrier, category, description)
-    else {
-        return Err(incomplete("kind"));
-    };
-    Ok(NewIncident {
-        kind,
-        tracking_number,
-        carrier,
-        category,
-        description,
-        shipped_at,
-        claimed_amount,
-        idempotency_key,
-        contact_email,
+    v.finish("kind", || {
+        Some(NewIncident {
+            kind: kind?,
+            tracking_number: tracking_number?,
+            carrier: carrier?,
+            category: category?,
+            description: description?,
+            shipped_at,
+            claimed_amount,
+            idempotency_key,
+            contact_email,
+        })
     })
 }
 

@@ -51,10 +51,7 @@ pub async fn add_comment<T: Kind>(
     let mut v = Violations::default();
     let id = v.check(ticket_id("ticket_id", &r.ticket_id))?;
     let body = v.check(text::required("body", &r.body, MAX_TEXT))?;
-    v.into_result()?;
-    let (Some(id), Some(body)) = (id, body) else {
-        return Err(super::validate::incomplete("ticket_id").into());
-    };
+    let (id, body) = v.finish("ticket_id", || Some((id?, body?)))?;
     let comment = flow.add_comment(&who, &id, body, r.internal).await?;
     Ok(Response::new(convert::comment(&comment)))
 }
