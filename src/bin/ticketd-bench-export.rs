@@ -24,7 +24,7 @@ use ticketd::store::tickets::insert_many;
 use tokio_stream::StreamExt;
 
 mod common;
-use common::{Server, Target, token};
+use common::{Server, Target, median, token};
 
 const CARRIERS: &[&str] = &[
     "estafeta",
@@ -67,11 +67,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    let database = args.target.database(dir.path(), "bench").await?;
-    let result = run(&args, database.url(), dir.path()).await;
-    database.drop().await;
-    result
+    let bench = async |[url]: [&str; 1], dir: &Path| run(&args, url, dir).await;
+    args.target.with_databases(["bench"], bench).await
 }
 
 async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
@@ -114,11 +111,6 @@ async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
         median(ratios)
     );
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Seeds the incidents and writes the same rows, as the report shows them, to a CSV for Python.
