@@ -5,7 +5,7 @@ use chrono_tz::Tz;
 
 use super::convert::{self, micros};
 use super::thread::ticket_service;
-use super::validate::{self, Change, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list};
+use super::validate::{self, ChangeRequest, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list};
 use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
@@ -70,8 +70,16 @@ impl IncidentApi {
         })
     }
 
-    /// ChangeIncidentStatus and CancelIncident, once validated.
-    async fn change_status(&self, c: Change<StatusChange>) -> Result<Response<Incident>, Status> {
+    /// ChangeIncidentStatus and CancelIncident: validates the request (see
+    /// `validate::change`; `read` reads the change it asks for), changes
+    /// the status, replies.
+    async fn change_status<R: ChangeRequest>(
+        &self,
+        request: Request<R>,
+        version_required: bool,
+        read: impl FnOnce(&R, &mut Violations) -> Result<Option<StatusChange>>,
+    ) -> Result<Response<Incident>, Status> {
+        let c = validate::change(request, version_required, read)?;
         let incidents = &self.incidents;
         let model = incidents
             .change_status(&c.who, &c.id, c.expected, c.to)
@@ -107,7 +115,7 @@ ticket_service! {
         &self,
         request: Request<ChangeIncidentStatusRequest>,
     ) -> Result<Response<Incident>, Status> {
-        let c = validate::change(request, true, |r, v| {
+        self.change_status(request, true, |r, v| {
             let to = v.check(convert::parse_incident_status("status", r.status))?;
             let reason = v.check(convert::reason_of("reason", r.reason))?.flatten();
             let comment = v.text("comment", &r.comment, MAX_TEXT);
@@ -117,19 +125,19 @@ ticket_service! {
                 comment,
                 note: None,
             }))
-        })?;
-        self.change_status(c).await
+        })
+        .await
     }
 
     async fn cancel_incident(
         &self,
         request: Request<CancelIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
-        let c = validate::change(request, false, |r, v| {
+        self.change_status(request, false, |r, v| {
             let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
             Ok(reason.map(StatusChange::cancellation))
-        })?;
-        self.change_status(c).await
+        })
+        .await
     }
 
     async fn list_categories(
