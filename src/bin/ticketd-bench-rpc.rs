@@ -30,8 +30,8 @@ use tonic_health::pb::health_client::HealthClient;
 
 mod common;
 use common::{
-    Runs, Server, Target, connect, load_average, machine, median, new_incident, positive, request,
-    token,
+    Runs, Server, Target, connect, incident_row, load_average, machine, median, new_incident,
+    positive, request, token,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -450,42 +450,11 @@ impl Worker {
     async fn raw(&mut self) -> Result<(), String> {
         let number = self.raw.next.fetch_add(1, Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp_micros();
-        let id = uuid::Uuid::now_v7().to_string();
         let row = incident::Model {
-            id: id.clone(),
-            number,
-            account: "acme".into(),
-            kind: "SHIPMENT".into(),
-            status: "NEW_TICKET".into(),
-            previous_status: None,
-            tracking_number: "EST-BENCH".into(),
-            carrier_code: "estafeta".into(),
-            category_code: "damaged".into(),
-            description: "bench".into(),
-            shipped_at: None,
-            claimed_amount: None,
-            claimed_currency: None,
-            requester_id: "bench".into(),
-            requester_name: "bench".into(),
-            assignee_id: None,
-            assignee_name: None,
-            requester_email: None,
-            notify_locale: None,
-            assignee_email: None,
-            resolution_reason: None,
-            resolution_note: None,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
             search_text: format!("{number} est-bench estafeta damaged bench"),
-            idempotency_key: None,
-            request_hash: None,
-            auto_close_at: None,
-            estimated_resolution_at: Some(now + 21 * 86_400_000_000),
-            paused_since: None,
-            breached_at: None,
+            ..incident_row(number, now)
         };
+        let id = row.id.clone();
         let event = ticket_event::Model {
             sequence: number,
             ticket_id: id,

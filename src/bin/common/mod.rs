@@ -315,6 +315,49 @@ pub fn new_incident() -> ticketd::pb::CreateIncidentRequest {
     }
 }
 
+/// An incidents row as a bench writes it straight to the database: number
+/// `number`, a damaged Estafeta shipment filed by `bench` for `acme` at
+/// `created_at`, NEW_TICKET, its estimate the default 21 days on.
+#[allow(dead_code)] // the benches that write rows without the server use it
+pub fn incident_row(number: i64, created_at: i64) -> ticketd::store::entity::incident::Model {
+    const DAY: i64 = 86_400_000_000;
+    ticketd::store::entity::incident::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        number,
+        account: "acme".into(),
+        kind: "SHIPMENT".into(),
+        status: "NEW_TICKET".into(),
+        previous_status: None,
+        tracking_number: "EST-BENCH".into(),
+        carrier_code: "estafeta".into(),
+        category_code: "damaged".into(),
+        description: "bench".into(),
+        shipped_at: None,
+        claimed_amount: None,
+        claimed_currency: None,
+        requester_id: "bench".into(),
+        requester_name: "bench".into(),
+        assignee_id: None,
+        assignee_name: None,
+        requester_email: None,
+        notify_locale: None,
+        assignee_email: None,
+        resolution_reason: None,
+        resolution_note: None,
+        version: 1,
+        created_at,
+        updated_at: created_at,
+        resolved_at: None,
+        search_text: String::new(),
+        idempotency_key: None,
+        request_hash: None,
+        auto_close_at: None,
+        estimated_resolution_at: Some(created_at + 21 * DAY),
+        paused_since: None,
+        breached_at: None,
+    }
+}
+
 /// Quantile `q` of a latency histogram recorded in µs, in ms.
 #[allow(dead_code)] // the load benches use it
 pub fn ms(latency: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
