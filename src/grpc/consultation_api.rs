@@ -16,7 +16,6 @@ use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
-use crate::report::columns::CONSULTATION_COLUMNS;
 use crate::service::consultations::{ConsultationFilters, Consultations, ListQuery};
 use crate::service::tickets::Page;
 use crate::service::tickets::Paging;
@@ -28,9 +27,6 @@ pub struct ConsultationApi {
     /// Reports show dates, and read date ranges, in this time zone.
     time_zone: Tz,
 }
-
-/// No. … Solución.
-const DEFAULT_CONSULTATION_COLUMNS: usize = 9;
 
 impl ConsultationApi {
     pub fn new(consultations: Consultations, watcher: Watcher, time_zone: Tz) -> Self {
@@ -83,7 +79,6 @@ ticket_service! {
         list: list_consultations(ListConsultationsRequest) -> ListConsultationsResponse, unpaged: [],
         assign: assign_consultation(AssignConsultationRequest),
         export: ExportConsultationsRequest,
-        report: (CONSULTATION_COLUMNS, DEFAULT_CONSULTATION_COLUMNS, es = "consultas", en = "consultations"),
     }
 
     async fn classify_consultation(

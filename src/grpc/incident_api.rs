@@ -15,7 +15,6 @@ use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
-use crate::report::columns::INCIDENT_COLUMNS;
 use crate::service::incidents::{IncidentFilters, Incidents, ListQuery};
 use crate::service::tickets::Page;
 use crate::service::tickets::Paging;
@@ -96,9 +95,6 @@ impl IncidentApi {
     }
 }
 
-/// The module's report: No. … Resolución.
-const DEFAULT_INCIDENT_COLUMNS: usize = 10;
-
 ticket_service! {
     impl IncidentService for IncidentApi {
         tickets: incidents,
@@ -108,7 +104,6 @@ ticket_service! {
         list: list_incidents(ListIncidentsRequest) -> ListIncidentsResponse, unpaged: [read_mask],
         assign: assign_incident(AssignIncidentRequest),
         export: ExportIncidentsRequest,
-        report: (INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, es = "incidencias", en = "incidents"),
     }
 
     async fn change_incident_status(
