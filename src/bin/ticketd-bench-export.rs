@@ -24,7 +24,7 @@ use ticketd::store::tickets::insert_many;
 use tokio_stream::StreamExt;
 
 mod common;
-use common::{Server, Target, token};
+use common::{Server, Target, incident_row, median, token};
 
 const CARRIERS: &[&str] = &[
     "estafeta",
@@ -67,11 +67,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    let database = args.target.database(dir.path(), "bench").await?;
-    let result = run(&args, database.url(), dir.path()).await;
-    database.drop().await;
-    result
+    let bench = async |[url]: [&str; 1], dir: &Path| run(&args, url, dir).await;
+    args.target.with_databases(["bench"], bench).await
 }
 
 async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
@@ -116,11 +113,6 @@ async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Seeds the incidents and writes the same rows, as the report shows them, to a CSV for Python.
 async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
     let store = Store::connect(url).await?;
@@ -142,39 +134,17 @@ async fn seed(url: &str, rows: usize, csv: &Path) -> anyhow::Result<()> {
         let open = IncidentStatus::parse(status).is_some_and(|s| !s.is_terminal());
         let breached_at = (open && estimate < now).then_some(estimate);
         let model = incident::Model {
-            id: uuid::Uuid::now_v7().to_string(),
-            number,
             account: format!("store-{}", i % 50),
-            kind: "SHIPMENT".into(),
             status: status.into(),
-            previous_status: None,
             tracking_number: format!("TRK{number:09}"),
             carrier_code: CARRIERS[i % CARRIERS.len()].into(),
             category_code: CATEGORIES[i % CATEGORIES.len()].into(),
             description: format!("Incidencia de prueba {number}"),
-            shipped_at: None,
-            claimed_amount: None,
-            claimed_currency: None,
-            requester_id: "bench".into(),
             requester_name: "Bench".into(),
             assignee_id: (i % 3 == 0).then(|| "ana".into()),
             assignee_name: (i % 3 == 0).then(|| "Ana López".into()),
-            requester_email: None,
-            notify_locale: None,
-            assignee_email: None,
-            resolution_reason: None,
-            resolution_note: None,
-            version: 1,
-            created_at,
-            updated_at: created_at,
-            resolved_at: None,
-            search_text: String::new(),
-            idempotency_key: None,
-            request_hash: None,
-            auto_close_at: None,
-            estimated_resolution_at: Some(estimate),
-            paused_since: None,
             breached_at,
+            ..incident_row(number, created_at)
         };
         writeln!(
             out,

@@ -12,6 +12,7 @@
 //! `cargo build --release --bins && target/release/ticketd-bench-hang --runs 3`
 //! (`--postgres postgres://postgres@127.0.0.1:5432/test` runs on fresh
 //! PostgreSQL databases created next to that one, and dropped after.)
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,22 +26,19 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 mod common;
-use common::{Server, Target, connect, new_incident, request, token};
+use common::{
+    Runs, Server, Target, connect, load_average, machine, median, new_incident, positive, request,
+    token,
+};
 
 #[derive(Parser)]
 struct Args {
     /// CreateIncident calls in flight.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive::<usize>())]
     concurrency: usize,
-    /// Length of each measured run, per server.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
-    /// Measured runs; each measures both servers.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Untimed warm-up of each server before the first run.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
+    // Each run measures both servers.
+    #[command(flatten)]
+    runs: Runs,
     #[command(flatten)]
     target: Target,
 }
@@ -48,16 +46,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.concurrency == 0 || args.runs == 0 || args.seconds == 0 {
-        bail!("--concurrency, --runs and --seconds must be positive");
-    }
-    let dir = tempfile::tempdir()?;
-    let plain_db = args.target.database(dir.path(), "plain").await?;
-    let hanging_db = args.target.database(dir.path(), "hanging").await?;
-    let result = run(&args, plain_db.url(), hanging_db.url(), dir.path()).await;
-    plain_db.drop().await;
-    hanging_db.drop().await;
-    result
+    let names = ["plain", "hanging"];
+    let bench =
+        async |[plain, hanging]: [&str; 2], dir: &Path| run(&args, plain, hanging, dir).await;
+    args.target.with_databases(names, bench).await
 }
 
 /// A listener that accepts connections and never writes to them.
@@ -73,12 +65,7 @@ async fn hang() -> anyhow::Result<u16> {
     Ok(port)
 }
 
-async fn run(
-    args: &Args,
-    plain_url: &str,
-    hanging_url: &str,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
+async fn run(args: &Args, plain_url: &str, hanging_url: &str, dir: &Path) -> anyhow::Result<()> {
     let exe = args.target.server_exe()?;
     let (smtp, http) = (hang().await?, hang().await?);
     let plain_dir = dir.join("plain");
@@ -121,39 +108,28 @@ async fn run(
         .await
         .context("register the hanging webhook endpoint")?;
     println!(
-        "{} cores; load average {}; CreateIncident on {}; {} in flight; {} × {} s runs per server; \
+        "{}; CreateIncident on {}; {} in flight; {} × {} s runs per server; \
          hanging SMTP on 127.0.0.1:{smtp}, hanging webhook receiver on 127.0.0.1:{http} \
          (--notify-timeout 10s: each attempt hangs 10 s)",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average(),
-        if args.target.postgres.is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
+        machine(),
+        args.target.backend(),
         args.concurrency,
-        args.runs,
-        args.seconds,
+        args.runs.count,
+        args.runs.seconds,
     );
     let requester = Arc::new(token("requester", Some("acme")));
     let servers = [
         ("plain", plain_channel),
         ("hanging", hanging_channel.clone()),
     ];
-    if args.warmup > 0 {
+    if let Some(warmup) = args.runs.warmup() {
         for (_, channel) in &servers {
-            drive(
-                channel,
-                &requester,
-                args.concurrency,
-                Duration::from_secs(args.warmup),
-            )
-            .await;
+            drive(channel, &requester, args.concurrency, warmup).await;
         }
     }
-    let duration = Duration::from_secs(args.seconds);
+    let duration = args.runs.length();
     let mut rows = vec![];
-    for run in 0..args.runs {
+    for run in 0..args.runs.count {
         let load = load_average();
         let mut measured: [Option<Measured>; 2] = [None, None];
         for slot in 0..2 {
@@ -310,19 +286,4 @@ async fn drive(
         errors,
         elapsed: started.elapsed(),
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use sea_orm::{EntityTrait, IntoActiveModel, TransactionTrait};
@@ -29,7 +29,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 mod common;
-use common::{Server, Target, connect, new_incident, request, token};
+use common::{
+    Runs, Server, Target, connect, incident_row, load_average, machine, median, new_incident,
+    positive, request, token,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -56,26 +59,20 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Scenario::Create)]
     scenario: Scenario,
     /// Requests in flight (for the scenario and for both anchors).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = positive::<usize>())]
     concurrency: usize,
     /// HTTP/2 connections the requests share (at least one per replica).
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// Length of each measured run.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
-    /// Measured runs; each measures the scenario and both anchors.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Untimed warm-up of the scenario and of both anchors before the first run.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
     /// Incidents created (untimed) for get, list, comment and mix.
     #[arg(long, default_value_t = 1000)]
     seed: usize,
     /// ticketd processes serving the same database; load is split across them.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = positive::<usize>())]
     replicas: usize,
+    // Each run measures the scenario and both anchors.
+    #[command(flatten)]
+    runs: Runs,
     #[command(flatten)]
     target: Target,
 }
@@ -83,16 +80,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.concurrency == 0 || args.runs == 0 || args.replicas == 0 || args.seconds == 0 {
-        bail!("--concurrency, --runs, --replicas and --seconds must be positive");
-    }
-    let dir = tempfile::tempdir()?;
-    let database = args.target.database(dir.path(), "bench").await?;
-    let raw_database = args.target.database(dir.path(), "raw").await?;
-    let result = run(&args, database.url(), raw_database.url(), dir.path()).await;
-    database.drop().await;
-    raw_database.drop().await;
-    result
+    let names = ["bench", "raw"];
+    let bench = async |[url, raw_url]: [&str; 2], dir: &Path| run(&args, url, raw_url, dir).await;
+    args.target.with_databases(names, bench).await
 }
 
 async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Result<()> {
@@ -124,15 +114,10 @@ async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Resul
         channels.push(connect(&servers[i % servers.len()].addr).await?);
     }
     println!(
-        "{} cores; load average {}; {} on {}; {} replica(s) (pids {}); {} in flight over {} HTTP/2 connection(s); {} × {} s runs",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average(),
+        "{}; {} on {}; {} replica(s) (pids {}); {} in flight over {} HTTP/2 connection(s); {} × {} s runs",
+        machine(),
         name(args.scenario),
-        if args.target.postgres.is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
+        args.target.backend(),
         args.replicas,
         servers
             .iter()
@@ -141,8 +126,8 @@ async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Resul
             .join(", "),
         args.concurrency,
         connections,
-        args.runs,
-        args.seconds,
+        args.runs.count,
+        args.runs.seconds,
     );
 
     let (requester, agent) = (token("requester", Some("acme")), token("agent", None));
@@ -184,8 +169,7 @@ async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Resul
     let mut health = workers(Call::Health);
     let mut database = workers(Call::Raw);
 
-    if args.warmup > 0 {
-        let warmup = Duration::from_secs(args.warmup);
+    if let Some(warmup) = args.runs.warmup() {
         top_up(&channels, &ctx, status_share, rate_estimate, warmup).await?;
         let m;
         (scenario, m) = drive(scenario, warmup).await;
@@ -194,9 +178,9 @@ async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Resul
         (database, _) = drive(database, warmup).await;
     }
 
-    let duration = Duration::from_secs(args.seconds);
+    let duration = args.runs.length();
     let mut rows = vec![];
-    for run in 0..args.runs {
+    for run in 0..args.runs.count {
         let load = load_average();
         let (mut s, mut h, mut r) = (None, None, None);
         // S H R, then H R S, then R S H, …
@@ -466,42 +450,11 @@ impl Worker {
     async fn raw(&mut self) -> Result<(), String> {
         let number = self.raw.next.fetch_add(1, Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp_micros();
-        let id = uuid::Uuid::now_v7().to_string();
         let row = incident::Model {
-            id: id.clone(),
-            number,
-            account: "acme".into(),
-            kind: "SHIPMENT".into(),
-            status: "NEW_TICKET".into(),
-            previous_status: None,
-            tracking_number: "EST-BENCH".into(),
-            carrier_code: "estafeta".into(),
-            category_code: "damaged".into(),
-            description: "bench".into(),
-            shipped_at: None,
-            claimed_amount: None,
-            claimed_currency: None,
-            requester_id: "bench".into(),
-            requester_name: "bench".into(),
-            assignee_id: None,
-            assignee_name: None,
-            requester_email: None,
-            notify_locale: None,
-            assignee_email: None,
-            resolution_reason: None,
-            resolution_note: None,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
             search_text: format!("{number} est-bench estafeta damaged bench"),
-            idempotency_key: None,
-            request_hash: None,
-            auto_close_at: None,
-            estimated_resolution_at: Some(now + 21 * 86_400_000_000),
-            paused_since: None,
-            breached_at: None,
+            ..incident_row(number, now)
         };
+        let id = row.id.clone();
         let event = ticket_event::Model {
             sequence: number,
             ticket_id: id,
@@ -693,17 +646,4 @@ async fn top_up(
         .unwrap_or_else(|e| e.into_inner())
         .extend(ids);
     Ok(())
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "?".into(),
-        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }

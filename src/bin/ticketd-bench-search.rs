@@ -29,8 +29,10 @@ use ticketd::pb::{
 use tonic::transport::Channel;
 
 mod common;
-use common::seed::{AGENTS, COMMON_WORDS, Options, Seeded, accented_words, rare_words, seed};
-use common::{Server, Target, connect, request, token};
+use common::seed::{
+    AGENTS, COMMON_WORDS, Options, Population, Seeded, accented_words, rare_words, seed,
+};
+use common::{Server, Target, connect, machine, request, token};
 
 #[derive(Parser)]
 struct Args {
@@ -47,12 +49,9 @@ struct Args {
     /// (after 3 calls, or 1 walk to page 50): large sizes get fewer samples.
     #[arg(long, default_value_t = 20)]
     budget: u64,
-    /// Stores (accounts) filing incidents.
-    #[arg(long, default_value_t = 3000)]
-    accounts: usize,
-    /// Seed of the data and of the terms searched.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    // Its seed also picks the terms searched.
+    #[command(flatten)]
+    population: Population,
     #[command(flatten)]
     target: Target,
 }
@@ -64,24 +63,12 @@ async fn main() -> anyhow::Result<()> {
         bail!("--sizes, --repeat and --deep-repeat must be positive");
     }
     let exe = args.target.server_exe()?;
-    let backend = match args.target.postgres {
-        Some(_) => "PostgreSQL",
-        None => "SQLite",
-    };
-    println!(
-        "{} cores; load average {}; {backend}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim(),
-    );
+    let backend = args.target.backend();
+    println!("{}; {backend}", machine());
     let mut table: Vec<(String, Vec<Stats>)> = vec![];
     for &size in &args.sizes {
-        let dir = tempfile::tempdir()?;
-        let database = args.target.database(dir.path(), "search").await?;
-        let result = measure(&args, &exe, size, database.url(), dir.path()).await;
-        database.drop().await;
-        for (name, stats) in result? {
+        let bench = async |[url]: [&str; 1], dir: &Path| measure(&args, &exe, size, url, dir).await;
+        for (name, stats) in args.target.with_databases(["search"], bench).await? {
             match table.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, row)) => row.push(stats),
                 None => table.push((name, vec![stats])),
@@ -112,8 +99,8 @@ async fn measure(
     let options = Options {
         incidents: size,
         consultations: size,
-        accounts: args.accounts,
-        seed: args.seed,
+        accounts: args.population.accounts,
+        seed: args.population.seed,
         until,
         batch: 5000,
     };
@@ -128,7 +115,7 @@ async fn measure(
         incidents: IncidentServiceClient::new(connect(&server.addr).await?),
         consultations: ConsultationServiceClient::new(connect(&server.addr).await?),
         token: token("agent", None),
-        rng: StdRng::seed_from_u64(args.seed),
+        rng: StdRng::seed_from_u64(args.population.seed),
         until,
     };
     let mut results = vec![];

@@ -9,7 +9,7 @@ use clap::Parser;
 
 #[allow(dead_code)] // the seeder uses only `common::seed`
 mod common;
-use common::seed::{Options, seed};
+use common::seed::{Options, Population, seed};
 
 #[derive(Parser)]
 struct Args {
@@ -25,12 +25,8 @@ struct Args {
     /// Consultations, if not `--count`.
     #[arg(long)]
     consultations: Option<u64>,
-    /// Stores filing incidents, one account each.
-    #[arg(long, default_value_t = 3000)]
-    accounts: usize,
-    /// The same seed (and `--until`) gives the same tickets.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    population: Population,
     /// Tickets are created over the year before this day (RFC 3339). Default: now.
     #[arg(long)]
     until: Option<String>,
@@ -49,8 +45,8 @@ async fn main() -> anyhow::Result<()> {
     let options = Options {
         incidents: args.incidents.unwrap_or(args.count),
         consultations: args.consultations.unwrap_or(args.count),
-        accounts: args.accounts,
-        seed: args.seed,
+        accounts: args.population.accounts,
+        seed: args.population.seed,
         until,
         batch: args.batch,
     };

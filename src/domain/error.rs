@@ -119,4 +119,14 @@ impl Violations {
             Err(Error::InvalidArgument(self.0))
         }
     }
+
+    /// Every violation at once, or what `build` makes of the checked
+    /// values. `build` takes them as the `Option`s the checks returned and
+    /// gives `None` only where one is missing, which a recorded violation
+    /// has already reported: never reached in practice, it would be
+    /// INVALID_ARGUMENT naming `field`.
+    pub fn finish<T>(self, field: &str, build: impl FnOnce() -> Option<T>) -> Result<T> {
+        self.into_result()?;
+        build().ok_or_else(|| Error::invalid(field, "is invalid"))
+    }
 }

@@ -2,7 +2,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::validate::{self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list, incomplete};
+use super::validate::{self, MAX_CODE, MAX_ID, MAX_TEXT, enum_list};
 use chrono_tz::Tz;
 
 use super::caller;
@@ -16,7 +16,6 @@ use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::pb::consultation_service_server::ConsultationService;
 use crate::pb::*;
-use crate::report::columns::CONSULTATION_COLUMNS;
 use crate::service::consultations::{ConsultationFilters, Consultations, ListQuery};
 use crate::service::tickets::Page;
 use crate::service::tickets::Paging;
@@ -28,9 +27,6 @@ pub struct ConsultationApi {
     /// Reports show dates, and read date ranges, in this time zone.
     time_zone: Tz,
 }
-
-/// No. … Solución.
-const DEFAULT_CONSULTATION_COLUMNS: usize = 9;
 
 impl ConsultationApi {
     pub fn new(consultations: Consultations, watcher: Watcher, time_zone: Tz) -> Self {
@@ -83,7 +79,6 @@ ticket_service! {
         list: list_consultations(ListConsultationsRequest) -> ListConsultationsResponse, unpaged: [],
         assign: assign_consultation(AssignConsultationRequest),
         export: ExportConsultationsRequest,
-        report: (CONSULTATION_COLUMNS, DEFAULT_CONSULTATION_COLUMNS, es = "consultas", en = "consultations"),
     }
 
     async fn classify_consultation(
@@ -191,16 +186,14 @@ fn parse_create(r: CreateConsultationRequest) -> Result<NewConsultation> {
     let contact_email = v
         .check(validate::optional_email("contact_email", &contact_email))?
         .flatten();
-    v.into_result()?;
-    let (Some(category), Some(description)) = (category, description) else {
-        return Err(incomplete("category"));
-    };
-    Ok(NewConsultation {
-        category,
-        description,
-        order_reference,
-        idempotency_key,
-        contact_email,
+    v.finish("category", || {
+        Some(NewConsultation {
+            category: category?,
+            description: description?,
+            order_reference,
+            idempotency_key,
+            contact_email,
+        })
     })
 }
 

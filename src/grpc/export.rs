@@ -7,12 +7,14 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Status;
+use tonic::{Response, Status};
 
 use crate::domain::error::Violations;
-use crate::domain::principal::Locale;
+use crate::domain::principal::{Locale, Principal};
 use crate::domain::{Error, Result};
 use crate::pb::{ExportHeader, ExportReportResponse, export_report_response};
+use crate::report::columns::{self, Reported};
+use crate::service::tickets::{Kind, ListQuery, OwnFilters, Workflow};
 
 /// The longest range one report may cover.
 const MAX_DAYS: u64 = 366;
@@ -43,6 +45,39 @@ impl Range {
     pub fn file_name(&self, stem: &str) -> String {
         format!("{stem}_{}_{}.xlsx", self.from, self.to)
     }
+}
+
+/// What an Export…Request asks for besides its list filter.
+pub struct Asked<'a> {
+    pub from_date: &'a str,
+    pub to_date: &'a str,
+    pub locale: &'a str,
+    pub columns: &'a [String],
+}
+
+/// ExportReport of one ticket type: checks the range and the locale, the
+/// columns, then the list filter `filter` reads (narrowed to the range),
+/// and streams the report.
+pub async fn report<T, Own, Paging>(
+    flow: &Workflow<T>,
+    who: &Principal,
+    asked: Asked<'_>,
+    filter: impl FnOnce() -> Result<(ListQuery<Own>, Paging)>,
+    time_zone: Tz,
+) -> Result<Response<ExportStream>, Status>
+where
+    T: Kind + Reported,
+    Own: OwnFilters<T>,
+{
+    let (range, locale) = parse(asked.from_date, asked.to_date, asked.locale, time_zone)?;
+    let columns = columns::select::<T>(asked.columns)?;
+    let (mut query, _) = filter()?;
+    let criteria = &mut query.criteria;
+    let (from, to) = range.clamp(criteria.created_from, criteria.created_to);
+    (criteria.created_from, criteria.created_to) = (Some(from), Some(to));
+    let (count, chunks) = flow.export(who, &query, columns, locale, time_zone).await?;
+    let name = range.file_name(T::file_stem(locale));
+    Ok(Response::new(stream(name, count, chunks)))
 }
 
 /// Parses from_date/to_date ("YYYY-MM-DD", inclusive, in `tz`) and the locale.
@@ -76,10 +111,7 @@ pub fn parse(from: &str, to: &str, locale: &str, tz: Tz) -> Result<(Range, Local
             );
         }
     }
-    v.into_result()?;
-    let (Some(from), Some(to), Some(locale)) = (from, to, locale) else {
-        return Err(super::validate::incomplete("from_date"));
-    };
+    let (from, to, locale) = v.finish("from_date", || Some((from?, to?, locale?)))?;
     let start =
         local_midnight(from, tz).ok_or_else(|| Error::invalid("from_date", "is out of range"))?;
     let end = to

@@ -5,9 +5,7 @@ use chrono_tz::Tz;
 
 use super::convert::{self, micros};
 use super::thread::ticket_service;
-use super::validate::{
-    self, Change, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list, incomplete,
-};
+use super::validate::{self, ChangeRequest, MAX_CODE, MAX_ID, MAX_REASON, MAX_TEXT, enum_list};
 use super::watch::Watcher;
 use crate::domain::error::Violations;
 use crate::domain::event::TicketType;
@@ -17,7 +15,6 @@ use crate::domain::text;
 use crate::domain::{Error, Result};
 use crate::pb::incident_service_server::IncidentService;
 use crate::pb::*;
-use crate::report::columns::INCIDENT_COLUMNS;
 use crate::service::incidents::{IncidentFilters, Incidents, ListQuery};
 use crate::service::tickets::Page;
 use crate::service::tickets::Paging;
@@ -72,8 +69,16 @@ impl IncidentApi {
         })
     }
 
-    /// ChangeIncidentStatus and CancelIncident, once validated.
-    async fn change_status(&self, c: Change<StatusChange>) -> Result<Response<Incident>, Status> {
+    /// ChangeIncidentStatus and CancelIncident: validates the request (see
+    /// `validate::change`; `read` reads the change it asks for), changes
+    /// the status, replies.
+    async fn change_status<R: ChangeRequest>(
+        &self,
+        request: Request<R>,
+        version_required: bool,
+        read: impl FnOnce(&R, &mut Violations) -> Result<Option<StatusChange>>,
+    ) -> Result<Response<Incident>, Status> {
+        let c = validate::change(request, version_required, read)?;
         let incidents = &self.incidents;
         let model = incidents
             .change_status(&c.who, &c.id, c.expected, c.to)
@@ -90,9 +95,6 @@ impl IncidentApi {
     }
 }
 
-/// The module's report: No. … Resolución.
-const DEFAULT_INCIDENT_COLUMNS: usize = 10;
-
 ticket_service! {
     impl IncidentService for IncidentApi {
         tickets: incidents,
@@ -102,14 +104,13 @@ ticket_service! {
         list: list_incidents(ListIncidentsRequest) -> ListIncidentsResponse, unpaged: [read_mask],
         assign: assign_incident(AssignIncidentRequest),
         export: ExportIncidentsRequest,
-        report: (INCIDENT_COLUMNS, DEFAULT_INCIDENT_COLUMNS, es = "incidencias", en = "incidents"),
     }
 
     async fn change_incident_status(
         &self,
         request: Request<ChangeIncidentStatusRequest>,
     ) -> Result<Response<Incident>, Status> {
-        let c = validate::change(request, true, |r, v| {
+        self.change_status(request, true, |r, v| {
             let to = v.check(convert::parse_incident_status("status", r.status))?;
             let reason = v.check(convert::reason_of("reason", r.reason))?.flatten();
             let comment = v.text("comment", &r.comment, MAX_TEXT);
@@ -119,19 +120,19 @@ ticket_service! {
                 comment,
                 note: None,
             }))
-        })?;
-        self.change_status(c).await
+        })
+        .await
     }
 
     async fn cancel_incident(
         &self,
         request: Request<CancelIncidentRequest>,
     ) -> Result<Response<Incident>, Status> {
-        let c = validate::change(request, false, |r, v| {
+        self.change_status(request, false, |r, v| {
             let reason = v.check(text::required("reason", &r.reason, MAX_REASON))?;
             Ok(reason.map(StatusChange::cancellation))
-        })?;
-        self.change_status(c).await
+        })
+        .await
     }
 
     async fn list_categories(
@@ -233,22 +234,18 @@ fn parse_create(r: CreateIncidentRequest) -> Result<NewIncident> {
             &contact_email,
         ))?
         .flatten();
-    v.into_result()?;
-    let (Some(kind), Some(tracking_number), Some(carrier), Some(category), Some(description)) =
-        (kind, tracking_number, carrier, category, description)
-    else {
-        return Err(incomplete("kind"));
-    };
-    Ok(NewIncident {
-        kind,
-        tracking_number,
-        carrier,
-        category,
-        description,
-        shipped_at,
-        claimed_amount,
-        idempotency_key,
-        contact_email,
+    v.finish("kind", || {
+        Some(NewIncident {
+            kind: kind?,
+            tracking_number: tracking_number?,
+            carrier: carrier?,
+            category: category?,
+            description: description?,
+            shipped_at,
+            claimed_amount,
+            idempotency_key,
+            contact_email,
+        })
     })
 }
 

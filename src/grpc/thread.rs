@@ -51,10 +51,7 @@ pub async fn add_comment<T: Kind>(
     let mut v = Violations::default();
     let id = v.check(ticket_id("ticket_id", &r.ticket_id))?;
     let body = v.check(text::required("body", &r.body, MAX_TEXT))?;
-    v.into_result()?;
-    let (Some(id), Some(body)) = (id, body) else {
-        return Err(super::validate::incomplete("ticket_id").into());
-    };
+    let (id, body) = v.finish("ticket_id", || Some((id?, body?)))?;
     let comment = flow.add_comment(&who, &id, body, r.internal).await?;
     Ok(Response::new(convert::comment(&comment)))
 }
@@ -147,7 +144,6 @@ macro_rules! ticket_service {
             list: $list:ident($list_request:ty) -> $list_response:ty, unpaged: [$($unpaged:ident),*],
             assign: $assign:ident($assign_request:ty),
             export: $export_request:ty,
-            report: ($columns:expr, $defaults:expr, es = $es:literal, en = $en:literal),
         }
         $($own:tt)*
     ) => {
@@ -243,24 +239,17 @@ macro_rules! ticket_service {
                 &self,
                 request: tonic::Request<$export_request>,
             ) -> Result<tonic::Response<Self::ExportReportStream>, tonic::Status> {
-                use $crate::grpc::export;
                 let (who, _, r) = $crate::grpc::caller(request)?;
-                let (range, locale) =
-                    export::parse(&r.from_date, &r.to_date, &r.locale, self.time_zone)?;
-                let columns = $crate::report::columns::select($columns, $defaults, &r.columns)?;
-                let (mut query, _) = parse_list(&r.filter.unwrap_or_default())?;
-                let criteria = &mut query.criteria;
-                let (from, to) = range.clamp(criteria.created_from, criteria.created_to);
-                (criteria.created_from, criteria.created_to) = (Some(from), Some(to));
-                let flow = self.$tickets.flow();
-                let (count, chunks) = flow
-                    .export(&who, &query, columns, locale, self.time_zone)
-                    .await?;
-                let stem = match locale {
-                    $crate::domain::principal::Locale::Es => $es,
-                    $crate::domain::principal::Locale::En => $en,
+                let asked = $crate::grpc::export::Asked {
+                    from_date: &r.from_date,
+                    to_date: &r.to_date,
+                    locale: &r.locale,
+                    columns: &r.columns,
                 };
-                Ok(tonic::Response::new(export::stream(range.file_name(stem), count, chunks)))
+                let filter = r.filter.unwrap_or_default();
+                let parse_filter = || parse_list(&filter);
+                let flow = self.$tickets.flow();
+                $crate::grpc::export::report(flow, &who, asked, parse_filter, self.time_zone).await
             }
 
             $($own)*

@@ -88,11 +88,6 @@ pub fn enum_list<T>(
     Ok(v.check(parsed)?.unwrap_or_default())
 }
 
-/// What Violations::into_result already refused; never reached in practice.
-pub fn incomplete(field: &str) -> Error {
-    Error::invalid(field, "is invalid")
-}
-
 /// A validated Assign… request.
 pub struct Assignment {
     pub id: String,
@@ -125,10 +120,7 @@ pub fn assignment(
         );
     }
     let expected = v.check(expected_version(expected, true))?.flatten();
-    v.into_result()?;
-    let (Some(id), Some(expected_version)) = (id, expected) else {
-        return Err(incomplete("id"));
-    };
+    let (id, expected_version) = v.finish("id", || Some((id?, expected?)))?;
     let assignee = assignee.map(|id| Person {
         name: name.unwrap_or_else(|| id.clone()),
         id,
@@ -286,15 +278,12 @@ pub fn change<R: ChangeRequest, X>(
         .check(expected_version(r.expected_version(), required))?
         .flatten();
     let to = rest(&r, &mut v)?;
-    v.into_result()?;
-    match (id, to) {
-        (Some(id), Some(to)) => Ok(Change {
-            who,
-            locale,
-            id,
-            expected,
-            to,
-        }),
-        _ => Err(incomplete("id").into()),
-    }
+    let (id, to) = v.finish("id", || Some((id?, to?)))?;
+    Ok(Change {
+        who,
+        locale,
+        id,
+        expected,
+        to,
+    })
 }

@@ -286,14 +286,42 @@ pub static CONSULTATION_COLUMNS: &[Column<Consultation>] = &[
     account(),
 ];
 
-/// The columns named by `codes` (in that order), or the first `default` ones.
-pub fn select<M>(
-    all: &'static [Column<M>],
-    default: usize,
-    codes: &[String],
-) -> Result<Vec<&'static Column<M>>> {
+/// A ticket type's report: its columns, how many of them the module's
+/// report shows, and the stem of the file's name.
+pub trait Reported: Sized + 'static {
+    const COLUMNS: &'static [Column<Self>];
+    /// The columns shown when none are asked for: the first this many.
+    const DEFAULT_COLUMNS: usize;
+    /// The file name's stem in Spanish and in English.
+    const FILE_STEM: (&'static str, &'static str);
+
+    fn file_stem(locale: Locale) -> &'static str {
+        match (locale, Self::FILE_STEM) {
+            (Locale::Es, (es, _)) => es,
+            (Locale::En, (_, en)) => en,
+        }
+    }
+}
+
+impl Reported for Incident {
+    const COLUMNS: &'static [Column<Self>] = INCIDENT_COLUMNS;
+    /// No. … Resolución.
+    const DEFAULT_COLUMNS: usize = 10;
+    const FILE_STEM: (&'static str, &'static str) = ("incidencias", "incidents");
+}
+
+impl Reported for Consultation {
+    const COLUMNS: &'static [Column<Self>] = CONSULTATION_COLUMNS;
+    /// No. … Solución.
+    const DEFAULT_COLUMNS: usize = 9;
+    const FILE_STEM: (&'static str, &'static str) = ("consultas", "consultations");
+}
+
+/// The columns named by `codes` (in that order), or the default ones.
+pub fn select<T: Reported>(codes: &[String]) -> Result<Vec<&'static Column<T>>> {
+    let all = T::COLUMNS;
     if codes.is_empty() {
-        return Ok(all.iter().take(default).collect());
+        return Ok(all.iter().take(T::DEFAULT_COLUMNS).collect());
     }
     if codes.len() > all.len() {
         return Err(Error::invalid(

@@ -29,6 +29,7 @@ use crate::report::columns::Column;
 use crate::store::events::ActorRef;
 use crate::store::search::{self, Matching};
 use crate::store::tickets::{self, Filter, RowStream, Stored, TicketFilter, TicketTable, Tie};
+use crate::store::writer::TxnFuture;
 use crate::store::{self, Snapshot, Store, db_error};
 
 /// A ticket type the workflow can run: its domain rules and its rows.
@@ -562,28 +563,22 @@ impl<T: Kind> Workflow<T> {
         let due = tickets::due_breach::<T>(self.store.conn(), now, 100).await?;
         let mut marked = 0;
         for candidate in due {
-            let (flow, id) = (self.clone(), candidate.header().id.clone());
             let marked_now = self
-                .store
-                .write(move |txn| {
+                .under_lock(&candidate, move |txn, flow, current| {
                     Box::pin(async move {
-                        let Some(current) = tickets::find::<T>(txn, &Lookup::Id(id)).await? else {
-                            return Ok(false);
-                        };
                         let Some(event) = ticket::breach(&current, now) else {
-                            return Ok(false);
+                            return Ok(None);
                         };
-                        let id = &current.header().id;
-                        if !tickets::mark_breached::<T>(txn, id, now).await? {
-                            return Ok(false);
+                        if !tickets::mark_breached::<T>(txn, &current.header().id, now).await? {
+                            return Ok(None);
                         }
                         let out = flow.outbound();
                         thread::append(txn, &current, ActorRef::SYSTEM, now, &event, out).await?;
-                        Ok(true)
+                        Ok(Some(()))
                     })
                 })
                 .await?;
-            marked += usize::from(marked_now);
+            marked += usize::from(marked_now.is_some());
         }
         Ok(marked)
     }
@@ -599,14 +594,9 @@ impl<T: Kind> Workflow<T> {
     ) -> Result<usize> {
         let mut changed = 0;
         for candidate in due {
-            let (flow, id) = (self.clone(), candidate.header().id.clone());
             let moved = self
-                .store
-                .write(move |txn| {
+                .under_lock(&candidate, move |txn, flow, current| {
                     Box::pin(async move {
-                        let Some(current) = tickets::find::<T>(txn, &Lookup::Id(id)).await? else {
-                            return Ok(None);
-                        };
                         let now = flow.now();
                         let Some(outcome) = decide(&current, now) else {
                             return Ok(None);
@@ -623,6 +613,30 @@ impl<T: Kind> Workflow<T> {
             }
         }
         Ok(changed)
+    }
+
+    /// The system's work on one ticket it found due (`breach_due`, `sweep`):
+    /// `act` runs in a write of its own on the ticket as it stands under the
+    /// write lock, if it still exists, and returns `None` where there is
+    /// nothing left to do (another replica got there first).
+    async fn under_lock<R, A>(&self, candidate: &T, act: A) -> Result<Option<R>>
+    where
+        R: Send + 'static,
+        A: for<'a> FnOnce(&'a DatabaseTransaction, Self, T) -> TxnFuture<'a, Result<Option<R>>>
+            + Send
+            + 'static,
+    {
+        let (flow, id) = (self.clone(), candidate.header().id.clone());
+        self.store
+            .write(move |txn| {
+                Box::pin(async move {
+                    match tickets::find::<T>(txn, &Lookup::Id(id)).await? {
+                        Some(current) => act(txn, flow, current).await,
+                        None => Ok(None),
+                    }
+                })
+            })
+            .await
     }
 
     pub fn store(&self) -> &Store {

@@ -1,16 +1,57 @@
 //! sea-orm entities, one module per table (see `migration/`).
 //! Instants are i64 microseconds since the Unix epoch.
 
-pub mod incident {
-    use sea_orm::entity::prelude::*;
+/// A table's entity: its `Model` with these columns, and no relations.
+macro_rules! table {
+    ($name:literal { $($columns:tt)* }) => {
+        use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "incidents")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub number: i64,
-        pub account: String,
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = $name)]
+        pub struct Model { $($columns)* }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+/// A ticket table's entity: the columns of `domain::ticket::Header`, under
+/// the same names in both tables (`tickets::header_of!` reads them,
+/// `tickets::row_of!` writes them), then the table's own.
+macro_rules! ticket_table {
+    ($name:literal, number: $number:ty, { $($own:tt)* }) => {
+        table!($name {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: String,
+            pub number: $number,
+            pub account: String,
+            pub requester_id: String,
+            pub requester_name: String,
+            pub assignee_id: Option<String>,
+            pub assignee_name: Option<String>,
+            /// Where the requester's e-mails go (migration 000009).
+            pub requester_email: Option<String>,
+            /// "es" or "en": the language of the requester's e-mails.
+            pub notify_locale: Option<String>,
+            /// Where the assignee's e-mails go.
+            pub assignee_email: Option<String>,
+            pub version: i64,
+            pub created_at: i64,
+            pub updated_at: i64,
+            /// When the target was passed unresolved (its sla_breached event).
+            pub breached_at: Option<i64>,
+            pub search_text: String,
+            pub idempotency_key: Option<String>,
+            pub request_hash: Option<String>,
+            $($own)*
+        });
+    };
+}
+
+pub mod incident {
+    ticket_table!("incidents", number: i64, {
         pub kind: String,
         pub status: String,
         pub previous_status: Option<String>,
@@ -21,47 +62,33 @@ pub mod incident {
         pub shipped_at: Option<i64>,
         pub claimed_amount: Option<String>,
         pub claimed_currency: Option<String>,
-        pub requester_id: String,
-        pub requester_name: String,
-        pub assignee_id: Option<String>,
-        pub assignee_name: Option<String>,
-        /// Where the requester's e-mails go (migration 000009).
-        pub requester_email: Option<String>,
-        /// "es" or "en": the language of the requester's e-mails.
-        pub notify_locale: Option<String>,
-        /// Where the assignee's e-mails go.
-        pub assignee_email: Option<String>,
         pub resolution_reason: Option<String>,
         pub resolution_note: Option<String>,
-        pub version: i64,
-        pub created_at: i64,
-        pub updated_at: i64,
         pub resolved_at: Option<i64>,
-        pub search_text: String,
-        pub idempotency_key: Option<String>,
-        pub request_hash: Option<String>,
         /// While MISSING_DATA: when the system finalizes it for want of an answer.
         pub auto_close_at: Option<i64>,
         /// Fecha estimada: created + the category's target, moved by time spent waiting for data.
         pub estimated_resolution_at: Option<i64>,
         /// While MISSING_DATA: since when the estimate is paused.
         pub paused_since: Option<i64>,
-        /// When the estimate was passed unresolved (its sla_breached event).
-        pub breached_at: Option<i64>,
-    }
+    });
+}
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+pub mod consultation {
+    ticket_table!("consultations", number: Option<i64>, {
+        pub category_code: String,
+        pub complexity: String,
+        pub status: String,
+        pub title: String,
+        pub description: String,
+        pub order_reference: Option<String>,
+        pub due_at: i64,
+        pub solved_at: Option<i64>,
+    });
 }
 
 pub mod comment {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "comments")]
-    pub struct Model {
+    table!("comments" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub ticket_id: String,
@@ -72,20 +99,11 @@ pub mod comment {
         pub body: String,
         pub internal: bool,
         pub created_at: i64,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    });
 }
 
 pub mod ticket_event {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "ticket_events")]
-    pub struct Model {
+    table!("ticket_events" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub sequence: i64,
         pub ticket_id: String,
@@ -99,39 +117,21 @@ pub mod ticket_event {
         pub actor_role: String,
         pub payload: String,
         pub occurred_at: i64,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    });
 }
 
 pub mod carrier {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "carriers")]
-    pub struct Model {
+    table!("carriers" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub code: String,
         pub name: String,
         pub claim_window_days: i32,
         pub position: i32,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    });
 }
 
 pub mod category {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "categories")]
-    pub struct Model {
+    table!("categories" {
         #[sea_orm(primary_key, auto_increment = false)]
         pub code: String,
         pub name: String,
@@ -142,54 +142,5 @@ pub mod category {
         pub position: i32,
         /// Overrides the carrier's claim window for this category.
         pub claim_window_days: Option<i32>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-pub mod consultation {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "consultations")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub number: Option<i64>,
-        pub account: String,
-        pub category_code: String,
-        pub complexity: String,
-        pub status: String,
-        pub title: String,
-        pub description: String,
-        pub order_reference: Option<String>,
-        pub requester_id: String,
-        pub requester_name: String,
-        pub assignee_id: Option<String>,
-        pub assignee_name: Option<String>,
-        /// Where the requester's e-mails go (migration 000009).
-        pub requester_email: Option<String>,
-        /// "es" or "en": the language of the requester's e-mails.
-        pub notify_locale: Option<String>,
-        /// Where the assignee's e-mails go.
-        pub assignee_email: Option<String>,
-        pub version: i64,
-        pub created_at: i64,
-        pub updated_at: i64,
-        pub due_at: i64,
-        pub solved_at: Option<i64>,
-        /// When the due time was passed unsolved (its sla_breached event).
-        pub breached_at: Option<i64>,
-        pub search_text: String,
-        pub idempotency_key: Option<String>,
-        pub request_hash: Option<String>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
+    });
 }

@@ -1,5 +1,6 @@
-//! What the benchmark binaries share: a server run as a child process and
-//! measured from `/proc`, and tokens it accepts.
+//! What the benchmark binaries share: their common arguments, fresh
+//! databases, a server run as a child process and measured from `/proc`,
+//! tokens it accepts, and the statistics they print.
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,9 @@ pub const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
 /// Where a benchmark runs: on which database, with which server binary.
 #[derive(clap::Args)]
+// Without these, clap would show the doc comment above as the description
+// of every binary that flattens it in.
+#[command(about = None, long_about = None)]
 pub struct Target {
     /// Run on PostgreSQL: a server URL whose user may create databases.
     /// Default: a fresh SQLite file in a temporary directory.
@@ -35,6 +39,47 @@ impl Target {
         }
     }
 
+    /// The database's name, for the lines a bench prints.
+    pub fn backend(&self) -> &'static str {
+        match self.postgres {
+            Some(_) => "PostgreSQL",
+            None => "SQLite",
+        }
+    }
+
+    /// Runs `bench` on fresh databases, one per name in `names` (see
+    /// `database`), and a temporary directory; drops the databases after,
+    /// whatever `bench` returns.
+    pub async fn with_databases<const N: usize, T>(
+        &self,
+        names: [&str; N],
+        bench: impl AsyncFnOnce([&str; N], &Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let dir = tempfile::tempdir()?;
+        let mut databases = Vec::with_capacity(N);
+        let mut made = Ok(());
+        for name in names {
+            match self.database(dir.path(), name).await {
+                Ok(database) => databases.push(database),
+                Err(e) => {
+                    made = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = match made {
+            Ok(()) => {
+                let urls = std::array::from_fn(|i| databases[i].url());
+                bench(urls, dir.path()).await
+            }
+            Err(e) => Err(e),
+        };
+        for database in databases {
+            database.drop().await;
+        }
+        result
+    }
+
     /// A fresh database for a run: on PostgreSQL one created beside
     /// `--postgres` (dropped by `BenchDatabase::drop`), else the SQLite file
     /// `name`.db in `dir`.
@@ -44,6 +89,46 @@ impl Target {
             None => Ok(BenchDatabase::sqlite(&dir.join(format!("{name}.db")))),
         }
     }
+}
+
+/// How a load bench measures: runs of a fixed length, after a warm-up.
+#[derive(clap::Args)]
+// Without these, clap would show the doc comment above as the description
+// of every binary that flattens it in.
+#[command(about = None, long_about = None)]
+pub struct Runs {
+    /// Length of each measured run, of each thing the bench measures.
+    #[arg(long, default_value_t = 5, value_parser = positive::<u64>())]
+    pub seconds: u64,
+    /// Measured runs; each measures everything the bench compares, in an
+    /// order that rotates run by run.
+    #[arg(long = "runs", value_name = "RUNS", default_value_t = 3, value_parser = positive::<usize>())]
+    pub count: usize,
+    /// Untimed warm-up of everything measured before the first run.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+}
+
+#[allow(dead_code)] // the load benches use it
+impl Runs {
+    /// The length of one measured run.
+    pub fn length(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+
+    /// The warm-up, if there is one.
+    pub fn warmup(&self) -> Option<Duration> {
+        (self.warmup > 0).then(|| Duration::from_secs(self.warmup))
+    }
+}
+
+/// A count or a length that must be at least 1.
+pub fn positive<T>() -> clap::builder::RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// A binary next to this one (`cargo build --release` builds them together).
@@ -230,10 +315,80 @@ pub fn new_incident() -> ticketd::pb::CreateIncidentRequest {
     }
 }
 
+/// An incidents row as a bench writes it straight to the database: number
+/// `number`, a damaged Estafeta shipment filed by `bench` for `acme` at
+/// `created_at`, NEW_TICKET, its estimate the default 21 days on.
+#[allow(dead_code)] // the benches that write rows without the server use it
+pub fn incident_row(number: i64, created_at: i64) -> ticketd::store::entity::incident::Model {
+    const DAY: i64 = 86_400_000_000;
+    ticketd::store::entity::incident::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        number,
+        account: "acme".into(),
+        kind: "SHIPMENT".into(),
+        status: "NEW_TICKET".into(),
+        previous_status: None,
+        tracking_number: "EST-BENCH".into(),
+        carrier_code: "estafeta".into(),
+        category_code: "damaged".into(),
+        description: "bench".into(),
+        shipped_at: None,
+        claimed_amount: None,
+        claimed_currency: None,
+        requester_id: "bench".into(),
+        requester_name: "bench".into(),
+        assignee_id: None,
+        assignee_name: None,
+        requester_email: None,
+        notify_locale: None,
+        assignee_email: None,
+        resolution_reason: None,
+        resolution_note: None,
+        version: 1,
+        created_at,
+        updated_at: created_at,
+        resolved_at: None,
+        search_text: String::new(),
+        idempotency_key: None,
+        request_hash: None,
+        auto_close_at: None,
+        estimated_resolution_at: Some(created_at + 21 * DAY),
+        paused_since: None,
+        breached_at: None,
+    }
+}
+
 /// Quantile `q` of a latency histogram recorded in µs, in ms.
 #[allow(dead_code)] // the load benches use it
 pub fn ms(latency: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     latency.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// The median of `values` (0 when there are none).
+#[allow(dead_code)] // the benches that compare runs use it
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+#[allow(dead_code)] // the benches that compare runs use it
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".into(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// What a bench's first line says of this machine: its cores and its load.
+#[allow(dead_code)] // the benches that compare runs use it
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores; load average {}", load_average())
 }
 
 /// p50 / p99 / p999 of a latency histogram recorded in µs, in ms.

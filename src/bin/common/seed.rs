@@ -47,6 +47,22 @@ pub struct Options {
     pub batch: usize,
 }
 
+/// Who files the seeded tickets, and the seed that makes them (the
+/// arguments of the seeder and of the search bench).
+#[derive(clap::Args)]
+// Without these, clap would show the doc comment above as the description
+// of every binary that flattens it in.
+#[command(about = None, long_about = None)]
+pub struct Population {
+    /// Stores filing incidents, one account each.
+    #[arg(long, default_value_t = 3000)]
+    pub accounts: usize,
+    /// The same seed gives the same tickets (in the seeder, with the same
+    /// `--until`).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
 /// What was seeded, and values taken from it that searches can look for.
 #[derive(Debug, Default)]
 pub struct Seeded {
