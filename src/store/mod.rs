@@ -469,3 +469,29 @@ pub fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    /// The bundled SQLite is built as `.cargo/config.toml` asks: without
+    /// ENABLE_QPSG every statement with a bound LIMIT is planned again on
+    /// each execution, without DEFAULT_MEMSTATUS=0 allocations take a mutex.
+    #[tokio::test]
+    async fn the_bundled_sqlite_has_the_build_flags_ticketd_needs() {
+        let store = super::Store::connect("sqlite::memory:").await.unwrap();
+        for option in ["ENABLE_QPSG", "DEFAULT_MEMSTATUS=0", "ENABLE_FTS5"] {
+            let found = store
+                .conn()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    format!(
+                        "SELECT 1 FROM pragma_compile_options WHERE compile_options = '{option}'"
+                    ),
+                ))
+                .await
+                .unwrap();
+            assert!(found.is_some(), "SQLite is built without {option}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Statement, Value,
 };
 
-use super::db_error;
+use super::{db_error, writer};
 use crate::domain::Error;
 use crate::domain::notify::{Delivery, DeliveryFilter, DeliveryState, Endpoint};
 
@@ -136,6 +136,7 @@ pub struct NewDelivery {
 }
 
 pub async fn insert_endpoint(conn: &impl ConnectionTrait, e: &Endpoint) -> Result<(), Error> {
+    writer::forget_endpoints();
     let active = endpoint::ActiveModel {
         id: Set(e.id.clone()),
         account: Set(e.account.clone()),
@@ -171,6 +172,9 @@ pub async fn list_endpoints(
     account: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Endpoint>, Error> {
+    if let Some(known) = account.and_then(|a| writer::endpoints_in_batch(a, limit)) {
+        return Ok(known);
+    }
     let mut query = endpoint::Entity::find();
     if let Some(account) = account {
         query = query.filter(endpoint::Column::Account.eq(account));
@@ -182,7 +186,11 @@ pub async fn list_endpoints(
         .all(conn)
         .await
         .map_err(db_error)?;
-    Ok(rows.into_iter().map(endpoint_of).collect())
+    let endpoints: Vec<Endpoint> = rows.into_iter().map(endpoint_of).collect();
+    if let Some(account) = account {
+        writer::remember_endpoints(account, limit, &endpoints);
+    }
+    Ok(endpoints)
 }
 
 /// How many endpoints `account` has.
@@ -202,6 +210,7 @@ pub async fn delete_endpoint(
     id: &str,
     now: i64,
 ) -> Result<bool, Error> {
+    writer::forget_endpoints();
     let deleted = endpoint::Entity::delete_by_id(id.to_owned())
         .exec(conn)
         .await
@@ -238,6 +247,7 @@ pub async fn set_paused(
     paused: bool,
     now: i64,
 ) -> Result<Option<Endpoint>, Error> {
+    writer::forget_endpoints();
     let updated = endpoint::Entity::update_many()
         .col_expr(endpoint::Column::Paused, Expr::value(paused))
         .col_expr(endpoint::Column::UpdatedAt, Expr::value(now))

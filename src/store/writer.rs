@@ -17,8 +17,11 @@
 //! when a batch begins and numbered in memory (`Numbering`): a request takes
 //! its values without a statement, a request that fails gives its values
 //! back (the log stays gap-free), and the batch writes the counters back
-//! once, just before its commit.
+//! once, just before its commit. A batch also remembers the webhook
+//! endpoints it has read (`Batch`), so that its events do not each read
+//! them again.
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -26,6 +29,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Log;
+use crate::domain::notify::Endpoint;
 use crate::domain::{Error, Result};
 
 /// The counters of the batch being written, as read when it began and as
@@ -59,28 +63,69 @@ impl Numbering {
     }
 }
 
+/// What a batch keeps between its requests: the counters it numbers from,
+/// and the webhook endpoints of the accounts it has written events for.
+/// Endpoints change only through a writer, inside its batch (which holds
+/// the counters' locks), so nothing else changes them while a batch runs;
+/// a request of the batch that changes one forgets them all.
+#[derive(Debug, Clone)]
+pub(super) struct Batch {
+    numbering: Numbering,
+    /// By (account, limit).
+    endpoints: HashMap<(String, u64), Vec<Endpoint>>,
+}
+
 tokio::task_local! {
-    /// The numbering of the batch the writer task is running.
-    static NUMBERING: RefCell<Numbering>;
+    /// The batch the writer task is running.
+    static BATCH: RefCell<Batch>;
 }
 
 /// The next value of counter `name` when called from a request the writer
 /// is running (`None` elsewhere, or for a counter the batch did not read).
 pub(super) fn next_in_batch(name: &str) -> Option<i64> {
-    NUMBERING
-        .try_with(|n| n.borrow_mut().next(name))
+    BATCH
+        .try_with(|b| b.borrow_mut().numbering.next(name))
         .ok()
         .flatten()
 }
 
-/// The batch's numbering now, to give back what a failing request took.
-fn mark() -> Option<Numbering> {
-    NUMBERING.try_with(|n| n.borrow().clone()).ok()
+/// The endpoints of `account` this batch has read already.
+pub(super) fn endpoints_in_batch(account: &str, limit: u64) -> Option<Vec<Endpoint>> {
+    BATCH
+        .try_with(|b| {
+            b.borrow()
+                .endpoints
+                .get(&(account.to_owned(), limit))
+                .cloned()
+        })
+        .ok()
+        .flatten()
 }
 
-fn give_back(mark: Option<Numbering>) {
+/// Remembers the endpoints of `account` for the rest of the batch.
+pub(super) fn remember_endpoints(account: &str, limit: u64, endpoints: &[Endpoint]) {
+    let _ = BATCH.try_with(|b| {
+        b.borrow_mut()
+            .endpoints
+            .insert((account.to_owned(), limit), endpoints.to_vec())
+    });
+}
+
+/// Forgets the endpoints the batch has read (one of them changed).
+pub(super) fn forget_endpoints() {
+    let _ = BATCH.try_with(|b| b.borrow_mut().endpoints.clear());
+}
+
+/// The batch as it is now, to restore when a request fails.
+fn mark() -> Option<Batch> {
+    BATCH.try_with(|b| b.borrow().clone()).ok()
+}
+
+/// Restores the batch as it was before a request that failed: the numbers
+/// it took are handed out again, and what it read is forgotten.
+fn give_back(mark: Option<Batch>) {
     if let Some(mark) = mark {
-        NUMBERING.with(|n| *n.borrow_mut() = mark);
+        BATCH.with(|b| *b.borrow_mut() = mark);
     }
 }
 
@@ -203,8 +248,12 @@ async fn run(log: Log, mut requests: mpsc::Receiver<Box<dyn Job>>) {
                 continue;
             }
         };
-        let (settles, numbering) = NUMBERING
-            .scope(RefCell::new(numbering), run_batch(&txn, &mut batch))
+        let begun = Batch {
+            numbering,
+            endpoints: HashMap::new(),
+        };
+        let (settles, numbering) = BATCH
+            .scope(RefCell::new(begun), run_batch(&txn, &mut batch))
             .await;
         let committed = match numbering {
             Ok(numbering) => log.commit(txn, &numbering).await,
@@ -278,15 +327,18 @@ async fn run_batch(
             }
         }
     }
-    (settles, Ok(NUMBERING.with(|n| n.borrow().clone())))
+    (settles, Ok(BATCH.with(|b| b.borrow().numbering.clone())))
 }
 
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, Database};
 
-    use super::super::{CONSULTATION_NUMBER, EVENT_SEQUENCE, Store, current_value, next_value};
+    use super::super::{
+        CONSULTATION_NUMBER, EVENT_SEQUENCE, Store, current_value, next_value, outbox,
+    };
     use crate::domain::Error;
+    use crate::domain::notify::Endpoint;
 
     /// Takes two event sequences and bumps a counter no batch numbers;
     /// then fails if asked to.
@@ -334,11 +386,55 @@ mod tests {
         store.close().await;
     }
 
+    /// The webhook endpoints of `account` as a request of the batch sees them.
+    async fn endpoints(store: &Store, account: &'static str) -> Vec<String> {
+        let listed = store
+            .write(move |txn| {
+                Box::pin(async move { outbox::list_endpoints(txn, Some(account), 20).await })
+            })
+            .await
+            .expect("list endpoints");
+        listed.into_iter().map(|e| e.id).collect()
+    }
+
+    /// A batch remembers the endpoints it read, and forgets them when one
+    /// of its requests registers another: the request after it sees it.
+    async fn a_batch_sees_an_endpoint_registered_inside_it(url: &str) {
+        let store = Store::connect(url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let register = store.write(|txn| {
+            Box::pin(async move {
+                let endpoint = Endpoint {
+                    id: "e1".into(),
+                    account: "acme".into(),
+                    url: "http://127.0.0.1:9/hook".into(),
+                    secret: "s".repeat(16),
+                    event_types: vec![],
+                    paused: false,
+                    created_by: "root".into(),
+                    created_at: 0,
+                    updated_at: 0,
+                };
+                outbox::insert_endpoint(txn, &endpoint).await
+            })
+        });
+        let (before, (), after) = tokio::join!(
+            endpoints(&store, "acme"),
+            async { register.await.expect("register") },
+            endpoints(&store, "acme")
+        );
+        assert_eq!(before, Vec::<String>::new());
+        assert_eq!(after, vec!["e1".to_owned()]);
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn a_failed_request_gives_its_numbers_back_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         a_failed_request_gives_its_numbers_back(&url).await;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        a_batch_sees_an_endpoint_registered_inside_it(&url).await;
     }
 
     /// The same on PostgreSQL, when `TICKETD_TEST_POSTGRES_URL` names one
@@ -360,6 +456,15 @@ mod tests {
             .unwrap();
         let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
         a_failed_request_gives_its_numbers_back(&format!("{base}/{name}")).await;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        a_batch_sees_an_endpoint_registered_inside_it(&format!("{base}/{name}")).await;
         admin
             .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .await
