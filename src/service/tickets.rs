@@ -424,7 +424,7 @@ impl<T: Kind> Workflow<T> {
         query: &ListQuery<impl OwnFilters<T>>,
         paging: Paging<Tie<T>>,
     ) -> Result<Page<T>> {
-        let conn = self.store.conn();
+        let conn = self.store.lists();
         let Selection {
             mut filter,
             statuses,

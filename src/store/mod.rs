@@ -31,6 +31,8 @@ use crate::domain::Error;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Lists and exports (see `lists`); on SQLite the same pool as `db`.
+    lists: DatabaseConnection,
     /// Signalled after every commit that appended to the event log, so that
     /// the log follower reads the new events at once instead of at its next poll.
     committed: Arc<Notify>,
@@ -43,6 +45,33 @@ pub struct Store {
     writer: writer::Writer,
 }
 
+/// The options of a pool of `max` connections to `url`.
+fn pool_options(url: &str, max: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .max_connections(max)
+        // A pooled connection is pinged only after a quiet spell, not on
+        // every checkout: the ping was a second round trip for every read
+        // (a hop to SQLite's worker thread, a network round trip to
+        // PostgreSQL), and a connection in use does not go stale.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+        .map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                // Rows cross from SQLite's worker thread through a channel
+                // this deep; at the default of 50 a streamed export's
+                // reader and the worker hand off every 50 rows.
+                .row_buffer_size(1024)
+        });
+    options
+}
+
 /// What the writer needs of the store: the pool and the commit signal (not
 /// the store itself, whose last clone dropping ends the writer).
 #[derive(Clone, Debug)]
@@ -53,6 +82,8 @@ struct Log {
 
 /// Pooled connections.
 pub const MAX_CONNECTIONS: u32 = 16;
+/// PostgreSQL: the pool of lists and exports (its snapshots among them).
+const LIST_CONNECTIONS: u32 = 8;
 /// Snapshots open at once. Each pins a pooled connection for as long as its
 /// reader takes (an export waits for its client), so they get a quarter of
 /// the pool and writers keep the rest.
@@ -114,37 +145,29 @@ impl Store {
     /// Opens the database at `url` (`sqlite://…` or `postgres://…`). SQLite
     /// files are created on first use, in WAL mode.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false)
-            .max_connections(MAX_CONNECTIONS)
-            // A pooled connection is pinged only after a quiet spell, not on
-            // every checkout: the ping was a second round trip for every read
-            // (a hop to SQLite's worker thread, a network round trip to
-            // PostgreSQL), and a connection in use does not go stale.
-            .test_before_acquire_if_idle_for(Duration::from_secs(30))
-            .map_sqlx_sqlite_opts(|o| {
-                o.create_if_missing(true)
-                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-                    // Rows cross from SQLite's worker thread through a channel
-                    // this deep; at the default of 50 a streamed export's
-                    // reader and the worker hand off every 50 rows.
-                    .row_buffer_size(1024)
-            })
+        let open = |options: ConnectOptions| async move {
+            Database::connect(options)
+                .await
+                .map_err(|e| anyhow!("cannot open database {}: {e}", redact(url)))
+        };
+        let db = open(pool_options(url, MAX_CONNECTIONS)).await?;
+        let lists = match db.get_database_backend() {
             // Plan each execution for its values. A prepared statement's
             // generic plan cannot tell a rare search term from a common one:
             // it took the trigram index for both, so a common word's probe
             // built a bitmap of 600,000 matches to read 10,001 of them
-            // (137 ms at 1M rows, against 13 ms walking the table).
-            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
-        let db = Database::connect(options)
-            .await
-            .map_err(|e| anyhow!("cannot open database {}: {e}", redact(url)))?;
+            // (137 ms at 1M rows, against 13 ms walking the table). Only
+            // lists and exports get this pool: planning every get and every
+            // write again cost them their cached plans.
+            DbBackend::Postgres => {
+                let mut options = pool_options(url, LIST_CONNECTIONS);
+                options.map_sqlx_postgres_opts(|o| {
+                    o.options([("plan_cache_mode", "force_custom_plan")])
+                });
+                open(options).await?
+            }
+            _ => db.clone(),
+        };
         let committed = Arc::new(Notify::new());
         let log = Log {
             db: db.clone(),
@@ -152,6 +175,7 @@ impl Store {
         };
         Ok(Self {
             db,
+            lists,
             committed,
             url: url.into(),
             snapshots: Arc::new(Semaphore::new(MAX_SNAPSHOTS)),
@@ -199,6 +223,12 @@ impl Store {
         &self.db
     }
 
+    /// The connections lists and exports read on: on PostgreSQL a pool of
+    /// its own whose statements are planned for their values every time.
+    pub fn lists(&self) -> &DatabaseConnection {
+        &self.lists
+    }
+
     /// The URL the store was opened with (for LISTEN connections).
     pub fn url(&self) -> &str {
         &self.url
@@ -235,7 +265,7 @@ impl Store {
             _ => (None, None),
         };
         let txn = self
-            .db
+            .lists
             .begin_with_config(isolation, access)
             .await
             .map_err(db_error)?;
@@ -271,6 +301,7 @@ impl Store {
 
     /// Closes the pool.
     pub async fn close(self) {
+        let _ = self.lists.close().await;
         let _ = self.db.close().await;
     }
 }
@@ -472,7 +503,7 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::ConnectionTrait;
+    use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
     /// The bundled SQLite is built as `.cargo/config.toml` asks: without
     /// ENABLE_QPSG every statement with a bound LIMIT is planned again on
@@ -483,8 +514,8 @@ mod tests {
         for option in ["ENABLE_QPSG", "DEFAULT_MEMSTATUS=0", "ENABLE_FTS5"] {
             let found = store
                 .conn()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
                     format!(
                         "SELECT 1 FROM pragma_compile_options WHERE compile_options = '{option}'"
                     ),
@@ -493,5 +524,47 @@ mod tests {
                 .unwrap();
             assert!(found.is_some(), "SQLite is built without {option}");
         }
+    }
+
+    async fn plan_cache_mode(conn: &DatabaseConnection) -> String {
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SHOW plan_cache_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "plan_cache_mode").unwrap()
+    }
+
+    /// On PostgreSQL lists and exports plan every execution for its values
+    /// (a search term's frequency decides the plan), while gets and writes
+    /// keep their cached generic plans.
+    #[tokio::test]
+    async fn only_lists_plan_every_execution_on_postgres() {
+        let Some(url) = std::env::var("TICKETD_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("SKIPPED: set TICKETD_TEST_POSTGRES_URL to run it on PostgreSQL");
+            return;
+        };
+        let store = super::Store::connect(&url).await.unwrap();
+        assert_eq!(plan_cache_mode(store.lists()).await, "force_custom_plan");
+        assert_eq!(plan_cache_mode(store.conn()).await, "auto");
+        let snapshot = store.begin_snapshot("test").await.unwrap();
+        let row = snapshot
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SHOW plan_cache_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let mode: String = row.try_get("", "plan_cache_mode").unwrap();
+        assert_eq!(mode, "force_custom_plan", "exports read on the lists' pool");
+        drop(snapshot);
+        store.close().await;
     }
 }
