@@ -503,7 +503,7 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
     /// The bundled SQLite is built as `.cargo/config.toml` asks: without
     /// ENABLE_QPSG every statement with a bound LIMIT is planned again on
@@ -526,7 +526,19 @@ mod tests {
         }
     }
 
-    async fn plan_cache_mode(conn: &DatabaseConnection) -> String {
+    /// The PostgreSQL server the tests may use (`TICKETD_TEST_POSTGRES_URL`),
+    /// or `None` after saying the test is skipped.
+    pub(crate) fn postgres_url() -> Option<String> {
+        let url = std::env::var("TICKETD_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        if url.is_none() {
+            eprintln!("SKIPPED: set TICKETD_TEST_POSTGRES_URL to run it on PostgreSQL");
+        }
+        url
+    }
+
+    async fn plan_cache_mode(conn: &impl ConnectionTrait) -> String {
         let row = conn
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
@@ -543,27 +555,18 @@ mod tests {
     /// keep their cached generic plans.
     #[tokio::test]
     async fn only_lists_plan_every_execution_on_postgres() {
-        let Some(url) = std::env::var("TICKETD_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            eprintln!("SKIPPED: set TICKETD_TEST_POSTGRES_URL to run it on PostgreSQL");
+        let Some(url) = postgres_url() else {
             return;
         };
         let store = super::Store::connect(&url).await.unwrap();
         assert_eq!(plan_cache_mode(store.lists()).await, "force_custom_plan");
         assert_eq!(plan_cache_mode(store.conn()).await, "auto");
         let snapshot = store.begin_snapshot("test").await.unwrap();
-        let row = snapshot
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SHOW plan_cache_mode",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        let mode: String = row.try_get("", "plan_cache_mode").unwrap();
-        assert_eq!(mode, "force_custom_plan", "exports read on the lists' pool");
+        let exports = plan_cache_mode(&*snapshot).await;
+        assert_eq!(
+            exports, "force_custom_plan",
+            "exports read on the lists' pool"
+        );
         drop(snapshot);
         store.close().await;
     }

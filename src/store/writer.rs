@@ -441,11 +441,7 @@ mod tests {
     /// (on a database of its own, dropped after).
     #[tokio::test]
     async fn a_failed_request_gives_its_numbers_back_on_postgres() {
-        let Some(admin_url) = std::env::var("TICKETD_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            eprintln!("SKIPPED: set TICKETD_TEST_POSTGRES_URL to run it on PostgreSQL");
+        let Some(admin_url) = super::super::tests::postgres_url() else {
             return;
         };
         let name = format!("ticketd_writer_{}", uuid::Uuid::new_v4().simple());
