@@ -68,7 +68,7 @@ impl Numbering {
 /// Endpoints change only through a writer, inside its batch (which holds
 /// the counters' locks), so nothing else changes them while a batch runs;
 /// a request of the batch that changes one forgets them all.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Batch {
     numbering: Numbering,
     /// By (account, limit).
@@ -116,16 +116,26 @@ pub(super) fn forget_endpoints() {
     let _ = BATCH.try_with(|b| b.borrow_mut().endpoints.clear());
 }
 
-/// The batch as it is now, to restore when a request fails.
-fn mark() -> Option<Batch> {
-    BATCH.try_with(|b| b.borrow().clone()).ok()
+/// What a request may give back if it fails: the last number of each
+/// counter before it ran (a few integers, not a copy of the batch).
+fn mark() -> Option<Vec<i64>> {
+    BATCH
+        .try_with(|b| b.borrow().numbering.counters.iter().map(|c| c.2).collect())
+        .ok()
 }
 
-/// Restores the batch as it was before a request that failed: the numbers
-/// it took are handed out again, and what it read is forgotten.
-fn give_back(mark: Option<Batch>) {
-    if let Some(mark) = mark {
-        BATCH.with(|b| *b.borrow_mut() = mark);
+/// Undoes in the batch what a request that failed did: the numbers it took
+/// are handed out again, and the endpoints read so far are forgotten (it may
+/// have changed one; forgetting is always safe).
+fn give_back(mark: Option<Vec<i64>>) {
+    if let Some(lasts) = mark {
+        BATCH.with(|b| {
+            let mut batch = b.borrow_mut();
+            for (counter, last) in batch.numbering.counters.iter_mut().zip(lasts) {
+                counter.2 = last;
+            }
+            batch.endpoints.clear();
+        });
     }
 }
 
