@@ -64,14 +64,11 @@ struct Args {
     target: Target,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let bench = async |[url]: [&str; 1], dir: &Path| run(&args, url, dir).await;
-    args.target.with_databases(["bench"], bench).await
+fn main() -> anyhow::Result<()> {
+    common::bench(|args: &Args| &args.target, ["bench"], run)
 }
 
-async fn run(args: &Args, url: &str, dir: &Path) -> anyhow::Result<()> {
+async fn run(args: &Args, [url]: [&str; 1], dir: &Path) -> anyhow::Result<()> {
     let rows_csv = dir.join("rows.csv");
     seed(url, args.rows, &rows_csv).await?;
     println!("seeded {} incidents", args.rows);

@@ -43,13 +43,8 @@ struct Args {
     target: Target,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let names = ["plain", "hanging"];
-    let bench =
-        async |[plain, hanging]: [&str; 2], dir: &Path| run(&args, plain, hanging, dir).await;
-    args.target.with_databases(names, bench).await
+fn main() -> anyhow::Result<()> {
+    common::bench(|args: &Args| &args.target, ["plain", "hanging"], run)
 }
 
 /// A listener that accepts connections and never writes to them.
@@ -65,7 +60,7 @@ async fn hang() -> anyhow::Result<u16> {
     Ok(port)
 }
 
-async fn run(args: &Args, plain_url: &str, hanging_url: &str, dir: &Path) -> anyhow::Result<()> {
+async fn run(args: &Args, [plain_url, hanging_url]: [&str; 2], dir: &Path) -> anyhow::Result<()> {
     let exe = args.target.server_exe()?;
     let (smtp, http) = (hang().await?, hang().await?);
     let plain_dir = dir.join("plain");

@@ -77,15 +77,11 @@ struct Args {
     target: Target,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let names = ["bench", "raw"];
-    let bench = async |[url, raw_url]: [&str; 2], dir: &Path| run(&args, url, raw_url, dir).await;
-    args.target.with_databases(names, bench).await
+fn main() -> anyhow::Result<()> {
+    common::bench(|args: &Args| &args.target, ["bench", "raw"], run)
 }
 
-async fn run(args: &Args, url: &str, raw_url: &str, dir: &Path) -> anyhow::Result<()> {
+async fn run(args: &Args, [url, raw_url]: [&str; 2], dir: &Path) -> anyhow::Result<()> {
     let exe = args.target.server_exe()?;
     let mut servers = vec![];
     for replica in 0..args.replicas {

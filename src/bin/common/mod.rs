@@ -30,6 +30,20 @@ pub struct Target {
     pub server_bin: Option<PathBuf>,
 }
 
+/// A benchmark's `main`: parses its arguments, runs `run` on fresh
+/// databases named `names` on the target `target_of` picks from them (see
+/// `Target::with_databases`), and drops them after.
+#[allow(dead_code)] // the seeder, the search and the watch bench loop their own way
+pub fn bench<A: clap::Parser, const N: usize>(
+    target_of: fn(&A) -> &Target,
+    names: [&str; N],
+    run: impl AsyncFnOnce(&A, [&str; N], &Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let args = A::parse();
+    let bench = async |urls: [&str; N], dir: &Path| run(&args, urls, dir).await;
+    tokio::runtime::Runtime::new()?.block_on(target_of(&args).with_databases(names, bench))
+}
+
 #[allow(dead_code)] // the watch bench runs its own fixed setup
 impl Target {
     pub fn server_exe(&self) -> anyhow::Result<PathBuf> {
