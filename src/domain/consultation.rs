@@ -19,14 +19,6 @@ string_enum!(
     }
 );
 
-string_enum!(
-    ConsultationStatus {
-        Received = "RECEIVED" ("Recepcionado", "Received"),
-        InProgress = "IN_PROGRESS" ("En curso", "In progress"),
-        Solved = "SOLVED" ("Solución", "Solved"),
-    }
-);
-
 /// How long each complexity may take; TECHNOLOGY's due time is configurable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Targets {
@@ -93,6 +85,14 @@ impl Complexity {
         }
     }
 }
+
+string_enum!(
+    ConsultationStatus {
+        Received = "RECEIVED" ("Recepcionado", "Received"),
+        InProgress = "IN_PROGRESS" ("En curso", "In progress"),
+        Solved = "SOLVED" ("Solución", "Solved"),
+    }
+);
 
 impl ConsultationStatus {
     pub fn is_terminal(self) -> bool {

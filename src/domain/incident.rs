@@ -14,10 +14,11 @@ use super::ticket::{By, Header, Named, Outcome, Ticket, codes_named, ticket_basi
 use super::{Error, Result};
 
 string_enum!(
-    /// Shipment problem or additional-charge dispute.
-    IncidentKind {
-        Shipment = "SHIPMENT" ("Envío", "Shipment"),
-        AdditionalCharge = "ADDITIONAL_CHARGE" ("Cargo adicional", "Additional charge"),
+    /// The list tabs.
+    Stage {
+        New = "NEW" ("Nuevos", "New"),
+        InReview = "IN_REVIEW" ("En revisión", "In review"),
+        Resolved = "RESOLVED" ("Resueltos", "Resolved"),
     }
 );
 
@@ -29,26 +30,6 @@ string_enum!(
         PreApproved = "PRE_APPROVED" ("Pre aprobado", "Pre-approved"),
         Finalized = "FINALIZED" ("Finalizado", "Finalized"),
         Declined = "DECLINED" ("Declinado", "Declined"),
-        Cancelled = "CANCELLED" ("Cancelado", "Cancelled"),
-    }
-);
-
-string_enum!(
-    /// The list tabs.
-    Stage {
-        New = "NEW" ("Nuevos", "New"),
-        InReview = "IN_REVIEW" ("En revisión", "In review"),
-        Resolved = "RESOLVED" ("Resueltos", "Resolved"),
-    }
-);
-
-string_enum!(
-    ResolutionReason {
-        Resolved = "RESOLVED" ("Resuelto", "Resolved"),
-        Indemnified = "INDEMNIFIED" ("Indemnizado", "Indemnified"),
-        NoCustomerResponse = "NO_CUSTOMER_RESPONSE" ("Sin respuesta del cliente", "No customer response"),
-        OutOfClaimWindow = "OUT_OF_CLAIM_WINDOW" ("Fuera del plazo de reclamación", "Out of claim window"),
-        CarrierRejected = "CARRIER_REJECTED" ("Rechazado por la paquetería", "Rejected by the carrier"),
         Cancelled = "CANCELLED" ("Cancelado", "Cancelled"),
     }
 );
@@ -75,6 +56,17 @@ impl IncidentStatus {
             .collect()
     }
 }
+
+string_enum!(
+    ResolutionReason {
+        Resolved = "RESOLVED" ("Resuelto", "Resolved"),
+        Indemnified = "INDEMNIFIED" ("Indemnizado", "Indemnified"),
+        NoCustomerResponse = "NO_CUSTOMER_RESPONSE" ("Sin respuesta del cliente", "No customer response"),
+        OutOfClaimWindow = "OUT_OF_CLAIM_WINDOW" ("Fuera del plazo de reclamación", "Out of claim window"),
+        CarrierRejected = "CARRIER_REJECTED" ("Rechazado por la paquetería", "Rejected by the carrier"),
+        Cancelled = "CANCELLED" ("Cancelado", "Cancelled"),
+    }
+);
 
 /// What a permitted transition asks of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +175,14 @@ pub fn estimate_at(stored: Option<i64>, paused_since: Option<i64>, now: i64) -> 
     let paused = paused_since.map_or(0, |since| (now - since).max(0));
     stored.map(|at| at + paused)
 }
+
+string_enum!(
+    /// Shipment problem or additional-charge dispute.
+    IncidentKind {
+        Shipment = "SHIPMENT" ("Envío", "Shipment"),
+        AdditionalCharge = "ADDITIONAL_CHARGE" ("Cargo adicional", "Additional charge"),
+    }
+);
 
 /// A tracking number (guía): 3 to 64 letters, digits, '-' or '_'.
 #[derive(Debug, Clone, PartialEq, Eq)]
