@@ -11,14 +11,6 @@ use super::principal::{Locale, Role};
 use super::ticket::{By, Header, Named, Outcome, Ticket, codes_named, ticket_basics};
 use super::{Error, Result};
 
-string_enum!(
-    Complexity {
-        Simple = "SIMPLE" ("Simple", "Simple"),
-        Collaborative = "COLLABORATIVE" ("Colaborativa", "Collaborative"),
-        Technology = "TECHNOLOGY" ("Tecnología", "Technology"),
-    }
-);
-
 /// How long each complexity may take; TECHNOLOGY's due time is configurable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Targets {
@@ -35,6 +27,14 @@ impl Default for Targets {
         }
     }
 }
+
+string_enum!(
+    Complexity {
+        Simple = "SIMPLE" ("Simple", "Simple"),
+        Collaborative = "COLLABORATIVE" ("Colaborativa", "Collaborative"),
+        Technology = "TECHNOLOGY" ("Tecnología", "Technology"),
+    }
+);
 
 impl Complexity {
     /// The target window: (at least, less than); `None` is open-ended.

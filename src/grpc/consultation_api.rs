@@ -11,7 +11,6 @@ use super::watch::Watcher;
 use crate::domain::Result;
 use crate::domain::consultation::{self, NewConsultation};
 use crate::domain::error::Violations;
-use crate::domain::event::TicketType;
 use crate::domain::principal::Locale;
 use crate::domain::text;
 use crate::pb::consultation_service_server::ConsultationService;
@@ -133,17 +132,11 @@ ticket_service! {
         &self,
         _: Request<ListCategoriesRequest>,
     ) -> Result<Response<ListCategoriesResponse>, Status> {
-        let categories = self
-            .consultations
-            .catalog()
-            .categories_of(TicketType::Consultation)
-            .map(|c| {
-                let mut category = convert::category(c);
-                if let Ok((_, complexity)) = self.consultations.classify(&c.code) {
-                    category.target_minutes =
-                        minutes(complexity.due_after(self.consultations.targets()));
-                }
-                category
+        let with_targets = self.consultations.categories();
+        let categories = with_targets
+            .map(|(c, due)| Category {
+                target_minutes: due.map_or(0, minutes),
+                ..convert::category(c)
             })
             .collect();
         Ok(Response::new(ListCategoriesResponse { categories }))

@@ -354,7 +354,12 @@ pub fn event(e: &Event, locale: Locale) -> pb::TicketEvent {
     }
 }
 
-pub fn carrier(m: &Carrier) -> pb::Carrier {
+/// The carriers of the catalog, in display order.
+pub fn carriers(catalog: &Catalog) -> Vec<pb::Carrier> {
+    catalog.carriers.iter().map(carrier).collect()
+}
+
+fn carrier(m: &Carrier) -> pb::Carrier {
     pb::Carrier {
         code: m.code.clone(),
         name: m.name.clone(),

@@ -157,13 +157,7 @@ ticket_service! {
         &self,
         _: Request<ListCarriersRequest>,
     ) -> Result<Response<ListCarriersResponse>, Status> {
-        let carriers = self
-            .incidents
-            .catalog()
-            .carriers
-            .iter()
-            .map(convert::carrier)
-            .collect();
+        let carriers = convert::carriers(self.incidents.catalog());
         Ok(Response::new(ListCarriersResponse { carriers }))
     }
 }

@@ -15,6 +15,7 @@ use crate::domain::clock::Clock;
 use crate::domain::consultation::{
     self, Complexity, Consultation, ConsultationStatus, NewConsultation, Targets,
 };
+use crate::domain::event::TicketType;
 use crate::domain::principal::{Locale, Principal};
 use crate::domain::ticket;
 use crate::store::Store;
@@ -90,6 +91,17 @@ impl Consultations {
 
     pub fn targets(&self) -> &Targets {
         &self.targets
+    }
+
+    /// The consultation categories in display order, each with how long a
+    /// consultation of it may take (its complexity's due time; `None` for a
+    /// category without a complexity).
+    pub fn categories(&self) -> impl Iterator<Item = (&Category, Option<Duration>)> {
+        let due = |c: &Category| Some(self.classify(&c.code).ok()?.1.due_after(&self.targets));
+        let catalog = self.flow.catalog();
+        catalog
+            .categories_of(TicketType::Consultation)
+            .map(move |c| (c, due(c)))
     }
 
     /// A consultation category and its complexity; unknown codes are INVALID_ARGUMENT.
