@@ -7,7 +7,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 
 use super::consultation::Consultation;
-use super::event::{Actor, EventPayload};
+use super::event::{Actor, EventPayload, TicketType};
 use super::incident::{Incident, IncidentStatus};
 use super::notify_rules::{Rules, Triggers};
 use super::ticket::{Person, Ticket};
@@ -143,18 +143,28 @@ pub struct Endpoint {
     pub updated_at: i64,
 }
 
-/// An outbox row (its payload aside).
+/// Which event goes where, on which channel: what names an outbox row, set
+/// when it is written and never changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub struct Route {
     pub id: String,
-    pub channel: String,
+    pub channel: Channel,
+    /// A webhook endpoint's id, or `email:requester` / `email:assignee`
+    /// (the order of deliveries is kept per endpoint and ticket).
     pub endpoint_id: String,
+    /// The URL posted to, or the e-mail address.
     pub target: String,
     pub ticket_id: String,
-    pub ticket_type: String,
+    pub ticket_type: TicketType,
     pub account: String,
     pub sequence: i64,
     pub event_type: String,
+}
+
+/// An outbox row (its payload aside): its route and how delivering it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub route: Route,
     pub state: DeliveryState,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -430,6 +440,15 @@ pub fn rfc3339(us: i64) -> String {
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
+
+string_enum!(
+    /// How an outbox row travels: a signed POST to a webhook endpoint, or an
+    /// e-mail over SMTP.
+    Channel {
+        Webhook = "webhook",
+        Email = "email",
+    }
+);
 
 string_enum!(
     /// Where an outbox row stands: PENDING (due at its next attempt, or being

@@ -3,9 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use super::convert::{opt_timestamp, timestamp};
+use super::convert::{self, opt_timestamp, timestamp};
 use super::page_token;
-use crate::domain::event::TicketType;
 use crate::domain::notify::{
     Delivery as StoredDelivery, DeliveryFilter, DeliveryState, Endpoint, WebhookSpec,
 };
@@ -270,21 +269,17 @@ fn endpoint(e: &Endpoint, with_secret: bool) -> WebhookEndpoint {
 }
 
 fn delivery(d: &StoredDelivery) -> Delivery {
-    let ticket_type = match TicketType::parse(&d.ticket_type) {
-        Some(TicketType::Incident) => pb::TicketType::Incident,
-        Some(TicketType::Consultation) => pb::TicketType::Consultation,
-        None => pb::TicketType::Unspecified,
-    };
+    let r = &d.route;
     Delivery {
-        id: d.id.clone(),
-        channel: d.channel.clone(),
-        endpoint_id: d.endpoint_id.clone(),
-        target: d.target.clone(),
-        ticket_id: d.ticket_id.clone(),
-        ticket_type: ticket_type as i32,
-        account: d.account.clone(),
-        sequence: u64::try_from(d.sequence).unwrap_or_default(),
-        event_type: d.event_type.clone(),
+        id: r.id.clone(),
+        channel: r.channel.as_str().to_owned(),
+        endpoint_id: r.endpoint_id.clone(),
+        target: r.target.clone(),
+        ticket_id: r.ticket_id.clone(),
+        ticket_type: convert::ticket_type(r.ticket_type) as i32,
+        account: r.account.clone(),
+        sequence: u64::try_from(r.sequence).unwrap_or_default(),
+        event_type: r.event_type.clone(),
         state: delivery_state(d.state) as i32,
         attempts: d.attempts,
         last_error: d.last_error.clone().unwrap_or_default(),

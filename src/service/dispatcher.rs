@@ -23,7 +23,7 @@ use super::mail::Mailer;
 use super::webhook::WebhookClient;
 use crate::config::NotifyArgs;
 use crate::domain::clock::Clock;
-use crate::domain::notify::RetryPolicy;
+use crate::domain::notify::{Channel, RetryPolicy};
 use crate::store::Store;
 use crate::store::outbox::{self, Claimed};
 
@@ -162,10 +162,11 @@ impl Dispatcher {
 
     /// One attempt of a claimed row, and its outcome recorded.
     async fn attempt(&self, row: Claimed) {
-        let (sent, channel) = match row.channel.as_str() {
-            "email" => (self.mail(&row).await, "email"),
-            _ => match self.post(&row).await {
-                Some(sent) => (sent, "webhook"),
+        let channel = row.channel;
+        let sent = match channel {
+            Channel::Email => self.mail(&row).await,
+            Channel::Webhook => match self.post(&row).await {
+                Some(sent) => sent,
                 // Nothing was attempted (a deleted or paused endpoint).
                 None => return,
             },
@@ -189,9 +190,9 @@ impl Dispatcher {
                     None => "dead",
                 };
                 count(channel, outcome);
-                tracing::debug!(delivery = %row.id, channel, error = %why, failed, outcome, "delivery attempt failed");
+                tracing::debug!(delivery = %row.id, channel = channel.as_str(), error = %why, failed, outcome, "delivery attempt failed");
                 if next.is_none() {
-                    tracing::warn!(delivery = %row.id, channel, target = %row.endpoint_id, error = %why, "delivery is dead: its retry horizon has passed");
+                    tracing::warn!(delivery = %row.id, channel = channel.as_str(), target = %row.endpoint_id, error = %why, "delivery is dead: its retry horizon has passed");
                 }
                 self.failed(&row.id, now, why.chars().take(MAX_ERROR).collect(), next)
                     .await
@@ -276,12 +277,12 @@ impl Dispatcher {
 }
 
 /// Counts an attempt's outcome, per channel.
-fn count(channel: &'static str, outcome: &'static str) {
+fn count(channel: Channel, outcome: &'static str) {
     match channel {
-        "email" => {
+        Channel::Email => {
             metrics::counter!("ticketd_email_deliveries_total", "outcome" => outcome).increment(1)
         }
-        _ => {
+        Channel::Webhook => {
             metrics::counter!("ticketd_webhook_deliveries_total", "outcome" => outcome).increment(1)
         }
     }

@@ -11,8 +11,8 @@ use crate::domain::clock::Clock;
 use crate::domain::event::{Actor, EventPayload};
 use crate::domain::mail::{self as domain_mail, Facts, Subject};
 use crate::domain::notify::{
-    self, ActorDoc, Delivery, DeliveryFilter, DeliveryState, Endpoint, Notifiable, Recipient,
-    Relation, TicketState, WebhookDocument, WebhookSpec,
+    self, ActorDoc, Channel, Delivery, DeliveryFilter, DeliveryState, Endpoint, Notifiable,
+    Recipient, Relation, Route, TicketState, WebhookDocument, WebhookSpec,
 };
 use crate::domain::notify_rules::Rules;
 use crate::domain::principal::{Locale, Principal, Role};
@@ -73,9 +73,16 @@ pub async fn enqueue<T: Notifiable>(
     let told = notify::recipients(&out.rules, &state, &actor, payload);
     let mut rows = Vec::with_capacity(wanted.len() + told.len());
     for endpoint in wanted {
-        let id = uuid::Uuid::now_v7().to_string();
+        let route = route(
+            ticket,
+            event,
+            payload,
+            Channel::Webhook,
+            endpoint.id,
+            endpoint.url,
+        );
         let document = WebhookDocument {
-            id: &id,
+            id: &route.id,
             event_type: payload.event_type(),
             sequence: event.sequence,
             occurred_at: notify::rfc3339(event.occurred_at),
@@ -88,17 +95,10 @@ pub async fn enqueue<T: Notifiable>(
             ticket: state.clone(),
             notify: told.clone(),
         };
+        let json = document.to_json()?;
         rows.push(NewDelivery {
-            payload: document.to_json()?,
-            id,
-            channel: "webhook",
-            endpoint_id: endpoint.id,
-            target: endpoint.url,
-            ticket_id: h.id.clone(),
-            ticket_type: T::TYPE.as_str().to_owned(),
-            account: h.account.clone(),
-            sequence: event.sequence,
-            event_type: payload.event_type().to_owned(),
+            route,
+            payload: json,
             state: match endpoint.paused {
                 true => DeliveryState::Paused,
                 false => DeliveryState::Pending,
@@ -110,6 +110,30 @@ pub async fn enqueue<T: Notifiable>(
         rows.extend(emails(ticket, event, payload, &actor, &told, mail)?);
     }
     outbox::insert_deliveries(txn, rows).await
+}
+
+/// A new row's route: `event` of `ticket`, to `target` (of `endpoint_id`)
+/// on `channel`, under a new id.
+fn route<T: Notifiable>(
+    ticket: &T,
+    event: &ticket_event::Model,
+    payload: &EventPayload,
+    channel: Channel,
+    endpoint_id: String,
+    target: String,
+) -> Route {
+    let h = ticket.header();
+    Route {
+        id: uuid::Uuid::now_v7().to_string(),
+        channel,
+        endpoint_id,
+        target,
+        ticket_id: h.id.clone(),
+        ticket_type: T::TYPE,
+        account: h.account.clone(),
+        sequence: event.sequence,
+        event_type: payload.event_type().to_owned(),
+    }
 }
 
 /// The e-mails of an event: one per recipient with an address, rendered now
@@ -167,16 +191,16 @@ fn emails<T: Notifiable>(
                 .as_deref()
                 .map(|url| domain_mail::link(url, T::TYPE, &h.id)),
         };
+        let route = route(
+            ticket,
+            event,
+            payload,
+            Channel::Email,
+            endpoint.into(),
+            to.clone(),
+        );
         rows.push(NewDelivery {
-            id: uuid::Uuid::now_v7().to_string(),
-            channel: "email",
-            endpoint_id: endpoint.to_owned(),
-            target: to.clone(),
-            ticket_id: h.id.clone(),
-            ticket_type: T::TYPE.as_str().to_owned(),
-            account: h.account.clone(),
-            sequence: event.sequence,
-            event_type: payload.event_type().to_owned(),
+            route,
             payload: domain_mail::render(to, &facts).to_json()?,
             state: DeliveryState::Pending,
             at: event.occurred_at,
@@ -328,7 +352,7 @@ impl Notifications {
         let more = deliveries.len() as u64 > page_size;
         deliveries.truncate(page_size as usize);
         let next = more
-            .then(|| deliveries.last().map(|d| d.id.clone()))
+            .then(|| deliveries.last().map(|d| d.route.id.clone()))
             .flatten();
         Ok(DeliveryPage { deliveries, next })
     }
@@ -351,14 +375,14 @@ impl Notifications {
                         )));
                     }
                     // An e-mail has no endpoint: its address is in the row.
-                    if found.channel == "webhook"
-                        && outbox::find_endpoint(txn, &found.endpoint_id)
+                    if found.route.channel == Channel::Webhook
+                        && outbox::find_endpoint(txn, &found.route.endpoint_id)
                             .await?
                             .is_none()
                     {
                         return Err(Error::FailedPrecondition(format!(
                             "delivery {id} cannot be retried: its endpoint {} was deleted",
-                            found.endpoint_id
+                            found.route.endpoint_id
                         )));
                     }
                     outbox::retry(txn, &id, now).await?;

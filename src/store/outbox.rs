@@ -8,8 +8,8 @@ use sea_orm::{
 };
 
 use super::{db_error, writer};
-use crate::domain::Error;
-use crate::domain::notify::{Delivery, DeliveryFilter, DeliveryState, Endpoint};
+use crate::domain::notify::{Channel, Delivery, DeliveryFilter, DeliveryState, Endpoint, Route};
+use crate::domain::{Code, Error};
 
 pub mod endpoint {
     use sea_orm::entity::prelude::*;
@@ -88,24 +88,32 @@ fn endpoint_of(m: endpoint::Model) -> Endpoint {
     }
 }
 
-fn delivery_of(m: delivery::Model) -> Result<Delivery, Error> {
-    let state = DeliveryState::parse(&m.state).ok_or_else(|| {
+/// A stored name that must be one of `C`'s; anything else is a corrupt row.
+fn parse_code<C: Code>(what: &str, id: &str, text: &str) -> Result<C, Error> {
+    C::parse(text).ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
-            "delivery {} has an unknown state {:?}",
-            m.id,
-            m.state
+            "delivery {id} has an unknown {what} {text:?}"
         ))
-    })?;
-    Ok(Delivery {
+    })
+}
+
+fn delivery_of(m: delivery::Model) -> Result<Delivery, Error> {
+    let state = parse_code("state", &m.id, &m.state)?;
+    let channel = parse_code("channel", &m.id, &m.channel)?;
+    let ticket_type = parse_code("ticket type", &m.id, &m.ticket_type)?;
+    let route = Route {
         id: m.id,
-        channel: m.channel,
+        channel,
         endpoint_id: m.endpoint_id,
         target: m.target,
         ticket_id: m.ticket_id,
-        ticket_type: m.ticket_type,
+        ticket_type,
         account: m.account,
         sequence: m.sequence,
         event_type: m.event_type,
+    };
+    Ok(Delivery {
+        route,
         state,
         attempts: m.attempts,
         next_attempt_at: m.next_attempt_at,
@@ -120,16 +128,7 @@ fn delivery_of(m: delivery::Model) -> Result<Delivery, Error> {
 /// A new outbox row.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub id: String,
-    /// `webhook` or `email`.
-    pub channel: &'static str,
-    pub endpoint_id: String,
-    pub target: String,
-    pub ticket_id: String,
-    pub ticket_type: String,
-    pub account: String,
-    pub sequence: i64,
-    pub event_type: String,
+    pub route: Route,
     pub payload: String,
     pub state: DeliveryState,
     pub at: i64,
@@ -282,15 +281,15 @@ pub async fn insert_deliveries(
         return Ok(());
     }
     let models = rows.into_iter().map(|r| delivery::ActiveModel {
-        id: Set(r.id),
-        channel: Set(r.channel.to_owned()),
-        endpoint_id: Set(r.endpoint_id),
-        target: Set(r.target),
-        ticket_id: Set(r.ticket_id),
-        ticket_type: Set(r.ticket_type),
-        account: Set(r.account),
-        sequence: Set(r.sequence),
-        event_type: Set(r.event_type),
+        id: Set(r.route.id),
+        channel: Set(r.route.channel.as_str().to_owned()),
+        endpoint_id: Set(r.route.endpoint_id),
+        target: Set(r.route.target),
+        ticket_id: Set(r.route.ticket_id),
+        ticket_type: Set(r.route.ticket_type.as_str().to_owned()),
+        account: Set(r.route.account),
+        sequence: Set(r.route.sequence),
+        event_type: Set(r.route.event_type),
         payload: Set(r.payload),
         state: Set(r.state.as_str().to_owned()),
         attempts: Set(0),
@@ -329,8 +328,7 @@ pub async fn any_due(conn: &impl ConnectionTrait, now: i64) -> Result<bool, Erro
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
-    /// `webhook` or `email`.
-    pub channel: String,
+    pub channel: Channel,
     pub endpoint_id: String,
     pub payload: String,
     pub attempts: i64,
@@ -379,9 +377,11 @@ pub async fn claim(
         .map_err(db_error)?;
     rows.into_iter()
         .map(|row| {
+            let id: String = row.try_get("", "id").map_err(db_error)?;
+            let channel: String = row.try_get("", "channel").map_err(db_error)?;
             Ok(Claimed {
-                id: row.try_get("", "id").map_err(db_error)?,
-                channel: row.try_get("", "channel").map_err(db_error)?,
+                channel: parse_code("channel", &id, &channel)?,
+                id,
                 endpoint_id: row.try_get("", "endpoint_id").map_err(db_error)?,
                 payload: row.try_get("", "payload").map_err(db_error)?,
                 attempts: row.try_get("", "attempts").map_err(db_error)?,
@@ -540,4 +540,67 @@ pub async fn retry(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<bo
         .await
         .map_err(db_error)?;
     Ok(updated.rows_affected > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> delivery::Model {
+        delivery::Model {
+            id: "d1".into(),
+            channel: "email".into(),
+            endpoint_id: "email:requester".into(),
+            target: "ana@example.com".into(),
+            ticket_id: "t1".into(),
+            ticket_type: "INCIDENT".into(),
+            account: "acme".into(),
+            sequence: 7,
+            event_type: "created".into(),
+            payload: "{}".into(),
+            state: "PENDING".into(),
+            attempts: 0,
+            next_attempt_at: 1,
+            retry_from: 1,
+            last_error: None,
+            created_at: 1,
+            updated_at: 1,
+            delivered_at: None,
+        }
+    }
+
+    #[test]
+    fn a_stored_delivery_is_read_into_typed_values() {
+        let d = delivery_of(row()).unwrap();
+        assert_eq!(d.route.channel, Channel::Email);
+        assert_eq!(
+            d.route.ticket_type,
+            crate::domain::event::TicketType::Incident
+        );
+        assert_eq!(d.state, DeliveryState::Pending);
+    }
+
+    #[test]
+    fn a_corrupt_channel_ticket_type_or_state_is_an_internal_error_naming_it() {
+        let corrupt = [
+            delivery::Model {
+                channel: "fax".into(),
+                ..row()
+            },
+            delivery::Model {
+                ticket_type: "ORDER".into(),
+                ..row()
+            },
+            delivery::Model {
+                state: "LOST".into(),
+                ..row()
+            },
+        ];
+        for (m, what) in corrupt.into_iter().zip(["channel", "ticket type", "state"]) {
+            match delivery_of(m) {
+                Err(Error::Internal(e)) => assert!(e.to_string().contains(what), "{e}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
 }
