@@ -21,7 +21,7 @@ use sea_orm::{
 };
 
 use super::db_error;
-use super::tickets::{Stored, TicketFilter, TicketTable, Tie, parse_code, tickets};
+use super::tickets::{Stored, TicketFilter, TicketTable, Tie, parse_code};
 use crate::domain::consultation::Consultation;
 use crate::domain::incident::Incident;
 use crate::domain::text::like_contains;
@@ -223,7 +223,7 @@ pub async fn fetch<T: Stored>(
     conn: &impl ConnectionTrait,
     keys: &[Key<T>],
 ) -> Result<Vec<T>, Error> {
-    let query = tickets::<T::Table>().filter(T::Table::ID.is_in(keys.iter().map(|k| k.id.clone())));
+    let query = T::Table::find().filter(T::Table::ID.is_in(keys.iter().map(|k| k.id.clone())));
     let mut found: HashMap<String, T> = super::decoded(conn, query, T::from_row)
         .await?
         .into_iter()

@@ -4,8 +4,7 @@ use std::pin::Pin;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IdenStatic, IntoActiveModel, Iterable, Order, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Value,
+    IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -239,20 +238,6 @@ pub trait TicketFilter: Clone + Send + Sync + 'static {
     fn is_plain(&self) -> bool;
 }
 
-/// A query for whole tickets: every column but the search text, which only
-/// the substring index reads and no domain type holds (`Stored::to_row`
-/// builds it anew for every write). It is read back as "" so that the rows
-/// still decode into the table's `Model`; a page of 50 would otherwise carry
-/// every description, label and name a second time.
-pub fn tickets<E: TicketTable>() -> Select<E> {
-    let search_text = E::SEARCH_TEXT.as_str();
-    let columns = E::Column::iter().filter(|c| c.as_str() != search_text);
-    E::find()
-        .select_only()
-        .columns(columns)
-        .expr_as(Expr::val(""), search_text)
-}
-
 /// One page of the tickets `filter` matches, in (created_at, tie) order,
 /// after `cursor` (the last ticket of the previous page: created_at, tie).
 pub async fn page<T: Stored>(
@@ -270,7 +255,7 @@ pub async fn page<T: Stored>(
         cursor.as_ref().map(|(at, _)| *at),
         descending,
     );
-    let mut query = filter.apply(tickets::<T::Table>());
+    let mut query = filter.apply(T::Table::find());
     if let Some((at, tie)) = cursor {
         use sea_orm::sea_query::ExprTrait as _;
         // A row-value comparison, which both databases answer from the
@@ -358,7 +343,7 @@ pub async fn stream<'a, T: Stored>(
     filter: &T::Filter,
 ) -> Result<RowStream<'a, T>, Error> {
     let rows = filter
-        .apply(tickets::<T::Table>())
+        .apply(T::Table::find())
         .order_by_asc(T::Table::CREATED_AT)
         .order_by_asc(T::Table::TIE)
         .stream(txn)
@@ -383,8 +368,8 @@ pub async fn find<T: Stored>(
     lookup: &Lookup,
 ) -> Result<Option<T>, Error> {
     let query = match lookup {
-        Lookup::Id(id) => tickets::<T::Table>().filter(T::Table::ID.eq(id.as_str())),
-        Lookup::Number(n) => tickets::<T::Table>().filter(T::Table::NUMBER.eq(*n)),
+        Lookup::Id(id) => T::Table::find().filter(T::Table::ID.eq(id.as_str())),
+        Lookup::Number(n) => T::Table::find().filter(T::Table::NUMBER.eq(*n)),
     };
     let row = query.one(conn).await.map_err(db_error)?;
     row.map(T::from_row).transpose()
@@ -395,7 +380,7 @@ pub async fn find_by_idempotency_key<T: Stored>(
     account: &str,
     key: &str,
 ) -> Result<Option<T>, Error> {
-    let row = tickets::<T::Table>()
+    let row = T::Table::find()
         .filter(T::Table::ACCOUNT.eq(account))
         .filter(T::Table::IDEMPOTENCY_KEY.eq(key))
         .one(conn)
