@@ -346,6 +346,17 @@ pub struct Claimed {
 /// LOCKED`, so replicas claiming at once take different rows, and the outer
 /// condition is re-checked on the locked rows; on SQLite the statement holds
 /// the write lock.
+///
+/// Never more than `limit` rows. On PostgreSQL the pick is a `MATERIALIZED`
+/// CTE, run once: as `id IN (SELECT … LIMIT … SKIP LOCKED)` the planner may
+/// run the subquery again for every outer row (a nested-loop semi-join; the
+/// generic plan sqlx's cached statement gets when it was first planned on an
+/// empty outbox), and each run skips the rows the statement has already
+/// updated and picks the next ones: one claim took every due row (300 with
+/// a limit of 32), the dispatcher's attempts in flight grew past its cap to
+/// thousands, and when they timed out together their outcome writes queued
+/// ahead of the RPCs' in the writer (`ticketd-bench-hang`: CreateIncident p99
+/// 1.2 s on PostgreSQL).
 pub async fn claim(
     conn: &impl ConnectionTrait,
     now: i64,
@@ -353,24 +364,38 @@ pub async fn claim(
     limit: u64,
 ) -> Result<Vec<Claimed>, Error> {
     let backend = conn.get_database_backend();
-    let (p, lock) = match backend {
-        DbBackend::Postgres => (["$1", "$2", "$3"], "FOR UPDATE OF o SKIP LOCKED"),
-        _ => (["?1", "?2", "?3"], ""),
+    // The due rows, oldest first, that no earlier row of theirs holds back.
+    let pick = |at: &str, limit: &str, lock: &str| {
+        format!(
+            "SELECT o.id FROM outbox o \
+             WHERE o.state = 'PENDING' AND o.next_attempt_at <= {at} \
+               AND NOT EXISTS ( \
+                 SELECT 1 FROM outbox e \
+                 WHERE e.endpoint_id = o.endpoint_id AND e.ticket_id = o.ticket_id \
+                   AND e.sequence < o.sequence AND e.state IN ('PENDING', 'PAUSED')) \
+             ORDER BY o.next_attempt_at, o.sequence \
+             LIMIT {limit} {lock}"
+        )
     };
-    let [lease, at, limit_p] = p;
-    let sql = format!(
-        "UPDATE outbox SET next_attempt_at = {lease}, updated_at = {at} \
-         WHERE state = 'PENDING' AND next_attempt_at <= {at} AND id IN ( \
-           SELECT o.id FROM outbox o \
-           WHERE o.state = 'PENDING' AND o.next_attempt_at <= {at} \
-             AND NOT EXISTS ( \
-               SELECT 1 FROM outbox e \
-               WHERE e.endpoint_id = o.endpoint_id AND e.ticket_id = o.ticket_id \
-                 AND e.sequence < o.sequence AND e.state IN ('PENDING', 'PAUSED')) \
-           ORDER BY o.next_attempt_at, o.sequence \
-           LIMIT {limit_p} {lock}) \
-         RETURNING id, channel, endpoint_id, payload, attempts, retry_from"
-    );
+    let sql = match backend {
+        // The locked rows were re-checked against the pick's conditions
+        // as they were locked (FOR UPDATE), so the update needs only their ids.
+        DbBackend::Postgres => format!(
+            "WITH picked AS MATERIALIZED ({}) \
+             UPDATE outbox SET next_attempt_at = $1, updated_at = $2 \
+             FROM picked WHERE outbox.id = picked.id \
+             RETURNING outbox.id, outbox.channel, outbox.endpoint_id, outbox.payload, \
+               outbox.attempts, outbox.retry_from",
+            pick("$2", "$3", "FOR UPDATE OF o SKIP LOCKED")
+        ),
+        // SQLite runs an uncorrelated `IN (SELECT …)` once.
+        _ => format!(
+            "UPDATE outbox SET next_attempt_at = ?1, updated_at = ?2 \
+             WHERE state = 'PENDING' AND next_attempt_at <= ?2 AND id IN ({}) \
+             RETURNING id, channel, endpoint_id, payload, attempts, retry_from",
+            pick("?2", "?3", "")
+        ),
+    };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let values: Vec<Value> = vec![lease_until.into(), now.into(), limit.into()];
     let rows = conn
@@ -540,4 +565,87 @@ pub async fn retry(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<bo
         .await
         .map_err(db_error)?;
     Ok(updated.rows_affected > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+
+    use super::super::Store;
+    use super::{NewDelivery, claim, insert_deliveries};
+    use crate::domain::notify::DeliveryState;
+
+    /// `count` due webhook rows, each of a ticket of its own.
+    fn rows(count: i64) -> Vec<NewDelivery> {
+        (1..=count)
+            .map(|n| NewDelivery {
+                id: format!("d{n:05}"),
+                channel: "webhook",
+                endpoint_id: "e1".into(),
+                target: "http://127.0.0.1:9/hook".into(),
+                ticket_id: format!("t{n:05}"),
+                ticket_type: "INCIDENT".into(),
+                account: "acme".into(),
+                sequence: n,
+                event_type: "created".into(),
+                payload: "{}".into(),
+                state: DeliveryState::Pending,
+                at: n,
+            })
+            .collect()
+    }
+
+    /// A claim never takes more than its limit, also with the plan its
+    /// statement gets on a connection that ran it on an empty outbox (on
+    /// PostgreSQL a generic plan after five runs; as `id IN (SELECT … LIMIT
+    /// … SKIP LOCKED)` that plan ran the pick again for every row and
+    /// claimed all 300 due rows).
+    async fn a_claim_takes_at_most_its_limit(url: &str) {
+        let store = Store::connect(url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        // One transaction: one connection, one cached statement.
+        let txn = store.conn().begin().await.unwrap();
+        for _ in 0..8 {
+            assert!(claim(&txn, 0, 1, 32).await.unwrap().is_empty());
+        }
+        insert_deliveries(&txn, rows(300)).await.unwrap();
+        let lease = 1_000_000;
+        let first = claim(&txn, 1_000, lease, 32).await.unwrap();
+        let ids: Vec<&str> = first.iter().map(|c| c.id.as_str()).collect();
+        let expected: Vec<String> = (1..=32).map(|n| format!("d{n:05}")).collect();
+        assert_eq!(ids, expected, "the 32 oldest due rows, and no more");
+        let second = claim(&txn, 1_000, lease, 32).await.unwrap();
+        assert_eq!(second.len(), 32);
+        assert_eq!(second[0].id, "d00033", "leased rows are not claimed again");
+        txn.commit().await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_at_most_its_limit_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        a_claim_takes_at_most_its_limit(&url).await;
+    }
+
+    /// The same on PostgreSQL, when `TICKETD_TEST_POSTGRES_URL` names one
+    /// (on a database of its own, dropped after).
+    #[tokio::test]
+    async fn a_claim_takes_at_most_its_limit_on_postgres() {
+        let Some(admin_url) = super::super::tests::postgres_url() else {
+            return;
+        };
+        let name = format!("ticketd_outbox_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url).await.expect("connect");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+        a_claim_takes_at_most_its_limit(&format!("{base}/{name}")).await;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }
