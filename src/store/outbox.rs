@@ -211,6 +211,7 @@ pub async fn delete_endpoint(
     now: i64,
 ) -> Result<bool, Error> {
     writer::forget_endpoints();
+    flush_deferred(conn).await?;
     let deleted = endpoint::Entity::delete_by_id(id.to_owned())
         .exec(conn)
         .await
@@ -248,6 +249,7 @@ pub async fn set_paused(
     now: i64,
 ) -> Result<Option<Endpoint>, Error> {
     writer::forget_endpoints();
+    flush_deferred(conn).await?;
     let updated = endpoint::Entity::update_many()
         .col_expr(endpoint::Column::Paused, Expr::value(paused))
         .col_expr(endpoint::Column::UpdatedAt, Expr::value(now))
@@ -274,6 +276,8 @@ pub async fn set_paused(
     find_endpoint(conn, id).await
 }
 
+/// Writes outbox rows: inside a writer batch with the batch's other rows,
+/// in one statement before its commit (see `writer`); elsewhere now.
 pub async fn insert_deliveries(
     conn: &impl ConnectionTrait,
     rows: Vec<NewDelivery>,
@@ -281,6 +285,37 @@ pub async fn insert_deliveries(
     if rows.is_empty() {
         return Ok(());
     }
+    match writer::defer_deliveries(rows) {
+        Some(rows) => write_deliveries(conn, rows).await,
+        None => Ok(()),
+    }
+}
+
+/// Inserts the rows the running writer batch holds, so that the statement
+/// after this sees them (a no-op outside a batch). Whatever reads or updates
+/// outbox rows other than by the id of a row claimed earlier calls it first.
+async fn flush_deferred(conn: &impl ConnectionTrait) -> Result<(), Error> {
+    write_deliveries(conn, writer::unflushed_deliveries()).await
+}
+
+/// Rows per INSERT: 18 values each, within SQLite's 32,766 bound variables
+/// and PostgreSQL's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Inserts `rows`, in as few statements as the bound-variable limits allow.
+pub(super) async fn write_deliveries(
+    conn: &impl ConnectionTrait,
+    mut rows: Vec<NewDelivery>,
+) -> Result<(), Error> {
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(ROWS_PER_INSERT));
+        insert_now(conn, rows).await?;
+        rows = rest;
+    }
+    Ok(())
+}
+
+async fn insert_now(conn: &impl ConnectionTrait, rows: Vec<NewDelivery>) -> Result<(), Error> {
     let models = rows.into_iter().map(|r| delivery::ActiveModel {
         id: Set(r.id),
         channel: Set(r.channel.to_owned()),
@@ -363,6 +398,7 @@ pub async fn claim(
     lease_until: i64,
     limit: u64,
 ) -> Result<Vec<Claimed>, Error> {
+    flush_deferred(conn).await?;
     let backend = conn.get_database_backend();
     // The due rows, oldest first, that no earlier row of theirs holds back.
     let pick = |at: &str, limit: &str, lock: &str| {
@@ -512,6 +548,7 @@ pub async fn find_delivery(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<Delivery>, Error> {
+    flush_deferred(conn).await?;
     delivery::Entity::find_by_id(id.to_owned())
         .one(conn)
         .await
@@ -527,6 +564,7 @@ pub async fn list_deliveries(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Delivery>, Error> {
+    flush_deferred(conn).await?;
     let mut query = delivery::Entity::find();
     if let Some(account) = &filter.account {
         query = query.filter(delivery::Column::Account.eq(account.as_str()));
