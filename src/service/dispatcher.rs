@@ -127,11 +127,18 @@ impl Dispatcher {
             }
             tokio::select! {
                 Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                    let task = match done {
-                        Ok((task, ())) => task,
-                        Err(e) => e.id(),
-                    };
-                    leased.remove(&task);
+                    // Attempts that time out together end together (their
+                    // outcomes commit in one batch): take every one that has
+                    // ended, so that the next claim is one for all of their
+                    // room, not one claim (one writer request) per attempt.
+                    let mut done = Some(done);
+                    while let Some(ended) = done.take().or_else(|| in_flight.try_join_next_with_id()) {
+                        let task = match ended {
+                            Ok((task, ())) => task,
+                            Err(e) => e.id(),
+                        };
+                        leased.remove(&task);
+                    }
                 }
                 received = events.recv(), if events_open => {
                     if let Err(broadcast::error::RecvError::Closed) = received {

@@ -455,10 +455,13 @@ pub async fn claim(
                outbox.attempts, outbox.retry_from",
             pick("$2", "$3", "FOR UPDATE OF o SKIP LOCKED")
         ),
-        // SQLite runs an uncorrelated `IN (SELECT …)` once.
+        // SQLite runs an uncorrelated `IN (SELECT …)` once, and the whole
+        // statement under its write lock: the picked rows are updated by
+        // their ids alone (with the pick's conditions repeated outside, the
+        // planner walked every due row to test it against the few picked).
         _ => format!(
             "UPDATE outbox SET next_attempt_at = ?1, updated_at = ?2 \
-             WHERE state = 'PENDING' AND next_attempt_at <= ?2 AND id IN ({}) \
+             WHERE id IN ({}) \
              RETURNING id, channel, endpoint_id, payload, attempts, retry_from",
             pick("?2", "?3", "")
         ),
