@@ -210,6 +210,7 @@ pub async fn delete_endpoint(
     now: i64,
 ) -> Result<bool, Error> {
     writer::forget_endpoints();
+    flush_deferred(conn).await?;
     let deleted = endpoint::Entity::delete_by_id(id.to_owned())
         .exec(conn)
         .await
@@ -247,6 +248,7 @@ pub async fn set_paused(
     now: i64,
 ) -> Result<Option<Endpoint>, Error> {
     writer::forget_endpoints();
+    flush_deferred(conn).await?;
     let updated = endpoint::Entity::update_many()
         .col_expr(endpoint::Column::Paused, Expr::value(paused))
         .col_expr(endpoint::Column::UpdatedAt, Expr::value(now))
@@ -273,6 +275,8 @@ pub async fn set_paused(
     find_endpoint(conn, id).await
 }
 
+/// Writes outbox rows: inside a writer batch with the batch's other rows,
+/// in one statement before its commit (see `writer`); elsewhere now.
 pub async fn insert_deliveries(
     conn: &impl ConnectionTrait,
     rows: Vec<NewDelivery>,
@@ -280,6 +284,69 @@ pub async fn insert_deliveries(
     if rows.is_empty() {
         return Ok(());
     }
+    match writer::defer_deliveries(rows) {
+        Some(rows) => write_deliveries(conn, rows).await,
+        None => Ok(()),
+    }
+}
+
+/// Inserts the rows the running writer batch holds, so that the statement
+/// after this sees them (a no-op outside a batch). Whatever reads or updates
+/// outbox rows other than by the id of a row claimed earlier calls it first.
+async fn flush_deferred(conn: &impl ConnectionTrait) -> Result<(), Error> {
+    write_deliveries(conn, writer::unflushed_deliveries()).await
+}
+
+/// Rows per INSERT: 18 values each, within SQLite's 32,766 bound variables
+/// and PostgreSQL's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 1_000;
+/// Bytes per INSERT on PostgreSQL, about: a statement that fits in one TLS
+/// record (16 KiB), so that it leaves in one segment. sqlx (0.9) leaves
+/// Nagle's algorithm on, and a larger statement goes out as two TLS writes:
+/// the second waited for the server's delayed ACK of the first, 40 ms. A
+/// batch of 16 creates' rows (~55 KB) in one statement had the PostgreSQL
+/// bench's hanging server at ~300 creates/s, p50 52 ms, from ~1,100/s.
+/// SQLite has no socket: there only the row bound applies.
+const PG_BYTES_PER_INSERT: usize = 12 * 1024;
+
+/// Inserts `rows`, in as few statements as the bounds above allow.
+pub(super) async fn write_deliveries(
+    conn: &impl ConnectionTrait,
+    rows: Vec<NewDelivery>,
+) -> Result<(), Error> {
+    let max_bytes = match conn.get_database_backend() {
+        DbBackend::Postgres => PG_BYTES_PER_INSERT,
+        _ => usize::MAX,
+    };
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut chunk = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next_if(|r| {
+            chunk.is_empty()
+                || (chunk.len() < ROWS_PER_INSERT && bytes.saturating_add(size(r)) <= max_bytes)
+        }) {
+            bytes += size(&row);
+            chunk.push(row);
+        }
+        insert_now(conn, chunk).await?;
+    }
+    Ok(())
+}
+
+/// About how many bytes a row takes in an INSERT.
+fn size(row: &NewDelivery) -> usize {
+    let r = &row.route;
+    row.payload.len()
+        + r.target.len()
+        + r.id.len()
+        + r.endpoint_id.len()
+        + r.ticket_id.len()
+        + r.account.len()
+        + 128
+}
+
+async fn insert_now(conn: &impl ConnectionTrait, rows: Vec<NewDelivery>) -> Result<(), Error> {
     let models = rows.into_iter().map(|r| delivery::ActiveModel {
         id: Set(r.route.id),
         channel: Set(r.route.channel.as_str().to_owned()),
@@ -344,31 +411,60 @@ pub struct Claimed {
 /// LOCKED`, so replicas claiming at once take different rows, and the outer
 /// condition is re-checked on the locked rows; on SQLite the statement holds
 /// the write lock.
+///
+/// Never more than `limit` rows. On PostgreSQL the pick is a `MATERIALIZED`
+/// CTE, run once: as `id IN (SELECT … LIMIT … SKIP LOCKED)` the planner may
+/// run the subquery again for every outer row (a nested-loop semi-join; the
+/// generic plan sqlx's cached statement gets when it was first planned on an
+/// empty outbox), and each run skips the rows the statement has already
+/// updated and picks the next ones: one claim took every due row (300 with
+/// a limit of 32), the dispatcher's attempts in flight grew past its cap to
+/// thousands, and when they timed out together their outcome writes queued
+/// ahead of the RPCs' in the writer (`ticketd-bench-hang`: CreateIncident p99
+/// 1.2 s on PostgreSQL).
 pub async fn claim(
     conn: &impl ConnectionTrait,
     now: i64,
     lease_until: i64,
     limit: u64,
 ) -> Result<Vec<Claimed>, Error> {
+    flush_deferred(conn).await?;
     let backend = conn.get_database_backend();
-    let (p, lock) = match backend {
-        DbBackend::Postgres => (["$1", "$2", "$3"], "FOR UPDATE OF o SKIP LOCKED"),
-        _ => (["?1", "?2", "?3"], ""),
+    // The due rows, oldest first, that no earlier row of theirs holds back.
+    let pick = |at: &str, limit: &str, lock: &str| {
+        format!(
+            "SELECT o.id FROM outbox o \
+             WHERE o.state = 'PENDING' AND o.next_attempt_at <= {at} \
+               AND NOT EXISTS ( \
+                 SELECT 1 FROM outbox e \
+                 WHERE e.endpoint_id = o.endpoint_id AND e.ticket_id = o.ticket_id \
+                   AND e.sequence < o.sequence AND e.state IN ('PENDING', 'PAUSED')) \
+             ORDER BY o.next_attempt_at, o.sequence \
+             LIMIT {limit} {lock}"
+        )
     };
-    let [lease, at, limit_p] = p;
-    let sql = format!(
-        "UPDATE outbox SET next_attempt_at = {lease}, updated_at = {at} \
-         WHERE state = 'PENDING' AND next_attempt_at <= {at} AND id IN ( \
-           SELECT o.id FROM outbox o \
-           WHERE o.state = 'PENDING' AND o.next_attempt_at <= {at} \
-             AND NOT EXISTS ( \
-               SELECT 1 FROM outbox e \
-               WHERE e.endpoint_id = o.endpoint_id AND e.ticket_id = o.ticket_id \
-                 AND e.sequence < o.sequence AND e.state IN ('PENDING', 'PAUSED')) \
-           ORDER BY o.next_attempt_at, o.sequence \
-           LIMIT {limit_p} {lock}) \
-         RETURNING id, channel, endpoint_id, payload, attempts, retry_from"
-    );
+    let sql = match backend {
+        // The locked rows were re-checked against the pick's conditions
+        // as they were locked (FOR UPDATE), so the update needs only their ids.
+        DbBackend::Postgres => format!(
+            "WITH picked AS MATERIALIZED ({}) \
+             UPDATE outbox SET next_attempt_at = $1, updated_at = $2 \
+             FROM picked WHERE outbox.id = picked.id \
+             RETURNING outbox.id, outbox.channel, outbox.endpoint_id, outbox.payload, \
+               outbox.attempts, outbox.retry_from",
+            pick("$2", "$3", "FOR UPDATE OF o SKIP LOCKED")
+        ),
+        // SQLite runs an uncorrelated `IN (SELECT …)` once, and the whole
+        // statement under its write lock: the picked rows are updated by
+        // their ids alone (with the pick's conditions repeated outside, the
+        // planner walked every due row to test it against the few picked).
+        _ => format!(
+            "UPDATE outbox SET next_attempt_at = ?1, updated_at = ?2 \
+             WHERE id IN ({}) \
+             RETURNING id, channel, endpoint_id, payload, attempts, retry_from",
+            pick("?2", "?3", "")
+        ),
+    };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let values: Vec<Value> = vec![lease_until.into(), now.into(), limit.into()];
     let rows = conn
@@ -487,6 +583,7 @@ pub async fn find_delivery(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<Delivery>, Error> {
+    flush_deferred(conn).await?;
     delivery::Entity::find_by_id(id.to_owned())
         .one(conn)
         .await
@@ -502,6 +599,7 @@ pub async fn list_deliveries(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Delivery>, Error> {
+    flush_deferred(conn).await?;
     let mut query = delivery::Entity::find();
     if let Some(account) = &filter.account {
         query = query.filter(delivery::Column::Account.eq(account.as_str()));
@@ -545,6 +643,7 @@ pub async fn retry(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::TicketType;
 
     fn row() -> delivery::Model {
         delivery::Model {
@@ -602,5 +701,85 @@ mod tests {
                 other => panic!("{what}: {other:?}"),
             }
         }
+    }
+
+    use sea_orm::{Database, TransactionTrait};
+
+    use super::super::Store;
+
+    /// `count` due webhook rows, each of a ticket of its own.
+    fn rows(count: i64) -> Vec<NewDelivery> {
+        (1..=count)
+            .map(|n| NewDelivery {
+                route: Route {
+                    id: format!("d{n:05}"),
+                    channel: Channel::Webhook,
+                    endpoint_id: "e1".into(),
+                    target: "http://127.0.0.1:9/hook".into(),
+                    ticket_id: format!("t{n:05}"),
+                    ticket_type: TicketType::Incident,
+                    account: "acme".into(),
+                    sequence: n,
+                    event_type: "created".into(),
+                },
+                payload: "{}".into(),
+                state: DeliveryState::Pending,
+                at: n,
+            })
+            .collect()
+    }
+
+    /// A claim never takes more than its limit, also with the plan its
+    /// statement gets on a connection that ran it on an empty outbox (on
+    /// PostgreSQL a generic plan after five runs; as `id IN (SELECT … LIMIT
+    /// … SKIP LOCKED)` that plan ran the pick again for every row and
+    /// claimed all 300 due rows).
+    async fn a_claim_takes_at_most_its_limit(url: &str) {
+        let store = Store::connect(url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        // One transaction: one connection, one cached statement.
+        let txn = store.conn().begin().await.unwrap();
+        for _ in 0..8 {
+            assert!(claim(&txn, 0, 1, 32).await.unwrap().is_empty());
+        }
+        insert_deliveries(&txn, rows(300)).await.unwrap();
+        let lease = 1_000_000;
+        let first = claim(&txn, 1_000, lease, 32).await.unwrap();
+        let ids: Vec<&str> = first.iter().map(|c| c.id.as_str()).collect();
+        let expected: Vec<String> = (1..=32).map(|n| format!("d{n:05}")).collect();
+        assert_eq!(ids, expected, "the 32 oldest due rows, and no more");
+        let second = claim(&txn, 1_000, lease, 32).await.unwrap();
+        assert_eq!(second.len(), 32);
+        assert_eq!(second[0].id, "d00033", "leased rows are not claimed again");
+        txn.commit().await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_at_most_its_limit_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        a_claim_takes_at_most_its_limit(&url).await;
+    }
+
+    /// The same on PostgreSQL, when `TICKETD_TEST_POSTGRES_URL` names one
+    /// (on a database of its own, dropped after).
+    #[tokio::test]
+    async fn a_claim_takes_at_most_its_limit_on_postgres() {
+        let Some(admin_url) = super::super::tests::postgres_url() else {
+            return;
+        };
+        let name = format!("ticketd_outbox_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url).await.expect("connect");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+        a_claim_takes_at_most_its_limit(&format!("{base}/{name}")).await;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
     }
 }
