@@ -538,6 +538,29 @@ mod tests {
         url
     }
 
+    /// Runs `test` on a PostgreSQL database of its own, created beside
+    /// `TICKETD_TEST_POSTGRES_URL` and dropped after; skipped (saying so)
+    /// when that is not set.
+    pub(crate) async fn on_fresh_postgres(prefix: &str, test: impl AsyncFnOnce(&str)) {
+        let Some(admin_url) = postgres_url() else {
+            return;
+        };
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(&admin_url)
+            .await
+            .expect("connect");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+        test(&format!("{base}/{name}")).await;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+
     async fn plan_cache_mode(conn: &impl ConnectionTrait) -> String {
         let row = conn
             .query_one_raw(Statement::from_string(

@@ -641,7 +641,7 @@ pub async fn retry(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<bo
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::event::TicketType;
 
@@ -703,29 +703,34 @@ mod tests {
         }
     }
 
-    use sea_orm::{Database, TransactionTrait};
+    use sea_orm::TransactionTrait;
 
     use super::super::Store;
+
+    /// An outbox row of ticket `ticket` (event `sequence`), due at `sequence` µs.
+    pub(crate) fn due_row(id: &str, ticket: &str, sequence: i64) -> NewDelivery {
+        NewDelivery {
+            route: Route {
+                id: id.into(),
+                channel: Channel::Webhook,
+                endpoint_id: "e1".into(),
+                target: "http://127.0.0.1:9/hook".into(),
+                ticket_id: ticket.into(),
+                ticket_type: TicketType::Incident,
+                account: "acme".into(),
+                sequence,
+                event_type: "created".into(),
+            },
+            payload: "{}".into(),
+            state: DeliveryState::Pending,
+            at: sequence,
+        }
+    }
 
     /// `count` due webhook rows, each of a ticket of its own.
     fn rows(count: i64) -> Vec<NewDelivery> {
         (1..=count)
-            .map(|n| NewDelivery {
-                route: Route {
-                    id: format!("d{n:05}"),
-                    channel: Channel::Webhook,
-                    endpoint_id: "e1".into(),
-                    target: "http://127.0.0.1:9/hook".into(),
-                    ticket_id: format!("t{n:05}"),
-                    ticket_type: TicketType::Incident,
-                    account: "acme".into(),
-                    sequence: n,
-                    event_type: "created".into(),
-                },
-                payload: "{}".into(),
-                state: DeliveryState::Pending,
-                at: n,
-            })
+            .map(|n| due_row(&format!("d{n:05}"), &format!("t{n:05}"), n))
             .collect()
     }
 
@@ -766,20 +771,7 @@ mod tests {
     /// (on a database of its own, dropped after).
     #[tokio::test]
     async fn a_claim_takes_at_most_its_limit_on_postgres() {
-        let Some(admin_url) = super::super::tests::postgres_url() else {
-            return;
-        };
-        let name = format!("ticketd_outbox_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(&admin_url).await.expect("connect");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
-        a_claim_takes_at_most_its_limit(&format!("{base}/{name}")).await;
-        admin
-            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .unwrap();
+        super::super::tests::on_fresh_postgres("ticketd_outbox", a_claim_takes_at_most_its_limit)
+            .await;
     }
 }

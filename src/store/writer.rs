@@ -408,7 +408,7 @@ async fn run_batch(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, Database};
+    use sea_orm::ConnectionTrait;
 
     use super::super::{
         CONSULTATION_NUMBER, EVENT_SEQUENCE, Store, current_value, next_value, outbox,
@@ -506,22 +506,7 @@ mod tests {
 
     /// An outbox row of ticket `ticket`, due at once.
     fn delivery(id: &str, ticket: &str) -> outbox::NewDelivery {
-        outbox::NewDelivery {
-            route: crate::domain::notify::Route {
-                id: id.into(),
-                channel: crate::domain::notify::Channel::Webhook,
-                endpoint_id: "e1".into(),
-                target: "http://127.0.0.1:9/hook".into(),
-                ticket_id: ticket.into(),
-                ticket_type: crate::domain::event::TicketType::Incident,
-                account: "acme".into(),
-                sequence: 1,
-                event_type: "created".into(),
-            },
-            payload: "{}".into(),
-            state: crate::domain::notify::DeliveryState::Pending,
-            at: 1,
-        }
+        outbox::tests::due_row(id, ticket, 1)
     }
 
     /// A batch holds its requests' outbox rows for one INSERT before its
@@ -579,38 +564,13 @@ mod tests {
     /// (on a database of its own, dropped after).
     #[tokio::test]
     async fn a_failed_request_gives_its_numbers_back_on_postgres() {
-        let Some(admin_url) = super::super::tests::postgres_url() else {
-            return;
-        };
-        let name = format!("ticketd_writer_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(&admin_url).await.expect("connect");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
-        a_failed_request_gives_its_numbers_back(&format!("{base}/{name}")).await;
-        admin
-            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .unwrap();
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        a_batch_sees_an_endpoint_registered_inside_it(&format!("{base}/{name}")).await;
-        admin
-            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .unwrap();
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        a_batch_writes_its_outbox_rows_once(&format!("{base}/{name}")).await;
-        admin
-            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .unwrap();
+        use super::super::tests::on_fresh_postgres;
+        on_fresh_postgres("ticketd_writer", a_failed_request_gives_its_numbers_back).await;
+        on_fresh_postgres(
+            "ticketd_writer",
+            a_batch_sees_an_endpoint_registered_inside_it,
+        )
+        .await;
+        on_fresh_postgres("ticketd_writer", a_batch_writes_its_outbox_rows_once).await;
     }
 }
