@@ -444,6 +444,21 @@ pub(crate) async fn decoded<E: sea_orm::EntityTrait, T>(
     rows.into_iter().map(decode).collect()
 }
 
+/// A stored name that must be one of `C`'s; anything else is a corrupt row
+/// (the `row` kind `id`, e.g. "ticket", "delivery"), INTERNAL naming it.
+pub(crate) fn parse_stored<C: crate::domain::Code>(
+    row: &str,
+    id: &str,
+    what: &str,
+    text: &str,
+) -> Result<C, Error> {
+    C::parse(text).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "{row} {id} has an unknown {what} {text:?}"
+        ))
+    })
+}
+
 /// Maps a database error: losing the connection is UNAVAILABLE (the call is
 /// safe to retry, and the pool replaces the dead connection), everything else
 /// is INTERNAL and logged by the gRPC layer with its cause.

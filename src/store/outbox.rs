@@ -88,13 +88,9 @@ fn endpoint_of(m: endpoint::Model) -> Endpoint {
     }
 }
 
-/// A stored name that must be one of `C`'s; anything else is a corrupt row.
+/// A delivery's stored name that must be one of `C`'s (see `parse_stored`).
 fn parse_code<C: Code>(what: &str, id: &str, text: &str) -> Result<C, Error> {
-    C::parse(text).ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "delivery {id} has an unknown {what} {text:?}"
-        ))
-    })
+    super::parse_stored("delivery", id, what, text)
 }
 
 fn delivery_of(m: delivery::Model) -> Result<Delivery, Error> {

@@ -166,13 +166,9 @@ pub trait Stored: Ticket {
     fn breach_candidates() -> (Select<Self::Table>, <Self::Table as EntityTrait>::Column);
 }
 
-/// A stored name that must be one of `C`'s; anything else is a corrupt row.
+/// A ticket's stored name that must be one of `C`'s (see `parse_stored`).
 pub fn parse_code<C: Code>(what: &str, id: &str, text: &str) -> Result<C, Error> {
-    C::parse(text).ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "ticket {id} has an unknown {what} {text:?}"
-        ))
-    })
+    super::parse_stored("ticket", id, what, text)
 }
 
 /// The filters every ticket list has, already validated.
