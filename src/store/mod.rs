@@ -453,9 +453,7 @@ pub(crate) fn parse_stored<C: crate::domain::Code>(
     text: &str,
 ) -> Result<C, Error> {
     C::parse(text).ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "{row} {id} has an unknown {what} {text:?}"
-        ))
+        Error::Internal(anyhow::anyhow!("{row} {id} has an unknown {what} {text:?}"))
     })
 }
 
@@ -551,6 +549,16 @@ mod tests {
             eprintln!("SKIPPED: set TICKETD_TEST_POSTGRES_URL to run it on PostgreSQL");
         }
         url
+    }
+
+    /// Runs `test` on a SQLite file of its own, in a directory removed after.
+    pub(crate) async fn on_fresh_sqlite(test: impl AsyncFnOnce(&str)) {
+        let dir = tempfile::tempdir().unwrap();
+        test(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.db").display()
+        ))
+        .await;
     }
 
     /// Runs `test` on a PostgreSQL database of its own, created beside

@@ -467,20 +467,29 @@ pub async fn claim(
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await
         .map_err(db_error)?;
-    rows.into_iter()
-        .map(|row| {
-            let id: String = row.try_get("", "id").map_err(db_error)?;
-            let channel: String = row.try_get("", "channel").map_err(db_error)?;
-            Ok(Claimed {
-                channel: parse_code("channel", &id, &channel)?,
-                id,
-                endpoint_id: row.try_get("", "endpoint_id").map_err(db_error)?,
-                payload: row.try_get("", "payload").map_err(db_error)?,
-                attempts: row.try_get("", "attempts").map_err(db_error)?,
-                retry_from: row.try_get("", "retry_from").map_err(db_error)?,
-            })
-        })
-        .collect()
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("", "id").map_err(db_error)?;
+        let channel: String = row.try_get("", "channel").map_err(db_error)?;
+        // A corrupt row must not stop every other delivery: it is logged and
+        // left leased (claimed again, and logged again, when its lease ends).
+        let channel = match parse_code("channel", &id, &channel) {
+            Ok(channel) => channel,
+            Err(e) => {
+                tracing::error!(error = %e, "an outbox row cannot be delivered");
+                continue;
+            }
+        };
+        claimed.push(Claimed {
+            id,
+            channel,
+            endpoint_id: row.try_get("", "endpoint_id").map_err(db_error)?,
+            payload: row.try_get("", "payload").map_err(db_error)?,
+            attempts: row.try_get("", "attempts").map_err(db_error)?,
+            retry_from: row.try_get("", "retry_from").map_err(db_error)?,
+        });
+    }
+    Ok(claimed)
 }
 
 /// The receiver took it.
@@ -638,6 +647,10 @@ pub async fn retry(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<bo
 
 #[cfg(test)]
 pub(super) mod tests {
+    use sea_orm::TransactionTrait;
+
+    use super::super::Store;
+    use super::super::tests::{on_fresh_postgres, on_fresh_sqlite};
     use super::*;
     use crate::domain::event::TicketType;
 
@@ -668,10 +681,7 @@ pub(super) mod tests {
     fn a_stored_delivery_is_read_into_typed_values() {
         let d = delivery_of(row()).unwrap();
         assert_eq!(d.route.channel, Channel::Email);
-        assert_eq!(
-            d.route.ticket_type,
-            crate::domain::event::TicketType::Incident
-        );
+        assert_eq!(d.route.ticket_type, TicketType::Incident);
         assert_eq!(d.state, DeliveryState::Pending);
     }
 
@@ -698,10 +708,6 @@ pub(super) mod tests {
             }
         }
     }
-
-    use sea_orm::TransactionTrait;
-
-    use super::super::Store;
 
     /// An outbox row of ticket `ticket` (event `sequence`), due at `sequence` µs.
     pub(crate) fn due_row(id: &str, ticket: &str, sequence: i64) -> NewDelivery {
@@ -756,18 +762,33 @@ pub(super) mod tests {
         store.close().await;
     }
 
+    /// A row whose stored channel is unknown is left out of the claim (and
+    /// logged); the rows beside it are still claimed.
+    async fn a_corrupt_row_does_not_stop_the_claim(url: &str) {
+        let store = Store::connect(url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let conn = store.conn();
+        insert_deliveries(conn, rows(3)).await.unwrap();
+        conn.execute_unprepared("UPDATE outbox SET channel = 'fax' WHERE id = 'd00002'")
+            .await
+            .unwrap();
+        let claimed = claim(conn, 1_000, 1_000_000, 32).await.unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["d00001", "d00003"]);
+        store.close().await;
+    }
+
     #[tokio::test]
-    async fn a_claim_takes_at_most_its_limit_on_sqlite() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        a_claim_takes_at_most_its_limit(&url).await;
+    async fn a_claim_takes_at_most_its_limit_and_skips_a_corrupt_row_on_sqlite() {
+        on_fresh_sqlite(a_claim_takes_at_most_its_limit).await;
+        on_fresh_sqlite(a_corrupt_row_does_not_stop_the_claim).await;
     }
 
     /// The same on PostgreSQL, when `TICKETD_TEST_POSTGRES_URL` names one
     /// (on a database of its own, dropped after).
     #[tokio::test]
-    async fn a_claim_takes_at_most_its_limit_on_postgres() {
-        super::super::tests::on_fresh_postgres("ticketd_outbox", a_claim_takes_at_most_its_limit)
-            .await;
+    async fn a_claim_takes_at_most_its_limit_and_skips_a_corrupt_row_on_postgres() {
+        on_fresh_postgres("ticketd_outbox", a_claim_takes_at_most_its_limit).await;
+        on_fresh_postgres("ticketd_outbox", a_corrupt_row_does_not_stop_the_claim).await;
     }
 }

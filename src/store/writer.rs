@@ -551,13 +551,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_request_gives_its_numbers_back_on_sqlite() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        a_failed_request_gives_its_numbers_back(&url).await;
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
-        a_batch_sees_an_endpoint_registered_inside_it(&url).await;
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("o.db").display());
-        a_batch_writes_its_outbox_rows_once(&url).await;
+        use super::super::tests::on_fresh_sqlite;
+        on_fresh_sqlite(a_failed_request_gives_its_numbers_back).await;
+        on_fresh_sqlite(a_batch_sees_an_endpoint_registered_inside_it).await;
+        on_fresh_sqlite(a_batch_writes_its_outbox_rows_once).await;
     }
 
     /// The same on PostgreSQL, when `TICKETD_TEST_POSTGRES_URL` names one
