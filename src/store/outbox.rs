@@ -314,20 +314,29 @@ pub(super) async fn write_deliveries(
         DbBackend::Postgres => PG_BYTES_PER_INSERT,
         _ => usize::MAX,
     };
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let mut chunk = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(row) = rows.next_if(|r| {
-            chunk.is_empty()
-                || (chunk.len() < ROWS_PER_INSERT && bytes.saturating_add(size(r)) <= max_bytes)
-        }) {
-            bytes += size(&row);
-            chunk.push(row);
-        }
+    for chunk in chunks(rows, max_bytes) {
         insert_now(conn, chunk).await?;
     }
     Ok(())
+}
+
+/// `rows` in order, cut into INSERTs of at most [`ROWS_PER_INSERT`] rows and
+/// about `max_bytes` (a row larger than that goes alone).
+fn chunks(rows: Vec<NewDelivery>, max_bytes: usize) -> Vec<Vec<NewDelivery>> {
+    let mut chunks: Vec<Vec<NewDelivery>> = vec![];
+    let mut bytes = 0usize;
+    for row in rows {
+        let fits = chunks.last().is_some_and(|chunk| {
+            chunk.len() < ROWS_PER_INSERT && bytes.saturating_add(size(&row)) <= max_bytes
+        });
+        if !fits {
+            chunks.push(vec![]);
+            bytes = 0;
+        }
+        bytes += size(&row);
+        chunks.last_mut().expect("a chunk").push(row);
+    }
+    chunks
 }
 
 /// About how many bytes a row takes in an INSERT.
@@ -760,6 +769,38 @@ pub(super) mod tests {
         assert_eq!(second[0].id, "d00033", "leased rows are not claimed again");
         txn.commit().await.unwrap();
         store.close().await;
+    }
+
+    #[test]
+    fn a_batch_of_rows_is_cut_by_count_and_by_bytes_in_order() {
+        let sized = |n: i64, payload: usize| NewDelivery {
+            payload: "x".repeat(payload),
+            ..due_row(&format!("d{n:05}"), "t", n)
+        };
+        let ids = |chunks: &[Vec<NewDelivery>]| -> Vec<Vec<i64>> {
+            chunks
+                .iter()
+                .map(|c| c.iter().map(|r| r.route.sequence).collect())
+                .collect()
+        };
+        // 5 KiB payloads: two fit in 12 KiB, a third does not; a 20 KiB row goes alone.
+        let rows = vec![
+            sized(1, 5120),
+            sized(2, 5120),
+            sized(3, 5120),
+            sized(4, 20_480),
+            sized(5, 10),
+        ];
+        let cut = chunks(rows, PG_BYTES_PER_INSERT);
+        assert_eq!(ids(&cut), [vec![1, 2], vec![3], vec![4], vec![5]]);
+        for chunk in cut.iter().filter(|c| c.len() > 1) {
+            assert!(chunk.iter().map(size).sum::<usize>() <= PG_BYTES_PER_INSERT);
+        }
+        // Without a byte bound (SQLite), only the row count cuts.
+        let many = (1..=2_500).map(|n| sized(n, 10)).collect();
+        let lens: Vec<usize> = chunks(many, usize::MAX).iter().map(Vec::len).collect();
+        assert_eq!(lens, [1_000, 1_000, 500]);
+        assert!(chunks(vec![], usize::MAX).is_empty());
     }
 
     /// A row whose stored channel is unknown is left out of the claim (and
